@@ -1,0 +1,485 @@
+//! Settings: built-in defaults, then a YAML or TOML file, then `REGAUTH_<SECTION>__<KEY>`
+//! environment variables; validated at load with messages that say what to fix.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{Algorithm, KidFormat};
+use crate::scope::{Action, Actions};
+
+/// Prefix of the environment variables that override settings.
+pub const ENV_PREFIX: &str = "REGAUTH";
+/// Shortest token lifetime: clients treat anything shorter as 60 s.
+pub const MIN_TTL_SECONDS: u32 = 60;
+/// Longest token lifetime accepted.
+pub const MAX_TTL_SECONDS: u32 = 86_400;
+
+/// All settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// The HTTP listener.
+    pub server: ServerSettings,
+    /// What tokens say and how long they live.
+    pub token: TokenSettings,
+    /// Where the signing key comes from.
+    pub key: KeySettings,
+    /// What callers may do.
+    pub access: AccessSettings,
+}
+
+/// `server.*`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address and port to listen on.
+    pub listen: String,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            listen: "127.0.0.1:5001".into(),
+        }
+    }
+}
+
+/// `token.*`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenSettings {
+    /// `iss`; must equal the registry's `auth.token.issuer`.
+    pub issuer: String,
+    /// Token lifetime in seconds, at least 60.
+    pub ttl_seconds: u32,
+    /// Which `kid` the header carries.
+    pub kid_format: KidFormat,
+    /// Services tokens may be issued for; empty means any.
+    pub services: Vec<String>,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        TokenSettings {
+            issuer: "regauth".into(),
+            ttl_seconds: 300,
+            kid_format: KidFormat::Libtrust,
+            services: Vec::new(),
+        }
+    }
+}
+
+/// Where keys come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum KeySource {
+    /// A PEM file, watched and hot-reloaded.
+    #[default]
+    File,
+    /// An environment variable, read at start.
+    Env,
+}
+
+impl TryFrom<String> for KeySource {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        match s.to_ascii_lowercase().as_str() {
+            "file" => Ok(KeySource::File),
+            "env" => Ok(KeySource::Env),
+            _ => Err(format!("key.source {s:?} is not one of: file, env")),
+        }
+    }
+}
+
+/// `key.*`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeySettings {
+    /// `file` or `env`.
+    pub source: KeySource,
+    /// The key file, for `source: file`.
+    pub path: PathBuf,
+    /// A PEM chain (leaf first) sent as `x5c`.
+    pub certificate: Option<PathBuf>,
+    /// The variable holding the key, for `source: env`.
+    pub env: String,
+    /// Algorithm override (`RS384`, `PS256`, `HS256`, ...).
+    pub algorithm: Option<String>,
+    /// Seconds between backstop re-reads of the key file.
+    pub poll_interval_seconds: u64,
+}
+
+impl Default for KeySettings {
+    fn default() -> Self {
+        KeySettings {
+            source: KeySource::File,
+            path: PathBuf::from("keys/signing.key"),
+            certificate: None,
+            env: "REGAUTH_SIGNING_KEY".into(),
+            algorithm: None,
+            poll_interval_seconds: 30,
+        }
+    }
+}
+
+/// `access.*`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessSettings {
+    /// Actions anonymous callers get on repositories.
+    pub anonymous: Vec<String>,
+}
+
+impl Default for AccessSettings {
+    fn default() -> Self {
+        AccessSettings {
+            anonymous: vec!["pull".into()],
+        }
+    }
+}
+
+/// A configuration that cannot be used. The message says what to change.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file does not exist or cannot be read.
+    #[error("cannot read config file {path}: {reason}")]
+    File {
+        /// The path given.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The file extension does not say its format.
+    #[error("config file {0} must end in .yaml, .yml or .toml")]
+    Format(PathBuf),
+    /// Syntax errors, unknown keys, wrong types.
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    /// A value out of range or of the wrong form.
+    #[error("invalid configuration: {key}: {message}")]
+    Invalid {
+        /// The setting, e.g. `token.ttl_seconds`.
+        key: &'static str,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+/// Settings checked and converted into the types the service uses.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    /// The settings as loaded.
+    pub settings: Settings,
+    /// `server.listen` parsed.
+    pub listen: SocketAddr,
+    /// `key.algorithm` parsed.
+    pub algorithm: Option<Algorithm>,
+    /// `access.anonymous` parsed.
+    pub anonymous: Actions,
+    /// `key.poll_interval_seconds` as a duration.
+    pub poll_interval: Duration,
+    /// True when neither a config file nor `REGAUTH_KEY__*` variables were given, so a missing
+    /// default key may be generated.
+    pub zero_config: bool,
+}
+
+impl Settings {
+    /// Loads defaults, then `file`, then the `REGAUTH_<SECTION>__<KEY>` variables in `env`.
+    ///
+    /// Only variables with a `__` after the prefix are read, so `REGAUTH_SIGNING_KEY` (the
+    /// default home of an env key) is never mistaken for a setting.
+    pub fn load(
+        file: Option<&Path>,
+        env: &HashMap<String, String>,
+    ) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            let format = match path.extension().and_then(|e| e.to_str()) {
+                Some("yaml" | "yml") => config::FileFormat::Yaml,
+                Some("toml") => config::FileFormat::Toml,
+                _ => return Err(ConfigError::Format(path.to_path_buf())),
+            };
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+            builder = builder.add_source(config::File::from_str(&text, format));
+        }
+        let overrides: HashMap<String, String> = env
+            .iter()
+            .filter(|(k, _)| is_setting_var(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("_")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("access.anonymous")
+                .with_list_parse_key("token.services")
+                .try_parsing(true)
+                .source(Some(overrides)),
+        );
+        let built = builder
+            .build()
+            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+        built
+            .try_deserialize::<Settings>()
+            .map_err(|e| ConfigError::Parse(e.to_string()))
+    }
+
+    /// Checks every value and returns what the service needs.
+    pub fn validate(self, zero_config: bool) -> Result<Validated, ConfigError> {
+        let listen: SocketAddr = self.server.listen.parse().map_err(|_| {
+            invalid(
+                "server.listen",
+                format!(
+                    "{:?} is not an address and port such as 127.0.0.1:5001 or [::]:5001",
+                    self.server.listen
+                ),
+            )
+        })?;
+        if self.token.issuer.trim().is_empty() {
+            return Err(invalid(
+                "token.issuer",
+                "must not be empty; set it to the registry's auth.token.issuer",
+            ));
+        }
+        let ttl = self.token.ttl_seconds;
+        if !(MIN_TTL_SECONDS..=MAX_TTL_SECONDS).contains(&ttl) {
+            return Err(invalid(
+                "token.ttl_seconds",
+                format!(
+                    "{ttl} is out of range; use {MIN_TTL_SECONDS} to {MAX_TTL_SECONDS} (clients treat shorter tokens as 60 s)"
+                ),
+            ));
+        }
+        if let Some(bad) = self.token.services.iter().find(|s| s.trim().is_empty()) {
+            return Err(invalid(
+                "token.services",
+                format!("{bad:?} is not a service name"),
+            ));
+        }
+        let algorithm = match &self.key.algorithm {
+            None => None,
+            Some(a) => Some(
+                a.parse::<Algorithm>()
+                    .map_err(|e| invalid("key.algorithm", e.to_string()))?,
+            ),
+        };
+        if self.key.source == KeySource::Env && self.key.env.trim().is_empty() {
+            return Err(invalid(
+                "key.env",
+                "must name the environment variable that holds the key",
+            ));
+        }
+        if self.key.source == KeySource::File && self.key.path.as_os_str().is_empty() {
+            return Err(invalid("key.path", "must name the key file"));
+        }
+        if self.key.poll_interval_seconds == 0 {
+            return Err(invalid("key.poll_interval_seconds", "must be at least 1"));
+        }
+        let anonymous = self
+            .access
+            .anonymous
+            .iter()
+            .map(|a| {
+                a.parse::<Action>()
+                    .map_err(|reason| invalid("access.anonymous", format!("{a:?}: {reason}")))
+            })
+            .collect::<Result<Actions, _>>()?;
+        Ok(Validated {
+            poll_interval: Duration::from_secs(self.key.poll_interval_seconds),
+            settings: self,
+            listen,
+            algorithm,
+            anonymous,
+            zero_config,
+        })
+    }
+}
+
+/// True for `REGAUTH_<SECTION>__<KEY>` names.
+fn is_setting_var(name: &str) -> bool {
+    name.strip_prefix("REGAUTH_")
+        .is_some_and(|rest| rest.contains("__"))
+}
+
+/// Loads and validates settings from `file` and the process environment.
+pub fn load(file: Option<&Path>) -> Result<Validated, ConfigError> {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    load_with_env(file, &env)
+}
+
+/// [`load`] with an explicit environment, for tests.
+pub fn load_with_env(
+    file: Option<&Path>,
+    env: &HashMap<String, String>,
+) -> Result<Validated, ConfigError> {
+    let zero_config = file.is_none() && !env.keys().any(|k| k.starts_with("REGAUTH_KEY__"));
+    Settings::load(file, env)?.validate(zero_config)
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::type_complexity
+)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn file(ext: &str, text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::Builder::new().suffix(ext).tempfile().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn defaults_load_without_file_or_env() {
+        let v = load_with_env(None, &HashMap::new()).unwrap();
+        assert_eq!(v.settings, Settings::default());
+        assert_eq!(v.listen.to_string(), "127.0.0.1:5001");
+        assert_eq!(v.settings.token.ttl_seconds, 300);
+        assert_eq!(v.anonymous.to_string(), "pull");
+        assert!(v.zero_config);
+    }
+
+    #[test]
+    fn yaml_then_env_override_in_that_order() {
+        let f = file(
+            ".yaml",
+            "server:\n  listen: 127.0.0.1:7000\ntoken:\n  issuer: from-file\n  ttl_seconds: 120\n",
+        );
+        let v = load_with_env(
+            Some(f.path()),
+            &env(&[
+                ("REGAUTH_TOKEN__ISSUER", "from-env"),
+                ("REGAUTH_ACCESS__ANONYMOUS", "pull,push"),
+                ("REGAUTH_TOKEN__SERVICES", "a.test,b.test"),
+                ("REGAUTH_SIGNING_KEY", "not a setting"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(v.listen.port(), 7000);
+        assert_eq!(v.settings.token.issuer, "from-env");
+        assert_eq!(v.settings.token.ttl_seconds, 120);
+        assert_eq!(v.anonymous.to_string(), "pull,push");
+        assert_eq!(v.settings.token.services, ["a.test", "b.test"]);
+        assert!(!v.zero_config);
+    }
+
+    #[test]
+    fn toml_files_load() {
+        let f = file(
+            ".toml",
+            "[token]\nkid_format = \"thumbprint\"\n[key]\nalgorithm = \"PS256\"\n",
+        );
+        let v = load_with_env(Some(f.path()), &HashMap::new()).unwrap();
+        assert_eq!(v.settings.token.kid_format, KidFormat::Thumbprint);
+        assert_eq!(v.algorithm, Some(Algorithm::PS256));
+    }
+
+    #[test]
+    fn a_key_variable_turns_off_zero_config() {
+        let v = load_with_env(None, &env(&[("REGAUTH_KEY__PATH", "/x/k.pem")])).unwrap();
+        assert!(!v.zero_config);
+        assert_eq!(v.settings.key.path, PathBuf::from("/x/k.pem"));
+    }
+
+    #[test]
+    fn bad_configurations_say_what_to_fix() {
+        let cases: &[(&str, &[(&str, &str)], &str)] = &[
+            ("token:\n  ttl: 5\n", &[], "unknown field `ttl`"),
+            ("tokens: {}\n", &[], "unknown field `tokens`"),
+            (
+                "token:\n  ttl_seconds: 30\n",
+                &[],
+                "token.ttl_seconds: 30 is out of range",
+            ),
+            ("token:\n  ttl_seconds: lots\n", &[], "ttl_seconds"),
+            ("server:\n  listen: localhost\n", &[], "server.listen"),
+            ("token:\n  issuer: ' '\n", &[], "token.issuer"),
+            (
+                "key:\n  algorithm: ES257\n",
+                &[],
+                "key.algorithm: unknown algorithm",
+            ),
+            (
+                "key:\n  source: vault\n",
+                &[],
+                "key.source \"vault\" is not one of: file, env",
+            ),
+            (
+                "token:\n  kid_format: x\n",
+                &[],
+                "token.kid_format \"x\" is not one of: libtrust, thumbprint, none",
+            ),
+            (
+                "access:\n  anonymous: [Pull]\n",
+                &[],
+                "access.anonymous: \"Pull\"",
+            ),
+            ("key:\n  source: env\n  env: ''\n", &[], "key.env"),
+            (
+                "key:\n  poll_interval_seconds: 0\n",
+                &[],
+                "key.poll_interval_seconds",
+            ),
+            (
+                "{}\n",
+                &[("REGAUTH_TOKEN__TTL_SECONDS", "10")],
+                "token.ttl_seconds",
+            ),
+            (
+                "{}\n",
+                &[("REGAUTH_TOKEN__NOPE", "1")],
+                "unknown field `nope`",
+            ),
+        ];
+        for (yaml, vars, expected) in cases {
+            let f = file(".yaml", yaml);
+            let err = load_with_env(Some(f.path()), &env(vars))
+                .expect_err(yaml)
+                .to_string();
+            assert!(err.contains(expected), "{yaml:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn missing_or_unknown_kind_of_file_is_named() {
+        let err = load_with_env(
+            Some(Path::new("/nonexistent/regauth.yaml")),
+            &HashMap::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("/nonexistent/regauth.yaml"), "{err}");
+        let err = load_with_env(Some(Path::new("regauth.json")), &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(".yaml, .yml or .toml"), "{err}");
+    }
+}

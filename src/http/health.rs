@@ -1,0 +1,34 @@
+//! Liveness (`/healthz`) and readiness (`/readyz`: a usable signing key is loaded).
+
+use actix_web::{HttpResponse, web};
+use chrono::SecondsFormat;
+use serde_json::json;
+
+use super::AppState;
+
+/// 200 while the process serves requests.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// 200 while a signing key is loaded and its certificate (if any) has not expired.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let key = state.keys.signing_key();
+    let status = state.keys.status();
+    let now = state.clock.now();
+    let expired = key.certificate().is_some_and(|c| c.not_after < now);
+    let body = json!({
+        "status": if expired { "certificate expired" } else { "ready" },
+        "alg": key.algorithm().as_str(),
+        "kid": key.kid(),
+        "source": status.source,
+        "key_loaded_at": status.loaded_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        "failed_reloads": status.failed_reloads,
+        "last_reload_error": status.last_error,
+    });
+    if expired {
+        HttpResponse::ServiceUnavailable().json(body)
+    } else {
+        HttpResponse::Ok().json(body)
+    }
+}

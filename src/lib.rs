@@ -1,0 +1,18 @@
+//! regauth: a token authentication server for container registries.
+//!
+//! A registry answers an unauthenticated client with a `Bearer` challenge that points at
+//! regauth. The client asks regauth for a token; regauth parses the requested
+//! [`scope`]s, decides who the caller is ([`identity`]) and what it may do ([`policy`]),
+//! builds the [`claims`], signs them ([`signing`]) with a hot-reloaded key ([`keys`]) and
+//! answers in the shape the distribution token spec defines ([`http`]).
+
+pub mod claims;
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod identity;
+pub mod keys;
+pub mod policy;
+pub mod scope;
+pub mod signing;
+pub mod startup;

@@ -1,0 +1,177 @@
+//! Building and running the service: key provider, shared state, listener, HTTP server.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, middleware, web};
+use anyhow::Context;
+
+use crate::claims::ClaimsBuilder;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{KeySource, Validated};
+use crate::http::{self, AppState};
+use crate::keys::{EnvKeyProvider, FileKeyProvider, KeyProvider, KeySpec, WatchOptions, generate};
+use crate::policy::AnonymousPolicy;
+
+/// A built service, bound to its port, not yet running.
+pub struct Application {
+    port: u16,
+    server: Server,
+    keys: Arc<dyn KeyProvider>,
+}
+
+impl Application {
+    /// Builds the service from validated settings with the system clock.
+    pub fn build(config: Validated) -> anyhow::Result<Application> {
+        Application::build_with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// Builds the service with an explicit clock (tests pin time).
+    pub fn build_with_clock(
+        config: Validated,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Application> {
+        let keys = key_provider(&config)?;
+        let settings = &config.settings;
+        let state = web::Data::new(AppState {
+            keys: Arc::clone(&keys),
+            claims: ClaimsBuilder::new(settings.token.issuer.clone(), settings.token.ttl_seconds),
+            clock,
+            policy: Arc::new(AnonymousPolicy::new(config.anonymous.clone())),
+            services: settings.token.services.iter().cloned().collect(),
+        });
+        let listener = TcpListener::bind(config.listen)
+            .with_context(|| format!("cannot listen on {} (server.listen)", config.listen))?;
+        let addr = listener.local_addr()?;
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(middleware::Logger::new(r#"%a "%r" %s %b %Dms"#).exclude("/healthz"))
+                .app_data(state.clone())
+                .configure(http::routes)
+        })
+        .listen(listener)?
+        .run();
+        log::info!("listening on {addr}");
+        log_summary(&config, addr, keys.as_ref());
+        Ok(Application {
+            port: addr.port(),
+            server,
+            keys,
+        })
+    }
+
+    /// The bound port (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The key provider, for inspection.
+    pub fn keys(&self) -> Arc<dyn KeyProvider> {
+        Arc::clone(&self.keys)
+    }
+
+    /// Serves until the process is told to stop (SIGINT/SIGTERM drain in-flight requests).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+fn key_spec(config: &Validated) -> KeySpec {
+    KeySpec {
+        algorithm: config.algorithm,
+        kid_format: config.settings.token.kid_format,
+    }
+}
+
+fn key_provider(config: &Validated) -> anyhow::Result<Arc<dyn KeyProvider>> {
+    let key = &config.settings.key;
+    let spec = key_spec(config);
+    match key.source {
+        KeySource::Env => {
+            let provider = EnvKeyProvider::from_env(&key.env, key.certificate.clone(), spec)?;
+            Ok(Arc::new(provider))
+        }
+        KeySource::File => {
+            let mut certificate = key.certificate.clone();
+            if config.zero_config && !key.path.exists() {
+                generate_default_key(&key.path, spec)?;
+                certificate = None;
+            }
+            let options = WatchOptions {
+                poll_interval: config.poll_interval,
+                ..WatchOptions::default()
+            };
+            let provider = FileKeyProvider::start(key.path.clone(), certificate, spec, options)?;
+            Ok(Arc::new(provider))
+        }
+    }
+}
+
+/// First start without configuration: make `keys/signing.key` and its certificate.
+fn generate_default_key(path: &Path, spec: KeySpec) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let alg = spec.algorithm.unwrap_or(crate::keys::Algorithm::ES256);
+    let written = generate::write(&dir, alg, false)
+        .with_context(|| format!("generating a first signing key in {}", dir.display()))?;
+    log::warn!(
+        "no signing key at {}: generated a new {alg} key there and its certificate {}; \
+         put the certificate in the registry's rootcertbundle",
+        written.key.display(),
+        written
+            .certificate
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    );
+    Ok(())
+}
+
+fn log_summary(config: &Validated, addr: std::net::SocketAddr, keys: &dyn KeyProvider) {
+    let settings = &config.settings;
+    let key = keys.signing_key();
+    log::info!(
+        "issuer {:?}, tokens live {} s, signing {} from {}",
+        settings.token.issuer,
+        settings.token.ttl_seconds,
+        key.label(),
+        keys.status().source
+    );
+    let service = settings
+        .token
+        .services
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "registry.example.com".into());
+    let bundle = match (&settings.key.certificate, settings.key.source) {
+        (Some(cert), _) => cert.display().to_string(),
+        (None, KeySource::File) => settings
+            .key
+            .path
+            .with_file_name(generate::CERT_FILE)
+            .display()
+            .to_string(),
+        (None, KeySource::Env) => "<certificate of the signing key>".into(),
+    };
+    let host = if addr.ip().is_unspecified() {
+        format!("<this host>:{}", addr.port())
+    } else {
+        addr.to_string()
+    };
+    log::info!(
+        "registry configuration to pair with this server:\n\
+         auth:\n  token:\n    realm: http://{host}/token\n    service: {service}\n    \
+         issuer: {}\n    rootcertbundle: {bundle}",
+        settings.token.issuer
+    );
+    if key.algorithm().is_hmac() {
+        log::warn!(
+            "signing with {}: the distribution registry cannot verify HMAC tokens; use an EC or RSA key for it",
+            key.algorithm()
+        );
+    }
+}

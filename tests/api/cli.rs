@@ -1,0 +1,188 @@
+//! The `regauth` binary: keygen, startup errors, zero-config start.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_regauth");
+
+#[test]
+fn keygen_writes_a_private_key_and_a_certificate_and_prints_the_kid() {
+    let dir = tempfile::tempdir().unwrap();
+    for alg in ["es256", "rs256", "eddsa", "es512", "hs256"] {
+        let out = dir.path().join(alg);
+        let output = Command::new(BIN)
+            .args(["keygen", "--alg", alg, "--out"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{alg}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        let key = out.join("signing.key");
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{alg}");
+        if alg == "hs256" {
+            assert!(!out.join("signing.crt").exists());
+            assert!(stdout.contains("key.algorithm: HS256"), "{stdout}");
+        } else {
+            assert!(
+                std::fs::read_to_string(out.join("signing.crt"))
+                    .unwrap()
+                    .contains("BEGIN CERTIFICATE")
+            );
+            let kid_line = stdout
+                .lines()
+                .find(|l| l.starts_with("libtrust kid:"))
+                .unwrap();
+            let kid = kid_line.trim_start_matches("libtrust kid:").trim();
+            let expected = crate::helpers::kid_of(&std::fs::read(&key).unwrap());
+            assert_eq!(kid, expected);
+        }
+    }
+}
+
+#[test]
+fn keygen_refuses_to_overwrite_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |force: bool| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["keygen", "--out"]).arg(dir.path());
+        if force {
+            cmd.arg("--force");
+        }
+        cmd.output().unwrap()
+    };
+    assert!(run(false).status.success());
+    let second = run(false);
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("--force"));
+    assert!(run(true).status.success());
+}
+
+fn serve_fails_with(args: &[&str], envs: &[(&str, &str)], expected: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .arg("serve")
+        .args(args)
+        .envs(envs.iter().copied())
+        .env("REGAUTH_SERVER__LISTEN", "127.0.0.1:0")
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(expected),
+        "expected {expected:?} in:\n{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_key_file_is_a_startup_error_that_names_the_path() {
+    serve_fails_with(
+        &[],
+        &[("REGAUTH_KEY__PATH", "/nonexistent/dir/k.pem")],
+        "/nonexistent/dir/k.pem",
+    );
+}
+
+#[test]
+fn bad_configuration_stops_the_start_with_a_message() {
+    serve_fails_with(
+        &[],
+        &[("REGAUTH_TOKEN__TTL_SECONDS", "5")],
+        "token.ttl_seconds",
+    );
+    serve_fails_with(&["--config", "/nonexistent.yaml"], &[], "/nonexistent.yaml");
+    serve_fails_with(
+        &[],
+        &[
+            ("REGAUTH_KEY__SOURCE", "env"),
+            ("REGAUTH_KEY__ENV", "REGAUTH_TEST_NOPE"),
+        ],
+        "REGAUTH_TEST_NOPE",
+    );
+}
+
+#[test]
+fn an_environment_key_signs_tokens() {
+    let generated = regauth::keys::generate::generate(regauth::keys::Algorithm::ES384).unwrap();
+    let flattened = generated.key_pem.replace('\n', "\\n");
+    let (mut child, addr) = start_serve(
+        &[
+            ("REGAUTH_KEY__SOURCE", "env"),
+            ("REGAUTH_SIGNING_KEY", &flattened),
+        ],
+        None,
+    );
+    let body = http_get(&addr, "/token?service=s&scope=repository:a:pull");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(body.contains("\"token\""), "{body}");
+    let token = body.split('"').nth(3).unwrap();
+    assert_eq!(crate::helpers::header(token)["alg"], "ES384");
+}
+
+#[test]
+fn a_first_start_without_configuration_generates_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = start_serve(&[], Some(dir.path()));
+    let body = http_get(&addr, "/readyz");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(body.contains("\"ready\""), "{body}");
+    assert!(dir.path().join("keys/signing.key").exists());
+    assert!(dir.path().join("keys/signing.crt").exists());
+}
+
+/// Starts `regauth serve` on port 0 and returns it with its address, read from the log.
+fn start_serve(
+    envs: &[(&str, &str)],
+    cwd: Option<&std::path::Path>,
+) -> (std::process::Child, String) {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .env("REGAUTH_SERVER__LISTEN", "127.0.0.1:0")
+        .envs(envs.iter().copied())
+        .current_dir(cwd.unwrap_or(scratch.path()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.split("listening on ").nth(1) {
+                let _ = tx.send(addr.trim().to_owned());
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let addr = rx
+        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        .expect("regauth did not log its address");
+    (child, addr)
+}
+
+/// A minimal HTTP/1.1 GET, so these tests need no async runtime.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}

@@ -1,0 +1,140 @@
+//! Spawning regauth on a free port with a fresh key, and reading what it answers.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use data_encoding::BASE64URL_NOPAD;
+use regauth::config::{Settings, Validated};
+use regauth::keys::{Algorithm, KeyProvider, KeySpec, SigningKey, generate};
+use regauth::startup::Application;
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub dir: TempDir,
+    pub keys: Arc<dyn KeyProvider>,
+    pub key_path: PathBuf,
+}
+
+/// Settings for a test app: port 0, an ES256 key in a temp dir.
+pub fn test_settings(dir: &Path) -> Settings {
+    let mut settings = Settings::default();
+    settings.server.listen = "127.0.0.1:0".into();
+    settings.key.path = dir.join("signing.key");
+    settings
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    generate::write(dir.path(), Algorithm::ES256, false).expect("keygen");
+    let mut settings = test_settings(dir.path());
+    customize(&mut settings);
+    let key_path = settings.key.path.clone();
+    let config: Validated = settings.validate(false).expect("valid settings");
+    let app = Application::build(config).expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let keys = app.keys();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        dir,
+        keys,
+        key_path,
+    }
+}
+
+impl TestApp {
+    /// `GET /token` with a raw query string.
+    pub async fn get_token(&self, query: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}/token?{query}", self.address))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// A token for `repository:team/app:pull`, as a JWT string.
+    pub async fn pull_token(&self) -> String {
+        let response = self
+            .get_token("service=registry.test&scope=repository:team/app:pull")
+            .await;
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.expect("json");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// Polls for a token until its kid satisfies `pred` or the deadline passes.
+    pub async fn wait_for_kid(
+        &self,
+        deadline: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        let start = Instant::now();
+        loop {
+            let kid = header(&self.pull_token().await)["kid"]
+                .as_str()
+                .map(str::to_owned);
+            if let Some(k) = &kid
+                && pred(k)
+            {
+                return kid;
+            }
+            if start.elapsed() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The decoded JWT header.
+pub fn header(token: &str) -> Value {
+    part(token, 0)
+}
+
+/// The decoded JWT claims.
+pub fn claims(token: &str) -> Value {
+    part(token, 1)
+}
+
+fn part(token: &str, index: usize) -> Value {
+    let segment = token.split('.').nth(index).expect("JWT segment");
+    serde_json::from_slice(
+        &BASE64URL_NOPAD
+            .decode(segment.as_bytes())
+            .expect("base64url"),
+    )
+    .expect("json")
+}
+
+/// The libtrust kid of a key file.
+pub fn kid_of(key_pem: &[u8]) -> String {
+    SigningKey::from_bytes(key_pem, None, KeySpec::default())
+        .expect("key loads")
+        .kid()
+        .expect("kid")
+        .to_owned()
+}
+
+/// A new ES256 key as PEM text, with its libtrust kid.
+pub fn new_key() -> (String, String) {
+    let generated = generate::generate(Algorithm::ES256).expect("keygen");
+    let kid = kid_of(generated.key_pem.as_bytes());
+    (generated.key_pem, kid)
+}

@@ -1,5 +1,8 @@
 //! Integration tests over real HTTP on port 0.
 
+// Tests may panic: a panic is how they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod cli;
 mod errors;
 mod health;

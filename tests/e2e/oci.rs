@@ -22,7 +22,7 @@
 //! per image (the blobs of several images may share a directory, but only the
 //! last written tag is listed).
 //!
-//! Only dependency: `sha2` (0.10). No tar/flate2 crates: the ustar header,
+//! Only dependency: aws-lc-rs's SHA-256 (already regauth's crypto library). No tar/flate2 crates: the ustar header,
 //! the gzip wrapper (uncompressed "stored" deflate blocks) and CRC-32 are
 //! written by hand. The layer must be gzip: with an uncompressed
 //! `...layer.v1.tar` layer, skopeo 1.9 / podman 4.3 gzip it on push, so the
@@ -32,7 +32,7 @@
 
 #![allow(dead_code)]
 
-use sha2::{Digest, Sha256};
+use aws_lc_rs::digest;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -151,10 +151,10 @@ pub fn write_image(dir: &Path, tag: &str, seed: &str) -> io::Result<OciImage> {
 
 /// `sha256:<lowercase hex>` of `data`.
 pub fn sha256_digest(data: &[u8]) -> String {
-    let sum = Sha256::digest(data);
+    let sum = digest::digest(&digest::SHA256, data);
     let mut s = String::with_capacity(7 + 64);
     s.push_str("sha256:");
-    for b in sum.iter() {
+    for b in sum.as_ref() {
         s.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
         s.push(char::from(b"0123456789abcdef"[usize::from(b & 0x0f)]));
     }

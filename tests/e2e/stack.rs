@@ -1,0 +1,284 @@
+//! One test's world: the `regauth` binary on a free port, a registry trusting it, clients.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use data_encoding::BASE64URL_NOPAD;
+use regauth::keys::{Algorithm, generate};
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::registry::{
+    Clients, HttpResponse, Registry, RegistryOptions, http_request, require_registry, require_tool,
+};
+
+pub const SERVICE: &str = "registry.test";
+pub const ISSUER: &str = "regauth-e2e";
+
+/// How regauth signs, and what the registry trusts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyForm {
+    /// A self-signed certificate in the bundle, `kid` = libtrust ID.
+    Libtrust(Algorithm),
+    /// A CA in the bundle, the leaf sent as `x5c`, no `kid`.
+    X5cUnderCa,
+}
+
+/// What a stack is started with.
+pub struct StackOptions<'a> {
+    pub anonymous: &'a [&'a str],
+    pub key: KeyForm,
+    /// Extra certificates (PEM files) the registry should also trust.
+    pub extra_trust: Vec<PathBuf>,
+}
+
+impl Default for StackOptions<'_> {
+    fn default() -> Self {
+        StackOptions {
+            anonymous: &["pull", "push"],
+            key: KeyForm::Libtrust(Algorithm::ES256),
+            extra_trust: Vec::new(),
+        }
+    }
+}
+
+pub struct Stack {
+    pub dir: TempDir,
+    pub regauth: Regauth,
+    pub registry: Registry,
+    pub clients: Clients,
+}
+
+/// True when the registry and clients are installed; otherwise says why (and fails under CI).
+pub fn tools_present(tools: &[&str]) -> bool {
+    require_registry() && tools.iter().all(|t| require_tool(t))
+}
+
+impl Stack {
+    pub fn start(options: StackOptions<'_>) -> Stack {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let keys = dir.path().join("keys");
+        let (certificate, bundle) = match options.key {
+            KeyForm::Libtrust(alg) => {
+                let written = generate::write(&keys, alg, false).expect("keygen");
+                let cert = written.certificate.expect("certificate");
+                (None, fs::read_to_string(cert).expect("read cert"))
+            }
+            KeyForm::X5cUnderCa => {
+                let (leaf_cert, ca_cert) = ca_signed_leaf(&keys);
+                (Some(leaf_cert), ca_cert)
+            }
+        };
+        let mut bundle_text = bundle;
+        for extra in &options.extra_trust {
+            bundle_text.push_str(&fs::read_to_string(extra).expect("extra cert"));
+        }
+        let bundle_path = dir.path().join("bundle.pem");
+        fs::write(&bundle_path, bundle_text).expect("write bundle");
+
+        let kid_format = if options.key == KeyForm::X5cUnderCa {
+            "none"
+        } else {
+            "libtrust"
+        };
+        let anonymous = options
+            .anonymous
+            .iter()
+            .map(|a| format!("{a:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut config = format!(
+            "server:\n  listen: 127.0.0.1:0\n\
+             token:\n  issuer: {ISSUER}\n  ttl_seconds: 300\n  kid_format: {kid_format}\n  services: [{SERVICE}]\n\
+             key:\n  source: file\n  path: {}\n",
+            keys.join("signing.key").display()
+        );
+        if let Some(cert) = &certificate {
+            config.push_str(&format!("  certificate: {}\n", cert.display()));
+        }
+        config.push_str(&format!("access:\n  anonymous: [{anonymous}]\n"));
+        let config_path = dir.path().join("regauth.yaml");
+        fs::write(&config_path, config).expect("write config");
+
+        let regauth = Regauth::start(&config_path, &dir.path().join("regauth.log"));
+        let registry = Registry::start(&RegistryOptions {
+            port: 0,
+            dir: dir.path().join("registry"),
+            realm: format!("http://{}/token", regauth.addr),
+            service: SERVICE.into(),
+            issuer: ISSUER.into(),
+            root_cert_bundle: bundle_path,
+        })
+        .expect("registry starts");
+        let clients = Clients::new(&dir.path().join("clients")).expect("clients");
+        Stack {
+            dir,
+            regauth,
+            registry,
+            clients,
+        }
+    }
+
+    /// The key file regauth signs with.
+    pub fn key_path(&self) -> PathBuf {
+        self.dir.path().join("keys/signing.key")
+    }
+
+    /// Both logs, for assertion messages.
+    pub fn logs(&self) -> String {
+        format!(
+            "--- regauth log ---\n{}\n--- registry log (tail) ---\n{}",
+            self.regauth.log(),
+            tail(&self.registry.log(), 40)
+        )
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Writes a CA and an ES256 leaf it signed; returns (leaf certificate path, CA PEM).
+/// The leaf key goes to `dir/signing.key`.
+pub fn ca_signed_leaf(dir: &Path) -> (PathBuf, String) {
+    fs::create_dir_all(dir).expect("mkdir");
+    let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("ca key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "regauth e2e CA");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("ca cert");
+    let (leaf_cert, leaf_key) = leaf_signed_by(&ca, "regauth e2e signer");
+    fs::write(dir.join("signing.key"), leaf_key).expect("write leaf key");
+    let leaf_path = dir.join("signing.crt");
+    fs::write(&leaf_path, leaf_cert).expect("write leaf cert");
+    (leaf_path, ca.pem())
+}
+
+/// A fresh ES256 key and a certificate for it signed by `ca`: (cert PEM, key PEM).
+pub fn leaf_signed_by(
+    ca: &rcgen::CertifiedIssuer<'_, rcgen::KeyPair>,
+    name: &str,
+) -> (String, String) {
+    let generated = generate::generate(Algorithm::ES256).expect("leaf key");
+    let leaf_key = rcgen::KeyPair::from_pem(&generated.key_pem).expect("leaf key parses");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    let cert = params.signed_by(&leaf_key, ca).expect("leaf cert");
+    (cert.pem(), generated.key_pem)
+}
+
+/// The `regauth serve` process.
+pub struct Regauth {
+    child: Child,
+    pub addr: SocketAddr,
+    log_path: PathBuf,
+}
+
+impl Regauth {
+    pub fn start(config: &Path, log_path: &Path) -> Regauth {
+        let log = fs::File::create(log_path).expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_regauth"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info,regauth=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn regauth");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = fs::read_to_string(log_path).unwrap_or_default();
+            if let Some(addr) = text
+                .lines()
+                .find_map(|l| l.split("listening on ").nth(1))
+                .and_then(|a| a.trim().parse().ok())
+            {
+                return Regauth {
+                    child,
+                    addr,
+                    log_path: log_path.to_path_buf(),
+                };
+            }
+            if Instant::now() > deadline || matches!(child.try_wait(), Ok(Some(_))) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("regauth did not start:\n{text}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// `GET /token?QUERY` straight to regauth.
+    pub fn token(&self, query: &str) -> String {
+        let response = self.get(&format!("/token?{query}"));
+        assert_eq!(response.status, 200, "{}", response.body_text());
+        let body: Value = serde_json::from_slice(&response.body).expect("json");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    pub fn get(&self, path: &str) -> HttpResponse {
+        http_request(self.addr, "GET", path, &[], Duration::from_secs(10)).expect("regauth answers")
+    }
+}
+
+impl Drop for Regauth {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The decoded JWT header of `token`.
+pub fn jwt_header(token: &str) -> Value {
+    let first = token.split('.').next().unwrap_or_default();
+    serde_json::from_slice(&BASE64URL_NOPAD.decode(first.as_bytes()).expect("b64")).expect("json")
+}
+
+/// Splits `Bearer realm="..",service="..",scope=".."` into its parameters.
+pub fn challenge_params(header: &str) -> Vec<(String, String)> {
+    let rest = header.strip_prefix("Bearer ").unwrap_or(header);
+    let mut out = Vec::new();
+    let mut remaining = rest;
+    while let Some((key, after)) = remaining.split_once("=\"") {
+        let Some((value, next)) = after.split_once('"') else {
+            break;
+        };
+        out.push((
+            key.trim_start_matches(',').trim().to_owned(),
+            value.to_owned(),
+        ));
+        remaining = next;
+    }
+    out
+}
+
+/// Percent-encodes a query value.
+pub fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

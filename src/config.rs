@@ -1,14 +1,16 @@
 //! Settings: built-in defaults, then a YAML or TOML file, then `REGAUTH_<SECTION>__<KEY>`
 //! environment variables; validated at load with messages that say what to fix.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::identity::UserSettings;
 use crate::keys::{Algorithm, KidFormat};
+use crate::policy::{Acl, RuleSettings};
 use crate::scope::{Action, Actions};
 
 /// Prefix of the environment variables that override settings.
@@ -28,8 +30,14 @@ pub struct Settings {
     pub token: TokenSettings,
     /// Where the signing key comes from.
     pub key: KeySettings,
-    /// What callers may do.
+    /// Defaults for callers when no `acl` is configured.
     pub access: AccessSettings,
+    /// Users and their bcrypt password hashes and groups.
+    pub users: BTreeMap<String, UserSettings>,
+    /// Password file, password cache and refresh tokens.
+    pub auth: AuthSettings,
+    /// Ordered access rules; the first match decides. Absent: the default rules.
+    pub acl: Option<Vec<RuleSettings>>,
 }
 
 /// `server.*`
@@ -128,17 +136,36 @@ impl Default for KeySettings {
 }
 
 /// `access.*`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessSettings {
-    /// Actions anonymous callers get on repositories.
-    pub anonymous: Vec<String>,
+    /// Actions anonymous callers get on repositories under the default rules (`["pull"]`
+    /// when unset). Only meaningful without `acl`.
+    pub anonymous: Option<Vec<String>>,
 }
 
-impl Default for AccessSettings {
+/// `auth.*`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// An htpasswd file (bcrypt lines), watched and hot-reloaded.
+    pub htpasswd: Option<PathBuf>,
+    /// Seconds a successful password check is remembered; 0 turns the cache off.
+    pub cache_seconds: u64,
+    /// The secret refresh tokens are signed with (base64, at least 32 bytes). Refresh tokens
+    /// are issued only while this file exists.
+    pub refresh_secret_file: PathBuf,
+    /// Refresh token lifetime in seconds.
+    pub refresh_ttl_seconds: u64,
+}
+
+impl Default for AuthSettings {
     fn default() -> Self {
-        AccessSettings {
-            anonymous: vec!["pull".into()],
+        AuthSettings {
+            htpasswd: None,
+            cache_seconds: 60,
+            refresh_secret_file: PathBuf::from("keys/refresh.secret"),
+            refresh_ttl_seconds: 90 * 86_400,
         }
     }
 }
@@ -187,8 +214,8 @@ pub struct Validated {
     pub listen: SocketAddr,
     /// `key.algorithm` parsed.
     pub algorithm: Option<Algorithm>,
-    /// `access.anonymous` parsed.
-    pub anonymous: Actions,
+    /// The access rules, compiled (the default rules when `acl` is absent).
+    pub acl: Acl,
     /// `key.poll_interval_seconds` as a duration.
     pub poll_interval: Duration,
     /// True when neither a config file nor `REGAUTH_KEY__*` variables were given, so a missing
@@ -292,21 +319,47 @@ impl Settings {
         if self.key.poll_interval_seconds == 0 {
             return Err(invalid("key.poll_interval_seconds", "must be at least 1"));
         }
-        let anonymous = self
-            .access
-            .anonymous
-            .iter()
-            .map(|a| {
-                a.parse::<Action>()
-                    .map_err(|reason| invalid("access.anonymous", format!("{a:?}: {reason}")))
-            })
-            .collect::<Result<Actions, _>>()?;
+        let acl = match (&self.acl, &self.access.anonymous) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "access.anonymous",
+                    "applies only without acl; add a rule with `match: {account: \"\"}` instead",
+                ));
+            }
+            (Some(rules), None) => Acl::compile(rules).map_err(|e| ConfigError::Invalid {
+                key: "acl",
+                message: e.to_string(),
+            })?,
+            (None, anonymous) => {
+                let default = vec!["pull".to_owned()];
+                let actions = anonymous
+                    .as_ref()
+                    .unwrap_or(&default)
+                    .iter()
+                    .map(|a| {
+                        a.parse::<Action>().map_err(|reason| {
+                            invalid("access.anonymous", format!("{a:?}: {reason}"))
+                        })
+                    })
+                    .collect::<Result<Actions, _>>()?;
+                Acl::default_rules(&actions)
+            }
+        };
+        if self.auth.refresh_ttl_seconds < 60 {
+            return Err(invalid("auth.refresh_ttl_seconds", "must be at least 60"));
+        }
+        if let Some(name) = self.users.keys().find(|n| n.is_empty() || n.contains(':')) {
+            return Err(invalid(
+                "users",
+                format!("{name:?} is not a user name (it must be non-empty and without ':')"),
+            ));
+        }
         Ok(Validated {
             poll_interval: Duration::from_secs(self.key.poll_interval_seconds),
             settings: self,
             listen,
             algorithm,
-            anonymous,
+            acl,
             zero_config,
         })
     }
@@ -363,7 +416,7 @@ mod tests {
         assert_eq!(v.settings, Settings::default());
         assert_eq!(v.listen.to_string(), "127.0.0.1:5001");
         assert_eq!(v.settings.token.ttl_seconds, 300);
-        assert_eq!(v.anonymous.to_string(), "pull");
+        assert_eq!(v.acl.len(), 2, "the two default rules");
         assert!(v.zero_config);
     }
 
@@ -386,7 +439,10 @@ mod tests {
         assert_eq!(v.listen.port(), 7000);
         assert_eq!(v.settings.token.issuer, "from-env");
         assert_eq!(v.settings.token.ttl_seconds, 120);
-        assert_eq!(v.anonymous.to_string(), "pull,push");
+        assert_eq!(
+            v.settings.access.anonymous.as_deref(),
+            Some(&["pull".to_owned(), "push".to_owned()][..])
+        );
         assert_eq!(v.settings.token.services, ["a.test", "b.test"]);
         assert!(!v.zero_config);
     }
@@ -400,6 +456,23 @@ mod tests {
         let v = load_with_env(Some(f.path()), &HashMap::new()).unwrap();
         assert_eq!(v.settings.token.kid_format, KidFormat::Thumbprint);
         assert_eq!(v.algorithm, Some(Algorithm::PS256));
+    }
+
+    #[test]
+    fn users_and_rules_load_with_names_kept_as_written() {
+        let f = file(
+            ".yaml",
+            "users:\n  Alice.Smith:\n    password: $2y$04$x\n    groups: [Dev]\n\
+             acl:\n  - match: {account: Alice.Smith, name: '${account}/**'}\n    actions: ['*']\n  - match: {account: ''}\n    actions: [pull]\n",
+        );
+        let v = load_with_env(Some(f.path()), &HashMap::new()).unwrap();
+        assert!(
+            v.settings.users.contains_key("Alice.Smith"),
+            "{:?}",
+            v.settings.users.keys()
+        );
+        assert_eq!(v.settings.users["Alice.Smith"].groups, ["Dev"]);
+        assert_eq!(v.acl.len(), 2);
     }
 
     #[test]

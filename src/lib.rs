@@ -4,7 +4,8 @@
 //! regauth. The client asks regauth for a token; regauth parses the requested
 //! [`scope`]s, decides who the caller is ([`identity`]) and what it may do ([`policy`]),
 //! builds the [`claims`], signs them ([`signing`]) with a hot-reloaded key ([`keys`]) and
-//! answers in the shape the distribution token spec defines ([`http`]).
+//! answers in the shape the distribution token spec defines ([`http`]). OAuth2 clients get
+//! stateless [`refresh`] tokens; key and password files reload through [`watch`].
 
 pub mod claims;
 pub mod clock;
@@ -13,6 +14,8 @@ pub mod http;
 pub mod identity;
 pub mod keys;
 pub mod policy;
+pub mod refresh;
 pub mod scope;
 pub mod signing;
 pub mod startup;
+pub mod watch;

@@ -1,13 +1,20 @@
-//! The `regauth` command: `serve` and `keygen`.
+//! The `regauth` command: `serve`, `keygen`, `hash-password`, `check` and `explain`.
 
+use std::io::BufRead;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use regauth::config;
-use regauth::keys::{Algorithm, generate};
+use regauth::config::{self, KeySource, Validated};
+use regauth::identity::{Identity, UserDirectory};
+use regauth::keys::{Algorithm, KeySpec, SigningKey, generate};
+use regauth::policy::{Policy, RequestContext};
 use regauth::startup::Application;
+use regauth::{refresh, scope, watch};
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +47,36 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Read a password on standard input and print its bcrypt hash (for users: or htpasswd).
+    HashPassword {
+        /// bcrypt cost (4 to 31); each step doubles the time a login takes.
+        #[arg(long, default_value_t = 10)]
+        cost: u32,
+    },
+    /// Validate the configuration, users, htpasswd file, rules and key; exit non-zero on errors.
+    Check {
+        /// YAML or TOML settings file.
+        #[arg(long, short, env = "REGAUTH_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Show which rule decides each scope for an account, and what it is granted.
+    Explain {
+        /// YAML or TOML settings file.
+        #[arg(long, short, env = "REGAUTH_CONFIG")]
+        config: Option<PathBuf>,
+        /// The account; omit it (or pass "") for an anonymous caller.
+        #[arg(long, default_value = "")]
+        account: String,
+        /// A requested scope, e.g. repository:team/app:pull,push (repeatable).
+        #[arg(long, required = true)]
+        scope: Vec<String>,
+        /// The requested service (default: the first of token.services).
+        #[arg(long)]
+        service: Option<String>,
+        /// The client address, for ip rules.
+        #[arg(long)]
+        ip: Option<IpAddr>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -48,11 +85,19 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve(config),
         Command::Keygen { alg, out, force } => keygen(alg, out, force),
+        Command::HashPassword { cost } => hash_password(cost),
+        Command::Check { config } => check(config),
+        Command::Explain {
+            config,
+            account,
+            scope,
+            service,
+            ip,
+        } => explain(config, &account, &scope, service, ip),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log::error!("{e:#}");
             eprintln!("regauth: {e:#}");
             ExitCode::FAILURE
         }
@@ -82,6 +127,153 @@ fn keygen(alg: Algorithm, out: PathBuf, force: bool) -> anyhow::Result<()> {
     }
     if alg.is_hmac() {
         println!("algorithm:    {alg} (set key.algorithm: {alg})");
+    }
+    let secret = out.join("refresh.secret");
+    if refresh::write_secret(&secret)? {
+        println!(
+            "refresh secret: {} (share it between replicas)",
+            secret.display()
+        );
+    }
+    Ok(())
+}
+
+fn hash_password(cost: u32) -> anyhow::Result<()> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    anyhow::ensure!(
+        !password.is_empty(),
+        "the password on standard input is empty"
+    );
+    let hash = bcrypt::hash_with_result(password, cost).context("hashing")?;
+    println!("{}", hash.format_for_version(bcrypt::Version::TwoY));
+    Ok(())
+}
+
+fn users_of(config: &Validated) -> anyhow::Result<UserDirectory> {
+    let settings = &config.settings;
+    Ok(UserDirectory::start(
+        settings.users.clone(),
+        settings.auth.htpasswd.clone(),
+        Duration::ZERO,
+        watch::WatchOptions::default(),
+    )?)
+}
+
+fn check(config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = config::load(config_path.as_deref())?;
+    let settings = &config.settings;
+    let mut problems = Vec::new();
+    match users_of(&config) {
+        Ok(users) => {
+            let (total, from_file) = users.counts();
+            println!("users: {total} ({from_file} from the htpasswd file)");
+        }
+        Err(e) => problems.push(format!("users: {e:#}")),
+    }
+    println!(
+        "rules: {}{}",
+        config.acl.len(),
+        if settings.acl.is_none() {
+            " (defaults)"
+        } else {
+            ""
+        }
+    );
+    let spec = KeySpec {
+        algorithm: config.algorithm,
+        kid_format: settings.token.kid_format,
+    };
+    let key = match settings.key.source {
+        KeySource::File => std::fs::read(&settings.key.path)
+            .with_context(|| format!("reading key file {}", settings.key.path.display())),
+        KeySource::Env => std::env::var(&settings.key.env)
+            .map(String::into_bytes)
+            .with_context(|| format!("reading environment variable {}", settings.key.env)),
+    };
+    let certificate = settings
+        .key
+        .certificate
+        .as_ref()
+        .map(|p| std::fs::read(p).with_context(|| format!("reading certificate {}", p.display())))
+        .transpose();
+    match (key, certificate) {
+        (Ok(key), Ok(cert)) => match SigningKey::from_bytes(&key, cert.as_deref(), spec) {
+            Ok(key) => println!("key: {}", key.label()),
+            Err(e) => problems.push(format!("key: {e}")),
+        },
+        (Err(e), _) | (_, Err(e)) => problems.push(format!("key: {e:#}")),
+    }
+    if settings.auth.refresh_secret_file.exists() {
+        match refresh::RefreshTokens::load(&settings.auth.refresh_secret_file, 60) {
+            Ok(_) => println!("refresh tokens: on"),
+            Err(e) => problems.push(format!("refresh secret: {e}")),
+        }
+    } else {
+        println!(
+            "refresh tokens: off ({} does not exist)",
+            settings.auth.refresh_secret_file.display()
+        );
+    }
+    if problems.is_empty() {
+        println!("ok");
+        Ok(())
+    } else {
+        for p in &problems {
+            eprintln!("error: {p}");
+        }
+        anyhow::bail!("{} problem(s) found", problems.len())
+    }
+}
+
+fn explain(
+    config_path: Option<PathBuf>,
+    account: &str,
+    scopes: &[String],
+    service: Option<String>,
+    ip: Option<IpAddr>,
+) -> anyhow::Result<()> {
+    let config = config::load(config_path.as_deref())?;
+    let users = users_of(&config)?;
+    let identity = if account.is_empty() {
+        Identity::anonymous()
+    } else if let Some(user) = users.lookup(account) {
+        user.identity()
+    } else {
+        println!(
+            "note: {account:?} is not a known user; evaluating it as an account without groups"
+        );
+        Identity::user(account, Vec::new())
+    };
+    let service = service
+        .or_else(|| config.settings.token.services.first().cloned())
+        .unwrap_or_else(|| "registry".into());
+    let scopes = scope::parse_all(scopes.iter().map(String::as_str))?;
+    let ctx = RequestContext {
+        identity: &identity,
+        service: &service,
+        ip,
+    };
+    let who = if identity.is_anonymous() {
+        "anonymous".to_owned()
+    } else {
+        format!("account {account:?}")
+    };
+    println!(
+        "{who} on service {service:?}{}",
+        ip.map(|i| format!(" from {i}")).unwrap_or_default()
+    );
+    for scope in &scopes {
+        let decision = config.acl.decide(&ctx, scope);
+        let granted = scope.actions.intersect(&decision.allowed);
+        println!(
+            "{scope}\n  granted: [{granted}]\n  allowed: [{}]\n  by:      {}",
+            decision.allowed, decision.explanation
+        );
     }
     Ok(())
 }

@@ -12,8 +12,10 @@ use crate::claims::ClaimsBuilder;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{KeySource, Validated};
 use crate::http::{self, AppState};
+use crate::identity::UserDirectory;
 use crate::keys::{EnvKeyProvider, FileKeyProvider, KeyProvider, KeySpec, WatchOptions, generate};
-use crate::policy::AnonymousPolicy;
+use crate::refresh::{self, RefreshTokens};
+use crate::watch;
 
 /// A built service, bound to its port, not yet running.
 pub struct Application {
@@ -35,12 +37,24 @@ impl Application {
     ) -> anyhow::Result<Application> {
         let keys = key_provider(&config)?;
         let settings = &config.settings;
+        let users = UserDirectory::start(
+            settings.users.clone(),
+            settings.auth.htpasswd.clone(),
+            std::time::Duration::from_secs(settings.auth.cache_seconds),
+            watch::WatchOptions {
+                poll_interval: config.poll_interval,
+                ..watch::WatchOptions::default()
+            },
+        )?;
+        let refresh = refresh_tokens(&config)?;
         let state = web::Data::new(AppState {
             keys: Arc::clone(&keys),
             claims: ClaimsBuilder::new(settings.token.issuer.clone(), settings.token.ttl_seconds),
             clock,
-            policy: Arc::new(AnonymousPolicy::new(config.anonymous.clone())),
+            policy: Arc::new(config.acl.clone()),
             services: settings.token.services.iter().cloned().collect(),
+            users: Arc::new(users),
+            refresh: refresh.map(Arc::new),
         });
         let listener = TcpListener::bind(config.listen)
             .with_context(|| format!("cannot listen on {} (server.listen)", config.listen))?;
@@ -109,6 +123,26 @@ fn key_provider(config: &Validated) -> anyhow::Result<Arc<dyn KeyProvider>> {
     }
 }
 
+/// Refresh tokens are issued while the secret file exists; a first start without
+/// configuration creates it.
+fn refresh_tokens(config: &Validated) -> anyhow::Result<Option<RefreshTokens>> {
+    let auth = &config.settings.auth;
+    let path = &auth.refresh_secret_file;
+    if !path.exists() {
+        if !config.zero_config {
+            log::info!(
+                "refresh tokens are off: {} does not exist (`regauth keygen` writes one; replicas must share it)",
+                path.display()
+            );
+            return Ok(None);
+        }
+        refresh::write_secret(path)
+            .with_context(|| format!("writing a refresh secret to {}", path.display()))?;
+        log::warn!("generated a refresh token secret at {}", path.display());
+    }
+    Ok(Some(RefreshTokens::load(path, auth.refresh_ttl_seconds)?))
+}
+
 /// First start without configuration: make `keys/signing.key` and its certificate.
 fn generate_default_key(path: &Path, spec: KeySpec) -> anyhow::Result<()> {
     let dir = match path.parent() {
@@ -167,6 +201,15 @@ fn log_summary(config: &Validated, addr: std::net::SocketAddr, keys: &dyn KeyPro
          auth:\n  token:\n    realm: http://{host}/token\n    service: {service}\n    \
          issuer: {}\n    rootcertbundle: {bundle}",
         settings.token.issuer
+    );
+    log::info!(
+        "{} access rules{}",
+        config.acl.len(),
+        if settings.acl.is_none() {
+            " (the defaults: anonymous may pull, users may pull and push)"
+        } else {
+            ""
+        }
     );
     if key.algorithm().is_hmac() {
         log::warn!(

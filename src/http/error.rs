@@ -29,9 +29,18 @@ pub struct ErrorEntry {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ApiError {
-    /// No `service` parameter.
-    #[error("the service parameter is required")]
-    MissingService,
+    /// A required parameter or form field is missing or empty.
+    #[error("the {0} parameter is required")]
+    MissingField(&'static str),
+    /// A `grant_type` other than `password` and `refresh_token`.
+    #[error("grant_type {0:?} is not supported; use password or refresh_token")]
+    UnsupportedGrant(String),
+    /// A refresh grant on a server without a refresh secret.
+    #[error("refresh tokens are not enabled on this server")]
+    RefreshDisabled,
+    /// A refresh token that is invalid, expired, for another service or another password.
+    #[error("the refresh token is not valid; sign in again")]
+    RefreshRefused,
     /// A service outside `token.services`.
     #[error("service {0:?} is not served by this token server")]
     UnknownService(String),
@@ -44,9 +53,9 @@ pub enum ApiError {
     /// The query string cannot be decoded.
     #[error("the query string is malformed: {0}")]
     BadQuery(String),
-    /// Authentication failed.
-    #[error(transparent)]
-    Auth(#[from] AuthError),
+    /// Authentication failed. The message is the same whatever the reason.
+    #[error("authentication failed: invalid username or password")]
+    Auth(AuthError),
     /// No such route.
     #[error("no such endpoint")]
     NotFound,
@@ -61,12 +70,14 @@ pub enum ApiError {
 impl ApiError {
     fn code(&self) -> &'static str {
         match self {
-            ApiError::MissingService
+            ApiError::MissingField(_)
             | ApiError::UnknownService(_)
             | ApiError::TooManyScopes(_)
-            | ApiError::BadQuery(_) => "INVALID_REQUEST",
+            | ApiError::BadQuery(_)
+            | ApiError::RefreshDisabled => "INVALID_REQUEST",
+            ApiError::UnsupportedGrant(_) => "UNSUPPORTED",
             ApiError::Scope(_) => "INVALID_SCOPE",
-            ApiError::Auth(_) => "UNAUTHORIZED",
+            ApiError::Auth(_) | ApiError::RefreshRefused => "UNAUTHORIZED",
             ApiError::NotFound => "NOT_FOUND",
             ApiError::MethodNotAllowed => "UNSUPPORTED",
             ApiError::Internal(_) => "INTERNAL_ERROR",
@@ -77,12 +88,14 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::MissingService
+            ApiError::MissingField(_)
             | ApiError::UnknownService(_)
             | ApiError::Scope(_)
             | ApiError::TooManyScopes(_)
-            | ApiError::BadQuery(_) => StatusCode::BAD_REQUEST,
-            ApiError::Auth(_) => StatusCode::UNAUTHORIZED,
+            | ApiError::BadQuery(_)
+            | ApiError::UnsupportedGrant(_)
+            | ApiError::RefreshDisabled => StatusCode::BAD_REQUEST,
+            ApiError::Auth(_) | ApiError::RefreshRefused => StatusCode::UNAUTHORIZED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -92,16 +105,19 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         match self {
             ApiError::Internal(cause) => log::error!("request failed: {cause:#}"),
-            ApiError::NotFound | ApiError::MethodNotAllowed => {}
+            ApiError::NotFound
+            | ApiError::MethodNotAllowed
+            | ApiError::Auth(_)
+            | ApiError::RefreshRefused => {}
             other => log::info!("request refused: {other}"),
         }
         let mut response = HttpResponse::build(self.status_code());
         match self {
-            ApiError::Auth(_) => {
+            ApiError::Auth(_) | ApiError::RefreshRefused => {
                 response.insert_header((header::WWW_AUTHENTICATE, r#"Basic realm="regauth""#));
             }
             ApiError::MethodNotAllowed => {
-                response.insert_header((header::ALLOW, "GET"));
+                response.insert_header((header::ALLOW, "GET, POST"));
             }
             _ => {}
         }

@@ -2,6 +2,7 @@
 
 mod error;
 mod health;
+mod oauth;
 mod token;
 
 use std::collections::HashSet;
@@ -10,12 +11,15 @@ use std::sync::Arc;
 use actix_web::web;
 
 pub use error::{ApiError, ErrorBody};
+pub use oauth::OAuthResponse;
 pub use token::{MAX_SCOPES, TokenResponse};
 
 use crate::claims::ClaimsBuilder;
 use crate::clock::Clock;
+use crate::identity::UserDirectory;
 use crate::keys::KeyProvider;
 use crate::policy::Policy;
+use crate::refresh::RefreshTokens;
 
 /// What the handlers share.
 pub struct AppState {
@@ -29,13 +33,22 @@ pub struct AppState {
     pub policy: Arc<dyn Policy>,
     /// Allowed services; empty means any.
     pub services: HashSet<String>,
+    /// Who can sign in.
+    pub users: Arc<UserDirectory>,
+    /// Refresh tokens, when a refresh secret is configured.
+    pub refresh: Option<Arc<RefreshTokens>>,
 }
+
+/// Largest `POST /token` body accepted.
+const MAX_FORM_BYTES: usize = 64 * 1024;
 
 /// Registers every route.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/token")
+            .app_data(web::PayloadConfig::new(MAX_FORM_BYTES))
             .route(web::get().to(token::get_token))
+            .route(web::post().to(oauth::post_token))
             .default_service(web::to(error::method_not_allowed)),
     )
     .service(web::resource("/healthz").route(web::get().to(health::healthz)))

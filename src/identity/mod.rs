@@ -1,14 +1,23 @@
-//! Who the caller is. Today every caller is anonymous: credentials are read and checked for
-//! form, but no user store exists yet, so a well-formed `Authorization: Basic` is treated as
-//! anonymous and a malformed one is refused.
+//! Who the caller is: anonymous, or a user who proved a password (Basic credentials on
+//! `GET /token`, `username`/`password` on `POST /token`).
+//!
+//! A wrong password, an unknown user and a malformed `Authorization` header get the same
+//! answer, and an unknown user costs the same bcrypt check as a known one.
+
+mod cache;
+pub mod htpasswd;
+mod users;
 
 use actix_web::http::header::HeaderValue;
 use data_encoding::BASE64;
+
+pub use users::{User, UserDirectory, UserSettings, UsersError};
 
 /// The authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     subject: String,
+    groups: Vec<String>,
 }
 
 impl Identity {
@@ -16,12 +25,26 @@ impl Identity {
     pub fn anonymous() -> Self {
         Identity {
             subject: String::new(),
+            groups: Vec::new(),
         }
     }
 
-    /// The `sub` claim.
+    /// A signed-in user.
+    pub fn user(name: &str, groups: Vec<String>) -> Self {
+        Identity {
+            subject: name.to_owned(),
+            groups,
+        }
+    }
+
+    /// The `sub` claim, and the account rules match.
     pub fn subject(&self) -> &str {
         &self.subject
+    }
+
+    /// The user's groups.
+    pub fn groups(&self) -> &[String] {
+        &self.groups
     }
 
     /// True for callers that did not authenticate.
@@ -30,21 +53,43 @@ impl Identity {
     }
 }
 
-/// Why authentication failed. Messages never echo credentials.
+/// Why authentication failed. Every variant answers the same 401; the variant is for logs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthError {
     /// The Authorization header is not valid `Basic base64(user:password)`.
-    #[error("the Authorization header is malformed; expected Basic credentials")]
+    #[error("malformed Authorization header")]
     MalformedHeader,
+    /// Unknown user or wrong password.
+    #[error("unknown user or wrong password")]
+    InvalidCredentials,
+    /// The `account` parameter names someone else than the credentials.
+    #[error("the account parameter does not match the credentials")]
+    AccountMismatch,
 }
 
-/// Basic credentials as sent.
-struct Credentials {
-    username: String,
+/// User name and password from a request.
+pub struct Credentials {
+    /// The user name.
+    pub username: String,
+    /// The password (never logged).
+    pub password: String,
 }
 
-fn parse_basic(header: &HeaderValue) -> Result<Credentials, AuthError> {
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Reads `Authorization: Basic base64(user:password)`; `None` without the header.
+pub fn basic_credentials(header: Option<&HeaderValue>) -> Result<Option<Credentials>, AuthError> {
+    let Some(header) = header else {
+        return Ok(None);
+    };
     let text = header.to_str().map_err(|_| AuthError::MalformedHeader)?;
     let (scheme, encoded) = text
         .trim()
@@ -57,23 +102,40 @@ fn parse_basic(header: &HeaderValue) -> Result<Credentials, AuthError> {
         .decode(encoded.trim().as_bytes())
         .map_err(|_| AuthError::MalformedHeader)?;
     let decoded = String::from_utf8(decoded).map_err(|_| AuthError::MalformedHeader)?;
-    let (username, _password) = decoded.split_once(':').ok_or(AuthError::MalformedHeader)?;
-    Ok(Credentials {
+    let (username, password) = decoded.split_once(':').ok_or(AuthError::MalformedHeader)?;
+    Ok(Some(Credentials {
         username: username.to_owned(),
-    })
+        password: password.to_owned(),
+    }))
 }
 
-/// Decides who the caller is from its `Authorization` header.
-pub fn authenticate(header: Option<&HeaderValue>) -> Result<Identity, AuthError> {
-    let Some(header) = header else {
+/// Decides who the caller is. Without credentials the caller is anonymous; with credentials
+/// and no users configured at all, credentials are ignored (the caller is anonymous too).
+/// `account`, when given, must name the user the credentials belong to.
+///
+/// This runs bcrypt: call it off the async executor.
+pub fn authenticate(
+    users: &UserDirectory,
+    credentials: Option<Credentials>,
+    account: Option<&str>,
+) -> Result<Identity, AuthError> {
+    let Some(credentials) = credentials else {
         return Ok(Identity::anonymous());
     };
-    let credentials = parse_basic(header)?;
-    log::debug!(
-        "credentials for {:?} ignored: no user store is configured, caller is anonymous",
-        credentials.username
-    );
-    Ok(Identity::anonymous())
+    if !users.is_configured() {
+        log::debug!(
+            "credentials for {:?} ignored: no users are configured, caller is anonymous",
+            credentials.username
+        );
+        return Ok(Identity::anonymous());
+    }
+    let identity = users.verify(&credentials.username, &credentials.password)?;
+    match account {
+        Some(account) if !account.is_empty() && account != identity.subject() => {
+            Err(AuthError::AccountMismatch)
+        }
+        _ => Ok(identity),
+    }
 }
 
 #[cfg(test)]
@@ -83,40 +145,4 @@ pub fn authenticate(header: Option<&HeaderValue>) -> Result<Identity, AuthError>
     clippy::panic,
     clippy::type_complexity
 )]
-mod tests {
-    use super::*;
-
-    fn header(s: &str) -> HeaderValue {
-        HeaderValue::from_str(s).unwrap()
-    }
-
-    #[test]
-    fn no_header_is_anonymous() {
-        assert!(authenticate(None).unwrap().is_anonymous());
-    }
-
-    #[test]
-    fn well_formed_basic_is_anonymous_for_now() {
-        let h = header(&format!("Basic {}", BASE64.encode(b"alice:s3cret")));
-        assert_eq!(authenticate(Some(&h)).unwrap().subject(), "");
-        let h = header(&format!("basic  {}", BASE64.encode(b"alice:")));
-        assert!(authenticate(Some(&h)).is_ok());
-    }
-
-    #[test]
-    fn malformed_headers_are_refused() {
-        for bad in [
-            "Basic",
-            "Basic !!!",
-            "Bearer abc",
-            &format!("Basic {}", BASE64.encode(b"no-colon")),
-            &format!("Basic {}", BASE64.encode(&[0xff, 0xfe, b':'])),
-        ] {
-            assert_eq!(
-                authenticate(Some(&header(bad))),
-                Err(AuthError::MalformedHeader),
-                "{bad}"
-            );
-        }
-    }
-}
+mod tests;

@@ -174,7 +174,7 @@ pub fn write(dir: &Path, alg: Algorithm, force: bool) -> Result<Written, Generat
 }
 
 /// Writes through a temporary file and a rename, so a watcher never sees half a key.
-fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), GenerateError> {
+pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), GenerateError> {
     let io = |source| GenerateError::Io {
         path: path.to_path_buf(),
         source,

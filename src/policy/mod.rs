@@ -1,54 +1,58 @@
-//! What a caller may do: a [`Policy`] says which actions it allows on a resource, and
+//! What a caller may do: a [`Policy`] decides which actions it allows on a resource, and
 //! [`grant`] intersects that with what was requested. A partial or empty grant is not an
 //! error; the token simply carries fewer actions.
+
+mod acl;
+mod pattern;
+
+use std::net::IpAddr;
+
+pub use acl::{Acl, MatchSettings, RuleError, RuleSettings};
+pub use pattern::{Pattern, PatternError};
 
 use crate::claims::AccessEntry;
 use crate::identity::Identity;
 use crate::scope::{Actions, ResourceScope};
 
+/// The facts about a request that rules can look at.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestContext<'a> {
+    /// Who is asking.
+    pub identity: &'a Identity,
+    /// The requested service (the token's audience).
+    pub service: &'a str,
+    /// The client's address, when known.
+    pub ip: Option<IpAddr>,
+}
+
+/// The outcome for one resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Actions the policy allows.
+    pub allowed: Actions,
+    /// Index of the deciding rule, if any.
+    pub rule: Option<usize>,
+    /// The deciding rule as text, for `regauth explain` and debug logs.
+    pub explanation: String,
+}
+
 /// A source of permissions.
 pub trait Policy: Send + Sync + 'static {
-    /// The actions `identity` may perform on the resource of `scope`.
-    fn allowed(&self, identity: &Identity, scope: &ResourceScope) -> Actions;
-}
-
-/// Every caller gets a fixed set of actions on repositories, and nothing on other resource
-/// types (such as `registry:catalog`).
-#[derive(Debug, Clone)]
-pub struct AnonymousPolicy {
-    repository_actions: Actions,
-}
-
-impl AnonymousPolicy {
-    /// A policy allowing `actions` on every repository.
-    pub fn new(actions: Actions) -> Self {
-        AnonymousPolicy {
-            repository_actions: actions,
-        }
-    }
-}
-
-impl Policy for AnonymousPolicy {
-    fn allowed(&self, _identity: &Identity, scope: &ResourceScope) -> Actions {
-        if scope.resource_type == "repository" {
-            self.repository_actions.clone()
-        } else {
-            Actions::none()
-        }
-    }
+    /// The actions allowed on the resource of `scope` for this request.
+    fn decide(&self, ctx: &RequestContext<'_>, scope: &ResourceScope) -> Decision;
 }
 
 /// The access entries to put in a token: for each requested scope, requested ∩ allowed.
 pub fn grant(
     policy: &dyn Policy,
-    identity: &Identity,
+    ctx: &RequestContext<'_>,
     scopes: &[ResourceScope],
 ) -> Vec<AccessEntry> {
     scopes
         .iter()
         .map(|scope| {
-            let allowed = policy.allowed(identity, scope);
-            AccessEntry::new(scope, scope.actions.intersect(&allowed))
+            let decision = policy.decide(ctx, scope);
+            AccessEntry::new(scope, scope.actions.intersect(&decision.allowed))
         })
         .collect()
 }
@@ -60,47 +64,4 @@ pub fn grant(
     clippy::panic,
     clippy::type_complexity
 )]
-mod tests {
-    use super::*;
-    use crate::scope::parse_all;
-
-    fn actions(s: &str) -> Actions {
-        s.split(',')
-            .filter(|a| !a.is_empty())
-            .map(|a| a.parse().unwrap())
-            .collect()
-    }
-
-    #[test]
-    fn anonymous_grant_is_the_intersection_per_scope() {
-        let policy = AnonymousPolicy::new(actions("pull"));
-        let scopes = parse_all([
-            "repository:team/app:pull,push",
-            "repository:team/new:push",
-            "registry:catalog:*",
-            "repository:x/y:*",
-        ])
-        .unwrap();
-        let granted: Vec<String> = grant(&policy, &Identity::anonymous(), &scopes)
-            .iter()
-            .map(|e| format!("{}:{}:{}", e.resource_type, e.name, e.actions))
-            .collect();
-        assert_eq!(
-            granted,
-            [
-                "repository:team/app:pull",
-                "repository:team/new:",
-                "registry:catalog:",
-                "repository:x/y:pull"
-            ]
-        );
-    }
-
-    #[test]
-    fn a_wildcard_policy_grants_what_was_asked() {
-        let policy = AnonymousPolicy::new(actions("*"));
-        let scopes = parse_all(["repository:a/b:pull,push,delete"]).unwrap();
-        let entry = &grant(&policy, &Identity::anonymous(), &scopes)[0];
-        assert_eq!(entry.actions.to_string(), "pull,push,delete");
-    }
-}
+mod tests;

@@ -87,20 +87,15 @@ async fn too_many_scopes_are_refused() {
 }
 
 #[tokio::test]
-async fn post_is_a_405_so_oauth_clients_fall_back_to_get() {
+async fn other_methods_on_token_are_a_405_naming_get_and_post() {
     let app = spawn_app().await;
     let response = app
         .client
-        .post(format!("{}/token", app.address))
-        .form(&[
-            ("grant_type", "password"),
-            ("service", "registry.test"),
-            ("client_id", "containerd-client"),
-        ])
+        .put(format!("{}/token", app.address))
         .send()
         .await
         .unwrap();
-    assert_eq!(response.headers()["allow"], "GET");
+    assert_eq!(response.headers()["allow"], "GET, POST");
     let (status, _, _) = error_of(response).await;
     assert_eq!(status, 405);
 }

@@ -24,7 +24,16 @@ pub fn test_settings(dir: &Path) -> Settings {
     let mut settings = Settings::default();
     settings.server.listen = "127.0.0.1:0".into();
     settings.key.path = dir.join("signing.key");
+    settings.auth.refresh_secret_file = dir.join("refresh.secret");
     settings
+}
+
+/// A `users:` entry with a cheap bcrypt hash (cost 4) of `password`.
+pub fn user(password: &str, groups: &[&str]) -> regauth::identity::UserSettings {
+    regauth::identity::UserSettings {
+        password: Some(bcrypt::hash(password, 4).expect("bcrypt")),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -34,6 +43,7 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     generate::write(dir.path(), Algorithm::ES256, false).expect("keygen");
+    regauth::refresh::write_secret(&dir.path().join("refresh.secret")).expect("refresh secret");
     let mut settings = test_settings(dir.path());
     customize(&mut settings);
     let key_path = settings.key.path.clone();

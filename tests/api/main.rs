@@ -1,11 +1,19 @@
 //! Integration tests over real HTTP on port 0.
 
 // Tests may panic: a panic is how they fail.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::type_complexity
+)]
 
 mod cli;
 mod errors;
 mod health;
 mod helpers;
+mod oauth;
 mod reload;
+mod rules;
 mod token;
+mod users;

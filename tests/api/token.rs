@@ -74,7 +74,8 @@ async fn anonymous_push_is_narrowed_to_pull_without_an_error() {
 
 #[tokio::test]
 async fn several_scope_parameters_and_space_joined_scopes_are_all_granted() {
-    let app = spawn_app_with(|s| s.access.anonymous = vec!["pull".into(), "push".into()]).await;
+    let app =
+        spawn_app_with(|s| s.access.anonymous = Some(vec!["pull".into(), "push".into()])).await;
     // podman's cross-repository blob mount: two scope parameters.
     let response = app
         .get_token(
@@ -133,7 +134,7 @@ async fn login_requests_without_scope_get_a_token_with_no_access() {
 
 #[tokio::test]
 async fn the_catalog_is_not_granted_to_anonymous_callers() {
-    let app = spawn_app_with(|s| s.access.anonymous = vec!["*".into()]).await;
+    let app = spawn_app_with(|s| s.access.anonymous = Some(vec!["*".into()])).await;
     let body: Value = app
         .get_token("service=registry.test&scope=registry:catalog:*")
         .await

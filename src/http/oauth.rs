@@ -1,0 +1,121 @@
+//! `POST /token`: the OAuth2 password and refresh-token grants (distribution's oauth.md).
+//!
+//! A refresh grant returns the refresh token it was given, unchanged: docker stores the first
+//! one and reuses it forever. Every refresh re-evaluates the access rules.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+
+use super::token::{authenticate, issue, no_store, refresh_token_for};
+use super::{ApiError, AppState};
+use crate::identity::Credentials;
+
+/// The form fields. Unknown fields are ignored.
+#[derive(Debug, Deserialize)]
+struct TokenForm {
+    grant_type: Option<String>,
+    service: Option<String>,
+    client_id: Option<String>,
+    access_type: Option<String>,
+    /// Space-separated, and clients also repeat the field.
+    #[serde(default)]
+    scope: Vec<String>,
+    username: Option<String>,
+    password: Option<String>,
+    refresh_token: Option<String>,
+}
+
+/// The OAuth2 answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OAuthResponse {
+    /// The JWT.
+    pub access_token: String,
+    /// The granted scopes, space-separated.
+    pub scope: String,
+    /// Lifetime in seconds.
+    pub expires_in: i64,
+    /// Issue time, RFC 3339 UTC.
+    pub issued_at: String,
+    /// For `access_type=offline` password grants, and echoed back on refresh grants.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub refresh_token: Option<String>,
+}
+
+fn required(value: Option<String>, field: &'static str) -> Result<String, ApiError> {
+    value
+        .filter(|v| !v.is_empty())
+        .ok_or(ApiError::MissingField(field))
+}
+
+/// Handles both grants.
+pub async fn post_token(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let form: TokenForm =
+        serde_html_form::from_bytes(&body).map_err(|e| ApiError::BadQuery(e.to_string()))?;
+    let grant_type = required(form.grant_type, "grant_type")?;
+    let service = required(form.service, "service")?;
+    let _client_id = required(form.client_id, "client_id")?;
+    let ip = req.peer_addr().map(|a| a.ip());
+
+    let (identity, refresh_token) = match grant_type.as_str() {
+        "password" => {
+            let username = required(form.username, "username")?;
+            let password = form.password.unwrap_or_default();
+            let credentials = Credentials { username, password };
+            let identity = authenticate(&state, Some(credentials), None, ip).await?;
+            let refresh = if form.access_type.as_deref() == Some("offline") {
+                refresh_token_for(&state, &identity, &service)
+            } else {
+                None
+            };
+            (identity, refresh)
+        }
+        "refresh_token" => {
+            let token = required(form.refresh_token, "refresh_token")?;
+            let refresh = state.refresh.as_ref().ok_or(ApiError::RefreshDisabled)?;
+            let users = &state.users;
+            let claims = refresh
+                .verify(&token, &service, state.clock.now(), |name| {
+                    users.lookup(name).map(|u| u.password_hash().to_owned())
+                })
+                .map_err(|e| {
+                    log::info!(
+                        "refresh token refused from {}: {e}",
+                        ip.map(|i| i.to_string()).unwrap_or_default()
+                    );
+                    ApiError::RefreshRefused
+                })?;
+            let identity = users
+                .lookup(&claims.subject)
+                .map(|u| u.identity())
+                .ok_or(ApiError::RefreshRefused)?;
+            (identity, Some(token))
+        }
+        other => return Err(ApiError::UnsupportedGrant(other.to_owned())),
+    };
+    let issued = issue(
+        &state,
+        &identity,
+        &service,
+        form.scope.iter().map(String::as_str),
+        ip,
+    )?;
+    let scope = issued
+        .claims
+        .access
+        .iter()
+        .filter(|e| !e.actions.is_empty())
+        .map(|e| format!("{}:{}:{}", e.resource_type, e.name, e.actions))
+        .collect::<Vec<_>>()
+        .join(" ");
+    Ok(no_store(HttpResponse::Ok()).json(OAuthResponse {
+        access_token: issued.token,
+        scope,
+        expires_in: state.claims.ttl_seconds(),
+        issued_at: issued.claims.issued_at(),
+        refresh_token,
+    }))
+}

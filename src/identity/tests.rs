@@ -1,0 +1,202 @@
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::*;
+use crate::watch::WatchOptions;
+
+fn header(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap()
+}
+
+fn basic(user: &str, password: &str) -> HeaderValue {
+    header(&format!(
+        "Basic {}",
+        BASE64.encode(format!("{user}:{password}").as_bytes())
+    ))
+}
+
+fn directory(
+    users: &[(&str, &str, &[&str])],
+    htpasswd: Option<std::path::PathBuf>,
+) -> UserDirectory {
+    let config: BTreeMap<String, UserSettings> = users
+        .iter()
+        .map(|(name, password, groups)| {
+            let password = (!password.is_empty()).then(|| bcrypt::hash(password, 4).unwrap());
+            let settings = UserSettings {
+                password,
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+            };
+            (name.to_string(), settings)
+        })
+        .collect();
+    UserDirectory::start(
+        config,
+        htpasswd,
+        Duration::from_secs(60),
+        WatchOptions::default(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn basic_credentials_parse_and_malformed_headers_are_refused() {
+    let creds = basic_credentials(Some(&basic("alice", "pa:ss")))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (creds.username.as_str(), creds.password.as_str()),
+        ("alice", "pa:ss")
+    );
+    assert!(!format!("{creds:?}").contains("pa:ss"));
+    assert!(basic_credentials(None).unwrap().is_none());
+    for bad in ["Basic", "Basic !!!", "Bearer abc", "Basic bm9jb2xvbg=="] {
+        assert_eq!(
+            basic_credentials(Some(&header(bad))).unwrap_err(),
+            AuthError::MalformedHeader,
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn users_sign_in_with_their_password_only() {
+    let dir = directory(&[("alice", "s3cret", &["dev"])], None);
+    let creds = |u: &str, p: &str| basic_credentials(Some(&basic(u, p))).unwrap();
+    let alice = authenticate(&dir, creds("alice", "s3cret"), Some("alice")).unwrap();
+    assert_eq!(alice.subject(), "alice");
+    assert_eq!(alice.groups(), ["dev"]);
+    assert_eq!(
+        authenticate(&dir, creds("alice", "wrong"), None),
+        Err(AuthError::InvalidCredentials)
+    );
+    assert_eq!(
+        authenticate(&dir, creds("mallory", "s3cret"), None),
+        Err(AuthError::InvalidCredentials)
+    );
+    assert_eq!(
+        authenticate(&dir, creds("alice", "s3cret"), Some("bob")),
+        Err(AuthError::AccountMismatch)
+    );
+    assert!(authenticate(&dir, None, None).unwrap().is_anonymous());
+}
+
+#[test]
+fn without_any_users_credentials_are_ignored() {
+    let dir = directory(&[], None);
+    let creds = basic_credentials(Some(&basic("alice", "x"))).unwrap();
+    assert!(
+        authenticate(&dir, creds, Some("alice"))
+            .unwrap()
+            .is_anonymous()
+    );
+}
+
+#[test]
+fn unknown_users_are_checked_against_a_hash_as_costly_as_real_ones() {
+    // The time itself is measured in benches/login.rs; here the structure that makes it equal.
+    let config: BTreeMap<String, UserSettings> = [
+        (
+            "alice".to_string(),
+            UserSettings {
+                password: Some(bcrypt::hash("pw", 6).unwrap()),
+                groups: vec![],
+            },
+        ),
+        (
+            "bob".to_string(),
+            UserSettings {
+                password: Some(bcrypt::hash("pw", 5).unwrap()),
+                groups: vec![],
+            },
+        ),
+    ]
+    .into();
+    let dir = UserDirectory::start(config, None, Duration::ZERO, WatchOptions::default()).unwrap();
+    assert_eq!(dir.dummy_cost(), 6);
+    assert_eq!(
+        dir.verify("nobody", "pw"),
+        Err(AuthError::InvalidCredentials)
+    );
+    assert_eq!(directory(&[], None).dummy_cost(), 10);
+}
+
+#[test]
+fn htpasswd_users_reload_and_a_broken_file_keeps_the_last_good_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("htpasswd");
+    std::fs::write(&path, format!("bob:{}\n", bcrypt::hash("pw1", 4).unwrap())).unwrap();
+    let dir = directory(&[("bob", "", &["ops"])], Some(path.clone()));
+    let bob = dir.verify("bob", "pw1").unwrap();
+    assert_eq!(
+        bob.groups(),
+        ["ops"],
+        "groups from users: apply to htpasswd users"
+    );
+    assert_eq!(dir.counts(), (1, 1));
+
+    std::fs::write(&path, "bob:{SHA}xyz\n").unwrap();
+    assert!(!dir.reload_now());
+    assert!(dir.verify("bob", "pw1").is_ok(), "the last good set stays");
+
+    std::fs::write(
+        &path,
+        format!("carol:{}\n", bcrypt::hash("pw2", 4).unwrap()),
+    )
+    .unwrap();
+    assert!(dir.reload_now());
+    assert!(
+        dir.verify("bob", "pw1").is_err(),
+        "removed users are gone, cache included"
+    );
+    assert!(dir.verify("carol", "pw2").is_ok());
+}
+
+#[test]
+fn configuration_errors_name_the_user_or_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("htpasswd");
+    std::fs::write(&path, "# x\nbob:$apr1$abc$def\n").unwrap();
+    let err = UserDirectory::start(
+        BTreeMap::new(),
+        Some(path.clone()),
+        Duration::ZERO,
+        WatchOptions::default(),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("line 2") && err.contains("not bcrypt"),
+        "{err}"
+    );
+
+    let bad: BTreeMap<String, UserSettings> = [(
+        "alice".to_string(),
+        UserSettings {
+            password: Some("plain".into()),
+            groups: vec![],
+        },
+    )]
+    .into();
+    let err = UserDirectory::start(bad, None, Duration::ZERO, WatchOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("users.alice.password"), "{err}");
+
+    std::fs::write(&path, format!("alice:{}\n", bcrypt::hash("x", 4).unwrap())).unwrap();
+    let both: BTreeMap<String, UserSettings> = [(
+        "alice".to_string(),
+        UserSettings {
+            password: Some(bcrypt::hash("y", 4).unwrap()),
+            groups: vec![],
+        },
+    )]
+    .into();
+    let err = UserDirectory::start(both, Some(path), Duration::ZERO, WatchOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("both"), "{err}");
+}

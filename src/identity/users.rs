@@ -1,0 +1,304 @@
+//! The users regauth knows: from the configuration and from an htpasswd file that hot-reloads.
+//! A broken htpasswd file keeps the last good user set.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+
+use super::cache::VerifiedCache;
+use super::htpasswd::{self, HtpasswdError};
+use super::{AuthError, Identity};
+use crate::watch::{FileWatch, WatchOptions};
+
+/// Cost used for the dummy hash when no user sets one.
+const DEFAULT_DUMMY_COST: u32 = 10;
+
+/// A user as configured under `users:`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UserSettings {
+    /// bcrypt hash; omit it to give groups to a user of the htpasswd file.
+    pub password: Option<String>,
+    /// Groups, for `match: {group: ...}` rules.
+    pub groups: Vec<String>,
+}
+
+/// Errors loading users.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UsersError {
+    /// A configured password that is not a bcrypt hash.
+    #[error(
+        "users.{0}.password is not a bcrypt hash ($2y$/$2b$/$2a$); create one with `regauth hash-password`"
+    )]
+    NotBcrypt(String),
+    /// The htpasswd file cannot be read.
+    #[error("cannot read htpasswd file {path}: {reason}")]
+    Read {
+        /// The path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A bad htpasswd line.
+    #[error("htpasswd file {path}: {error}")]
+    Htpasswd {
+        /// The path.
+        path: String,
+        /// The line and reason.
+        error: HtpasswdError,
+    },
+    /// A user with a password in both places.
+    #[error("user {0:?} has a password both under users: and in the htpasswd file; keep one")]
+    Duplicate(String),
+}
+
+/// One user.
+#[derive(Debug, Clone)]
+pub struct User {
+    name: String,
+    hash: String,
+    groups: Vec<String>,
+}
+
+impl User {
+    /// The user name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The bcrypt hash (to bind refresh tokens to the current password; never logged).
+    pub fn password_hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// The identity this user authenticates as.
+    pub fn identity(&self) -> Identity {
+        Identity::user(&self.name, self.groups.clone())
+    }
+}
+
+/// A consistent set of users, replaced as a whole on reload.
+struct UserSet {
+    users: HashMap<String, Arc<User>>,
+    generation: u64,
+    htpasswd_count: usize,
+    dummy_hash: String,
+}
+
+/// Who can sign in, and the password check.
+pub struct UserDirectory {
+    shared: Arc<Shared>,
+    _watch: Option<FileWatch>,
+}
+
+struct Shared {
+    config_users: BTreeMap<String, UserSettings>,
+    htpasswd: Option<PathBuf>,
+    current: ArcSwap<UserSet>,
+    generation: AtomicU64,
+    cache: Option<VerifiedCache>,
+    /// The htpasswd content behind the current set, to skip unchanged re-reads.
+    last_text: Mutex<Option<String>>,
+}
+
+fn read_htpasswd(path: &Path) -> Result<String, UsersError> {
+    std::fs::read_to_string(path).map_err(|e| UsersError::Read {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn build(
+    config_users: &BTreeMap<String, UserSettings>,
+    htpasswd: Option<(&Path, &str)>,
+    generation: u64,
+) -> Result<UserSet, UsersError> {
+    let from_file = match htpasswd {
+        None => BTreeMap::new(),
+        Some((path, text)) => htpasswd::parse(text).map_err(|error| UsersError::Htpasswd {
+            path: path.display().to_string(),
+            error,
+        })?,
+    };
+    let mut users = HashMap::new();
+    for (name, settings) in config_users {
+        let hash = match (&settings.password, from_file.get(name)) {
+            (Some(_), Some(_)) => return Err(UsersError::Duplicate(name.clone())),
+            (Some(hash), None) if htpasswd::is_bcrypt(hash) => hash.clone(),
+            (Some(_), None) => return Err(UsersError::NotBcrypt(name.clone())),
+            (None, Some(hash)) => hash.clone(),
+            (None, None) => {
+                log::debug!("users.{name} has groups but no password anywhere; it cannot sign in");
+                continue;
+            }
+        };
+        let user = User {
+            name: name.clone(),
+            hash,
+            groups: settings.groups.clone(),
+        };
+        users.insert(name.clone(), Arc::new(user));
+    }
+    for (name, hash) in &from_file {
+        users.entry(name.clone()).or_insert_with(|| {
+            Arc::new(User {
+                name: name.clone(),
+                hash: hash.clone(),
+                groups: Vec::new(),
+            })
+        });
+    }
+    // Unknown users are checked against a hash of the same cost as real ones, so a wrong
+    // name costs as long as a wrong password.
+    let cost = users
+        .values()
+        .filter_map(|u| u.hash.parse::<bcrypt::HashParts>().ok())
+        .map(|p| p.get_cost())
+        .max()
+        .unwrap_or(DEFAULT_DUMMY_COST);
+    let dummy_hash = bcrypt::hash("regauth: no such user", cost).unwrap_or_else(|_| {
+        String::from("$2b$10$.................................................")
+    });
+    Ok(UserSet {
+        users,
+        generation,
+        htpasswd_count: from_file.len(),
+        dummy_hash,
+    })
+}
+
+impl UserDirectory {
+    /// Loads the users; watches the htpasswd file when there is one.
+    pub fn start(
+        config_users: BTreeMap<String, UserSettings>,
+        htpasswd: Option<PathBuf>,
+        cache_ttl: Duration,
+        options: WatchOptions,
+    ) -> Result<UserDirectory, UsersError> {
+        let text = htpasswd.as_deref().map(read_htpasswd).transpose()?;
+        let set = build(&config_users, htpasswd.as_deref().zip(text.as_deref()), 0)?;
+        let cache = if cache_ttl.is_zero() {
+            None
+        } else {
+            VerifiedCache::new(cache_ttl, 10_000)
+        };
+        let shared = Arc::new(Shared {
+            config_users,
+            htpasswd: htpasswd.clone(),
+            current: ArcSwap::from_pointee(set),
+            generation: AtomicU64::new(0),
+            cache,
+            last_text: Mutex::new(text),
+        });
+        let watch = htpasswd.map(|path| {
+            let weak: Weak<Shared> = Arc::downgrade(&shared);
+            FileWatch::start("regauth-htpasswd", &[path], options, move || {
+                weak.upgrade().map(|s| s.reload()).is_some()
+            })
+        });
+        Ok(UserDirectory {
+            shared,
+            _watch: watch,
+        })
+    }
+
+    /// True when any user can sign in (or an htpasswd file is configured).
+    pub fn is_configured(&self) -> bool {
+        self.shared.htpasswd.is_some() || !self.shared.current.load().users.is_empty()
+    }
+
+    /// Users known now: (total, from the htpasswd file).
+    pub fn counts(&self) -> (usize, usize) {
+        let set = self.shared.current.load();
+        (set.users.len(), set.htpasswd_count)
+    }
+
+    /// The bcrypt cost of the hash unknown users are checked against.
+    pub fn dummy_cost(&self) -> u32 {
+        self.shared
+            .current
+            .load()
+            .dummy_hash
+            .parse::<bcrypt::HashParts>()
+            .map(|p| p.get_cost())
+            .unwrap_or(0)
+    }
+
+    /// The user called `name`, if any.
+    pub fn lookup(&self, name: &str) -> Option<Arc<User>> {
+        self.shared.current.load().users.get(name).cloned()
+    }
+
+    /// Checks a password. Unknown users and wrong passwords fail alike, in the same time.
+    pub fn verify(&self, name: &str, password: &str) -> Result<Identity, AuthError> {
+        let set = self.shared.current.load_full();
+        let user = set.users.get(name);
+        if let (Some(user), Some(cache)) = (user, &self.shared.cache)
+            && cache.hit(name, password, set.generation)
+        {
+            return Ok(user.identity());
+        }
+        let hash = user.map_or(set.dummy_hash.as_str(), |u| u.hash.as_str());
+        let ok = bcrypt::verify(password, hash).unwrap_or(false);
+        match user {
+            Some(user) if ok => {
+                if let Some(cache) = &self.shared.cache {
+                    cache.remember(name, password, set.generation);
+                }
+                Ok(user.identity())
+            }
+            _ => Err(AuthError::InvalidCredentials),
+        }
+    }
+
+    /// Re-reads the htpasswd file now; true when the users changed.
+    pub fn reload_now(&self) -> bool {
+        self.shared.reload()
+    }
+}
+
+impl Shared {
+    fn reload(&self) -> bool {
+        let Some(path) = &self.htpasswd else {
+            return false;
+        };
+        let text = match read_htpasswd(path) {
+            Ok(text) => text,
+            Err(e) => {
+                log::debug!("htpasswd reload skipped: {e}");
+                return false;
+            }
+        };
+        let Ok(mut last) = self.last_text.lock() else {
+            return false;
+        };
+        if last.as_deref() == Some(text.as_str()) {
+            return false;
+        }
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        match build(&self.config_users, Some((path, &text)), generation) {
+            Ok(set) => {
+                log::info!(
+                    "htpasswd file {} reloaded: {} users in all",
+                    path.display(),
+                    set.users.len()
+                );
+                self.current.store(Arc::new(set));
+                *last = Some(text);
+                true
+            }
+            Err(e) => {
+                log::error!("new content is not usable, keeping the previous users: {e}");
+                // Remember it so the same broken content is logged once.
+                *last = Some(text);
+                false
+            }
+        }
+    }
+}

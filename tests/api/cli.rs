@@ -186,3 +186,135 @@ fn http_get(addr: &str, path: &str) -> String {
     stream.read_to_string(&mut response).unwrap();
     response
 }
+
+#[test]
+fn hash_password_prints_a_bcrypt_hash_of_stdin() {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(["hash-password", "--cost", "4"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let hash = String::from_utf8(output.stdout).unwrap();
+    let hash = hash.trim();
+    assert!(hash.starts_with("$2y$04$"), "{hash}");
+    assert!(bcrypt::verify("s3cret", hash).unwrap());
+    assert!(
+        !bcrypt::verify("s3cret\n", hash).unwrap(),
+        "the newline is not part of it"
+    );
+}
+
+fn config_dir(yaml: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    regauth::keys::generate::write(
+        &dir.path().join("keys"),
+        regauth::keys::Algorithm::ES256,
+        false,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("regauth.yaml"), yaml).unwrap();
+    dir
+}
+
+fn run_in(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_passes_a_good_configuration_and_lists_each_problem_of_a_bad_one() {
+    let hash = bcrypt::hash("pw", 4).unwrap();
+    let good = config_dir(&format!(
+        "users:\n  alice: {{password: '{hash}'}}\nacl:\n  - match: {{account: alice}}\n    actions: ['*']\n"
+    ));
+    let (ok, stdout, stderr) = run_in(good.path(), &["check", "--config", "regauth.yaml"]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("users: 1") && stdout.contains("rules: 1") && stdout.contains("key: ES256"),
+        "{stdout}"
+    );
+
+    let bad = config_dir("auth:\n  htpasswd: htpasswd\n");
+    std::fs::write(bad.path().join("htpasswd"), "bob:{SHA}abc\n").unwrap();
+    std::fs::write(bad.path().join("keys/signing.key"), "garbage").unwrap();
+    let (ok, _, stderr) = run_in(bad.path(), &["check", "--config", "regauth.yaml"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("line 1") && stderr.contains("not bcrypt"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("key: no PEM private key"), "{stderr}");
+    assert!(stderr.contains("2 problem(s)"), "{stderr}");
+
+    let broken_rule = config_dir("acl:\n  - match: {name: '/(/'}\n    actions: [pull]\n");
+    let (ok, _, stderr) = run_in(broken_rule.path(), &["check", "--config", "regauth.yaml"]);
+    assert!(!ok);
+    assert!(stderr.contains("acl: rule 1"), "{stderr}");
+}
+
+#[test]
+fn explain_names_the_deciding_rule_per_scope() {
+    let dir = config_dir(
+        "users:\n  alice: {password: '$2y$04$Q0BM5JqJyp/ocGdwb0dGEeLxnSp0bn0ExqzKBCXjbk5MKYSRj3ZUS', groups: [dev]}\n\
+         acl:\n  - match: {account: '/.+/', name: '${account}/**'}\n    actions: ['*']\n    comment: own namespace\n  \
+         - match: {group: dev}\n    actions: [pull]\n",
+    );
+    let (ok, stdout, stderr) = run_in(
+        dir.path(),
+        &[
+            "explain",
+            "--config",
+            "regauth.yaml",
+            "--account",
+            "alice",
+            "--scope",
+            "repository:alice/x:pull,push",
+            "--scope",
+            "repository:team/app:pull,push",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    let expected = [
+        "repository:alice/x:pull,push",
+        "granted: [pull,push]",
+        "rule 1: match account=\"/.+/\" name=\"${account}/**\" -> [*] (own namespace)",
+        "repository:team/app:pull,push",
+        "granted: [pull]",
+        "rule 2: match group=\"dev\" -> [pull]",
+    ];
+    let mut at = 0;
+    for line in expected {
+        let found = stdout[at..]
+            .find(line)
+            .unwrap_or_else(|| panic!("{line:?} not in order in:\n{stdout}"));
+        at += found + line.len();
+    }
+    let (ok, stdout, _) = run_in(
+        dir.path(),
+        &[
+            "explain",
+            "--config",
+            "regauth.yaml",
+            "--scope",
+            "repository:alice/x:pull",
+        ],
+    );
+    assert!(ok);
+    assert!(
+        stdout.contains("anonymous") && stdout.contains("no rule matched"),
+        "{stdout}"
+    );
+}

@@ -4,7 +4,8 @@
 //! regauth. The client asks regauth for a token; regauth parses the requested
 //! [`scope`]s, decides who the caller is ([`identity`]) and what it may do ([`policy`]),
 //! builds the [`claims`], signs them ([`signing`]) with a hot-reloaded key ([`keys`]) and
-//! answers in the shape the distribution token spec defines ([`http`]).
+//! answers in the shape the distribution token spec defines ([`http`]). [`publish`] says what
+//! registries and verifiers should trust (`regauth bundle`, `regauth jwks`).
 
 pub mod claims;
 pub mod clock;
@@ -13,6 +14,7 @@ pub mod http;
 pub mod identity;
 pub mod keys;
 pub mod policy;
+pub mod publish;
 pub mod scope;
 pub mod signing;
 pub mod startup;

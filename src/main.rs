@@ -1,13 +1,13 @@
-//! The `regauth` command: `serve` and `keygen`.
+//! The `regauth` command: `serve`, `keygen`, `bundle` and `jwks`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use regauth::config;
 use regauth::keys::{Algorithm, generate};
 use regauth::startup::Application;
+use regauth::{config, publish};
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +40,19 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Print the PEM certificates a registry should trust now (its rootcertbundle): those of
+    /// the signing and next keys, or the anchor of their x5c chains.
+    Bundle {
+        /// YAML or TOML settings file, as for serve.
+        #[arg(long, short, env = "REGAUTH_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Print the JWK Set of the signing and next keys (e.g. for registry 3.x's jwks file).
+    Jwks {
+        /// YAML or TOML settings file, as for serve.
+        #[arg(long, short, env = "REGAUTH_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -48,6 +61,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve(config),
         Command::Keygen { alg, out, force } => keygen(alg, out, force),
+        Command::Bundle { config } => print_published(config, publish::bundle),
+        Command::Jwks { config } => print_published(config, publish::jwks),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -66,6 +81,21 @@ fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         app.run_until_stopped().await?;
         Ok(())
     })
+}
+
+/// Prints what `make` computes from the settings to stdout, its notes to stderr; prints
+/// nothing to stdout on error.
+fn print_published(
+    config_path: Option<PathBuf>,
+    make: fn(&config::Validated) -> anyhow::Result<publish::Output>,
+) -> anyhow::Result<()> {
+    let config = config::load(config_path.as_deref())?;
+    let output = make(&config)?;
+    for note in output.notes {
+        eprintln!("regauth: {note}");
+    }
+    print!("{}", output.text);
+    Ok(())
 }
 
 fn keygen(alg: Algorithm, out: PathBuf, force: bool) -> anyhow::Result<()> {

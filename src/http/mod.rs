@@ -1,7 +1,9 @@
-//! The HTTP surface: `GET /token`, `/healthz`, `/readyz`, and JSON errors for everything else.
+//! The HTTP surface: `GET /token`, `/.well-known/jwks.json`, `/healthz`, `/readyz`, and JSON
+//! errors for everything else.
 
 mod error;
 mod health;
+mod jwks;
 mod token;
 
 use std::collections::HashSet;
@@ -38,6 +40,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(token::get_token))
             .default_service(web::to(error::method_not_allowed)),
     )
+    .service(web::resource("/.well-known/jwks.json").route(web::get().to(jwks::get_jwks)))
     .service(web::resource("/healthz").route(web::get().to(health::healthz)))
     .service(web::resource("/readyz").route(web::get().to(health::readyz)))
     .default_service(web::to(error::not_found));

@@ -7,5 +7,7 @@ mod cli;
 mod errors;
 mod health;
 mod helpers;
+mod jwks;
+mod publish_cli;
 mod reload;
 mod token;

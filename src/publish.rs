@@ -34,8 +34,10 @@ pub struct Published {
     pub key: std::sync::Arc<SigningKey>,
 }
 
-/// Loads the signing key and, when configured, the next key. Any key that cannot be loaded
-/// is an error: a partial answer would leave a registry or verifier short of a key.
+/// Loads the signing key and, when its file exists, the next key (as the server does, a
+/// missing next key means none, e.g. right after it was moved over `key.path`). A key that
+/// exists but cannot be loaded is an error: a partial answer would leave a registry or
+/// verifier short of a key.
 pub fn load(config: &Validated) -> anyhow::Result<Vec<Published>> {
     let settings = &config.settings.key;
     let spec = key_spec(config);
@@ -56,7 +58,7 @@ pub fn load(config: &Validated) -> anyhow::Result<Vec<Published>> {
         },
     };
     let mut out = vec![current];
-    if let Some(next) = &settings.next {
+    if let Some(next) = settings.next.as_ref().filter(|p| p.exists()) {
         out.push(Published {
             role: format!("the next key (key.next {})", next.display()),
             certificate_setting: "key.next_certificate",
@@ -65,6 +67,17 @@ pub fn load(config: &Validated) -> anyhow::Result<Vec<Published>> {
         });
     }
     Ok(out)
+}
+
+/// A note when `key.next` is configured but its file does not exist.
+fn missing_next(config: &Validated) -> Option<String> {
+    let next = config.settings.key.next.as_ref()?;
+    (!next.exists()).then(|| {
+        format!(
+            "key.next {} does not exist: only the signing key is included",
+            next.display()
+        )
+    })
 }
 
 fn read_key(
@@ -97,6 +110,7 @@ fn read_key(
 /// [`bundle::trust_anchors`]), with a note per key saying what was taken.
 pub fn bundle(config: &Validated) -> anyhow::Result<Output> {
     let keys = load(config)?;
+    let missing_next = missing_next(config);
     let x5c = config.settings.key.x5c;
     let entries: Vec<BundleKey<'_>> = keys
         .iter()
@@ -120,6 +134,7 @@ pub fn bundle(config: &Validated) -> anyhow::Result<Output> {
             };
             format!("{}: {}, {what}", p.role, p.key.label())
         })
+        .chain(missing_next)
         .collect();
     Ok(Output {
         text: bundle::to_pem(&anchors),
@@ -131,6 +146,7 @@ pub fn bundle(config: &Validated) -> anyhow::Result<Output> {
 /// published).
 pub fn jwks(config: &Validated) -> anyhow::Result<Output> {
     let keys = load(config)?;
+    let missing_next = missing_next(config);
     let notes = keys
         .iter()
         .filter(|p| p.key.public_key().is_none())
@@ -141,6 +157,7 @@ pub fn jwks(config: &Validated) -> anyhow::Result<Output> {
                 p.key.algorithm()
             )
         })
+        .chain(missing_next)
         .collect();
     let arcs: Vec<_> = keys.into_iter().map(|p| p.key).collect();
     let json = serde_json::to_string_pretty(&Jwks::of(&arcs)).context("encoding the JWKS")?;

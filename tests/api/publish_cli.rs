@@ -106,7 +106,8 @@ fn bundle_prints_the_ca_when_an_x5c_chain_is_configured() {
 }
 
 #[test]
-fn bundle_fails_and_prints_nothing_when_a_key_has_no_certificate_or_the_next_key_is_broken() {
+fn bundle_fails_and_prints_nothing_when_a_key_has_no_certificate_or_the_next_key_is_broken_but_not_when_it_is_gone()
+ {
     let dir = tempfile::tempdir().unwrap();
     let config = kid_mode(dir.path());
     let keys = dir.path().join("keys");
@@ -129,6 +130,18 @@ fn bundle_fails_and_prints_nothing_when_a_key_has_no_certificate_or_the_next_key
         stderr.contains("has no certificate: set key.next_certificate"),
         "{stderr}"
     );
+
+    // Right after a promotion the next key is gone: that is no next key, not an error.
+    let current_cert = certificates_der(&std::fs::read(keys.join("signing.crt")).unwrap());
+    std::fs::remove_file(keys.join("next.key")).unwrap();
+    let out = run("bundle", &config);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(certificates_der(&out.stdout), current_cert);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
 
     std::fs::write(keys.join("next.key"), "broken").unwrap();
     let out = run("bundle", &config);

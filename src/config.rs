@@ -112,8 +112,15 @@ pub struct KeySettings {
     pub source: KeySource,
     /// The key file, for `source: file`.
     pub path: PathBuf,
-    /// A PEM chain (leaf first) sent as `x5c`.
+    /// A PEM chain (leaf first): sent as `x5c`, printed by `regauth bundle`, and in the JWKS.
     pub certificate: Option<PathBuf>,
+    /// Whether tokens carry `key.certificate` as `x5c`; `false` keeps it for the bundle and
+    /// the JWKS only (kid mode with a certificate on file).
+    pub x5c: bool,
+    /// The next key: published (JWKS, bundle), not yet signing. For `source: file`.
+    pub next: Option<PathBuf>,
+    /// The next key's certificate chain (leaf first), for the bundle and the JWKS.
+    pub next_certificate: Option<PathBuf>,
     /// The variable holding the key, for `source: env`.
     pub env: String,
     /// Algorithm override (`RS384`, `PS256`, `HS256`, ...).
@@ -128,6 +135,9 @@ impl Default for KeySettings {
             source: KeySource::File,
             path: PathBuf::from("keys/signing.key"),
             certificate: None,
+            x5c: true,
+            next: None,
+            next_certificate: None,
             env: "REGAUTH_SIGNING_KEY".into(),
             algorithm: None,
             poll_interval_seconds: 30,
@@ -316,6 +326,27 @@ impl Settings {
         if self.key.source == KeySource::File && self.key.path.as_os_str().is_empty() {
             return Err(invalid("key.path", "must name the key file"));
         }
+        match &self.key.next {
+            Some(_) if self.key.source != KeySource::File => {
+                return Err(invalid(
+                    "key.next",
+                    "needs key.source: file (an environment key cannot be swapped without a restart)",
+                ));
+            }
+            Some(next) if *next == self.key.path => {
+                return Err(invalid(
+                    "key.next",
+                    "must be another file than key.path; the next key becomes current when moved over key.path",
+                ));
+            }
+            None if self.key.next_certificate.is_some() => {
+                return Err(invalid(
+                    "key.next_certificate",
+                    "is set without key.next; name the next key's file too",
+                ));
+            }
+            _ => {}
+        }
         if self.key.poll_interval_seconds == 0 {
             return Err(invalid("key.poll_interval_seconds", "must be at least 1"));
         }
@@ -476,6 +507,26 @@ mod tests {
     }
 
     #[test]
+    fn next_key_settings_load_from_file_and_environment() {
+        let f = file(
+            ".yaml",
+            "key:\n  path: k/signing.key\n  next: k/next.key\n  x5c: false\n",
+        );
+        let v = load_with_env(
+            Some(f.path()),
+            &env(&[("REGAUTH_KEY__NEXT_CERTIFICATE", "k/next.crt")]),
+        )
+        .unwrap();
+        assert_eq!(v.settings.key.next, Some(PathBuf::from("k/next.key")));
+        assert_eq!(
+            v.settings.key.next_certificate,
+            Some(PathBuf::from("k/next.crt"))
+        );
+        assert!(!v.settings.key.x5c);
+        assert!(Settings::default().key.x5c, "x5c is sent by default");
+    }
+
+    #[test]
     fn a_key_variable_turns_off_zero_config() {
         let v = load_with_env(None, &env(&[("REGAUTH_KEY__PATH", "/x/k.pem")])).unwrap();
         assert!(!v.zero_config);
@@ -516,6 +567,21 @@ mod tests {
                 "access.anonymous: \"Pull\"",
             ),
             ("key:\n  source: env\n  env: ''\n", &[], "key.env"),
+            (
+                "key:\n  path: k\n  next: k\n",
+                &[],
+                "key.next: must be another file than key.path",
+            ),
+            (
+                "key:\n  source: env\n  next: n.key\n",
+                &[],
+                "key.next: needs key.source: file",
+            ),
+            (
+                "key:\n  next_certificate: n.crt\n",
+                &[],
+                "key.next_certificate: is set without key.next",
+            ),
             (
                 "key:\n  poll_interval_seconds: 0\n",
                 &[],

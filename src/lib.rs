@@ -5,7 +5,8 @@
 //! [`scope`]s, decides who the caller is ([`identity`]) and what it may do ([`policy`]),
 //! builds the [`claims`], signs them ([`signing`]) with a hot-reloaded key ([`keys`]) and
 //! answers in the shape the distribution token spec defines ([`http`]). OAuth2 clients get
-//! stateless [`refresh`] tokens; key and password files reload through [`watch`].
+//! stateless [`refresh`] tokens; key and password files reload through [`watch`]. [`publish`]
+//! says what registries and verifiers should trust (`regauth bundle`, `regauth jwks`).
 
 pub mod claims;
 pub mod clock;
@@ -14,6 +15,7 @@ pub mod http;
 pub mod identity;
 pub mod keys;
 pub mod policy;
+pub mod publish;
 pub mod refresh;
 pub mod scope;
 pub mod signing;

@@ -1,4 +1,5 @@
-//! The `regauth` command: `serve`, `keygen`, `hash-password`, `check` and `explain`.
+//! The `regauth` command: `serve`, `keygen`, `bundle`, `jwks`, `hash-password`, `check` and
+//! `explain`.
 
 use std::io::BufRead;
 use std::net::IpAddr;
@@ -11,10 +12,10 @@ use clap::{Parser, Subcommand};
 
 use regauth::config::{self, KeySource, Validated};
 use regauth::identity::{Identity, UserDirectory};
-use regauth::keys::{Algorithm, KeySpec, SigningKey, generate};
+use regauth::keys::{Algorithm, SigningKey, generate};
 use regauth::policy::{Policy, RequestContext};
 use regauth::startup::Application;
-use regauth::{refresh, scope, watch};
+use regauth::{publish, refresh, scope, watch};
 
 #[derive(Parser)]
 #[command(
@@ -46,6 +47,19 @@ enum Command {
         /// Overwrite existing files.
         #[arg(long)]
         force: bool,
+    },
+    /// Print the PEM certificates a registry should trust now (its rootcertbundle): those of
+    /// the signing and next keys, or the anchor of their x5c chains.
+    Bundle {
+        /// YAML or TOML settings file, as for serve.
+        #[arg(long, short, env = "REGAUTH_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Print the JWK Set of the signing and next keys (e.g. for registry 3.x's jwks file).
+    Jwks {
+        /// YAML or TOML settings file, as for serve.
+        #[arg(long, short, env = "REGAUTH_CONFIG")]
+        config: Option<PathBuf>,
     },
     /// Read a password on standard input and print its bcrypt hash (for users: or htpasswd).
     HashPassword {
@@ -85,6 +99,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve(config),
         Command::Keygen { alg, out, force } => keygen(alg, out, force),
+        Command::Bundle { config } => print_published(config, publish::bundle),
+        Command::Jwks { config } => print_published(config, publish::jwks),
         Command::HashPassword { cost } => hash_password(cost),
         Command::Check { config } => check(config),
         Command::Explain {
@@ -111,6 +127,21 @@ fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         app.run_until_stopped().await?;
         Ok(())
     })
+}
+
+/// Prints what `make` computes from the settings to stdout, its notes to stderr; prints
+/// nothing to stdout on error.
+fn print_published(
+    config_path: Option<PathBuf>,
+    make: fn(&config::Validated) -> anyhow::Result<publish::Output>,
+) -> anyhow::Result<()> {
+    let config = config::load(config_path.as_deref())?;
+    let output = make(&config)?;
+    for note in output.notes {
+        eprintln!("regauth: {note}");
+    }
+    print!("{}", output.text);
+    Ok(())
 }
 
 fn keygen(alg: Algorithm, out: PathBuf, force: bool) -> anyhow::Result<()> {
@@ -184,10 +215,7 @@ fn check(config_path: Option<PathBuf>) -> anyhow::Result<()> {
             ""
         }
     );
-    let spec = KeySpec {
-        algorithm: config.algorithm,
-        kid_format: settings.token.kid_format,
-    };
+    let spec = regauth::startup::key_spec(&config);
     let key = match settings.key.source {
         KeySource::File => std::fs::read(&settings.key.path)
             .with_context(|| format!("reading key file {}", settings.key.path.display())),

@@ -113,6 +113,7 @@ mod tests {
             let spec = KeySpec {
                 algorithm: Some(alg),
                 kid_format: KidFormat::Libtrust,
+                ..KeySpec::default()
             };
             let key = SigningKey::from_bytes(generated.key_pem.as_bytes(), None, spec).unwrap();
             assert_eq!(key.algorithm(), alg);

@@ -13,7 +13,9 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{KeySource, Validated};
 use crate::http::{self, AppState};
 use crate::identity::UserDirectory;
-use crate::keys::{EnvKeyProvider, FileKeyProvider, KeyProvider, KeySpec, WatchOptions, generate};
+use crate::keys::{
+    EnvKeyProvider, FileKeyProvider, KeyFiles, KeyProvider, KeySpec, WatchOptions, generate,
+};
 use crate::refresh::{self, RefreshTokens};
 use crate::watch;
 
@@ -35,7 +37,7 @@ impl Application {
         config: Validated,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Application> {
-        let keys = key_provider(&config)?;
+        let keys = key_provider(&config, Arc::clone(&clock))?;
         let settings = &config.settings;
         let users = UserDirectory::start(
             settings.users.clone(),
@@ -92,14 +94,22 @@ impl Application {
     }
 }
 
-fn key_spec(config: &Validated) -> KeySpec {
+/// How keys are built from the settings: algorithm override, `kid` format, `x5c` or not.
+pub fn key_spec(config: &Validated) -> KeySpec {
     KeySpec {
         algorithm: config.algorithm,
         kid_format: config.settings.token.kid_format,
+        x5c: config.settings.key.x5c,
     }
 }
 
-fn key_provider(config: &Validated) -> anyhow::Result<Arc<dyn KeyProvider>> {
+/// How long a replaced key stays published: every token it signed must expire first, and
+/// registries allow 60 s of clock leeway.
+pub fn retention(config: &Validated) -> std::time::Duration {
+    std::time::Duration::from_secs(u64::from(config.settings.token.ttl_seconds) + 60)
+}
+
+fn key_provider(config: &Validated, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<dyn KeyProvider>> {
     let key = &config.settings.key;
     let spec = key_spec(config);
     match key.source {
@@ -115,9 +125,16 @@ fn key_provider(config: &Validated) -> anyhow::Result<Arc<dyn KeyProvider>> {
             }
             let options = WatchOptions {
                 poll_interval: config.poll_interval,
+                retain: retention(config),
                 ..WatchOptions::default()
             };
-            let provider = FileKeyProvider::start(key.path.clone(), certificate, spec, options)?;
+            let files = KeyFiles {
+                key: key.path.clone(),
+                certificate,
+                next: key.next.clone(),
+                next_certificate: key.next_certificate.clone(),
+            };
+            let provider = FileKeyProvider::start_with_clock(files, spec, options, clock)?;
             Ok(Arc::new(provider))
         }
     }

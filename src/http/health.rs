@@ -17,14 +17,20 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let status = state.keys.status();
     let now = state.clock.now();
     let expired = key.certificate().is_some_and(|c| c.not_after < now);
+    let rfc3339 = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
     let body = json!({
         "status": if expired { "certificate expired" } else { "ready" },
         "alg": key.algorithm().as_str(),
         "kid": key.kid(),
         "source": status.source,
-        "key_loaded_at": status.loaded_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        "key_loaded_at": rfc3339(status.loaded_at),
+        "key_age_seconds": status.key_age(now).num_seconds(),
+        "last_reload": status.last_reload.map(rfc3339),
         "failed_reloads": status.failed_reloads,
         "last_reload_error": status.last_error,
+        "next_kid": status.next_kid,
+        "next_key_error": status.next_error,
+        "retired_keys": status.retired,
     });
     if expired {
         HttpResponse::ServiceUnavailable().json(body)

@@ -1,7 +1,9 @@
-//! The HTTP surface: `GET /token`, `/healthz`, `/readyz`, and JSON errors for everything else.
+//! The HTTP surface: `GET /token`, `/.well-known/jwks.json`, `/healthz`, `/readyz`, and JSON
+//! errors for everything else.
 
 mod error;
 mod health;
+mod jwks;
 mod oauth;
 mod token;
 
@@ -51,6 +53,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(oauth::post_token))
             .default_service(web::to(error::method_not_allowed)),
     )
+    .service(web::resource("/.well-known/jwks.json").route(web::get().to(jwks::get_jwks)))
     .service(web::resource("/healthz").route(web::get().to(health::healthz)))
     .service(web::resource("/readyz").route(web::get().to(health::readyz)))
     .default_service(web::to(error::not_found));

@@ -59,15 +59,10 @@ impl EnvKeyProvider {
                     error,
                 }
             })?;
+        let status = KeyStatus::new(format!("env {var}"), &key, Utc::now());
         Ok(EnvKeyProvider {
             key: Arc::new(key),
-            status: KeyStatus {
-                source: format!("env {var}"),
-                loaded_at: Utc::now(),
-                last_reload: None,
-                failed_reloads: 0,
-                last_error: None,
-            },
+            status,
         })
     }
 }

@@ -1,4 +1,5 @@
-//! A key read from a PEM file and hot-reloaded when the file is replaced.
+//! A key read from a PEM file and hot-reloaded when the file is replaced, published with the
+//! next key (`key.next`) and the keys it recently replaced (see [`super::keyset`]).
 //!
 //! The watch is on the key's directory, not the file: editors, `mv` and the Kubernetes secret
 //! mount (`..data` symlink swap) all put a new inode in place, and a watch on the old one goes
@@ -8,20 +9,22 @@
 
 use std::collections::HashSet;
 use std::ffi::OsString;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use chrono::Utc;
 use notify::{RecursiveMode, Watcher};
 
+use super::keyset::KeySet;
 use super::material::content_digest;
 use super::{KeyProvider, KeySpec, KeyStatus, ProviderError, SigningKey};
+use crate::clock::{Clock, SystemClock};
 
-/// How the reload thread paces itself.
+/// How the reload thread paces itself, and how long replaced keys stay published.
 #[derive(Debug, Clone, Copy)]
 pub struct WatchOptions {
     /// Quiet time after the last file event before re-reading.
@@ -30,6 +33,9 @@ pub struct WatchOptions {
     pub max_delay: Duration,
     /// Periodic re-read, in case the watch misses an event.
     pub poll_interval: Duration,
+    /// How long a replaced signing key stays published: the token lifetime plus the
+    /// registry's 60 s leeway, so every token it signed expires first.
+    pub retain: Duration,
 }
 
 impl Default for WatchOptions {
@@ -38,12 +44,44 @@ impl Default for WatchOptions {
             debounce: Duration::from_millis(150),
             max_delay: Duration::from_secs(2),
             poll_interval: Duration::from_secs(30),
+            retain: Duration::from_secs(300 + 60),
         }
     }
 }
 
-/// Signs with the key at `key.path` (and sends the chain at `key.certificate`), reloading both
-/// when they change.
+/// The files a [`FileKeyProvider`] reads.
+#[derive(Debug, Clone, Default)]
+pub struct KeyFiles {
+    /// The signing key (`key.path`).
+    pub key: PathBuf,
+    /// Its certificate chain, leaf first (`key.certificate`).
+    pub certificate: Option<PathBuf>,
+    /// The next key (`key.next`): published, not signing.
+    pub next: Option<PathBuf>,
+    /// The next key's certificate chain (`key.next_certificate`).
+    pub next_certificate: Option<PathBuf>,
+}
+
+impl KeyFiles {
+    /// Just a signing key.
+    pub fn new(key: impl Into<PathBuf>) -> KeyFiles {
+        KeyFiles {
+            key: key.into(),
+            ..KeyFiles::default()
+        }
+    }
+
+    fn all(&self) -> impl Iterator<Item = &PathBuf> {
+        std::iter::once(&self.key)
+            .chain(self.certificate.iter())
+            .chain(self.next.iter())
+            .chain(self.next_certificate.iter())
+    }
+}
+
+/// Signs with the key at `key.path` (and sends the chain at `key.certificate`), publishes it
+/// with the next key and the recently replaced ones, and reloads all of them when their
+/// files change.
 pub struct FileKeyProvider {
     shared: Arc<Shared>,
     // Dropping the watcher and this sender ends the reload thread.
@@ -52,54 +90,63 @@ pub struct FileKeyProvider {
 }
 
 struct Shared {
-    key_path: PathBuf,
-    cert_path: Option<PathBuf>,
+    files: KeyFiles,
     spec: KeySpec,
+    clock: Arc<dyn Clock>,
     current: ArcSwap<SigningKey>,
     state: Mutex<ReloadState>,
 }
 
 struct ReloadState {
     status: KeyStatus,
+    set: KeySet,
     /// Digest of the last content that failed, so one bad file is logged once.
     last_failed: Option<[u8; 32]>,
+    /// The same for the next key.
+    next_failed: Option<[u8; 32]>,
 }
 
 impl FileKeyProvider {
     /// Loads the key (a startup error names the path when it is missing or unusable) and
-    /// starts watching.
+    /// starts watching. A missing or unusable next key is reported, never an error.
     pub fn start(
-        key_path: impl Into<PathBuf>,
-        cert_path: Option<PathBuf>,
+        files: KeyFiles,
         spec: KeySpec,
         options: WatchOptions,
     ) -> Result<FileKeyProvider, ProviderError> {
-        let key_path = key_path.into();
-        let (key_bytes, cert_bytes) = read_files(&key_path, cert_path.as_deref())?;
+        FileKeyProvider::start_with_clock(files, spec, options, Arc::new(SystemClock))
+    }
+
+    /// [`FileKeyProvider::start`] with an explicit clock for load times and the retention
+    /// window (tests move time forward instead of sleeping).
+    pub fn start_with_clock(
+        files: KeyFiles,
+        spec: KeySpec,
+        options: WatchOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Result<FileKeyProvider, ProviderError> {
+        let (key_bytes, cert_bytes) = read_files(&files.key, files.certificate.as_deref())?;
         let key =
             SigningKey::from_bytes(&key_bytes, cert_bytes.as_deref(), spec).map_err(|error| {
                 ProviderError::Key {
-                    source_desc: describe(&key_path, cert_path.as_deref()),
+                    source_desc: describe(&files.key, files.certificate.as_deref()),
                     error,
                 }
             })?;
-        let status = KeyStatus {
-            source: format!("file {}", key_path.display()),
-            loaded_at: Utc::now(),
-            last_reload: None,
-            failed_reloads: 0,
-            last_error: None,
-        };
+        let status = KeyStatus::new(format!("file {}", files.key.display()), &key, clock.now());
         let shared = Arc::new(Shared {
-            key_path,
-            cert_path,
+            files,
             spec,
+            clock,
             current: ArcSwap::from_pointee(key),
             state: Mutex::new(ReloadState {
                 status,
+                set: KeySet::new(options.retain),
                 last_failed: None,
+                next_failed: None,
             }),
         });
+        shared.reload_next(&mut shared.lock());
 
         let (tx, rx) = mpsc::channel::<()>();
         let watcher = start_watcher(&shared, tx.clone());
@@ -117,7 +164,7 @@ impl FileKeyProvider {
         })
     }
 
-    /// Re-reads the files now; true when a new key was swapped in.
+    /// Re-reads the files now; true when a new signing key was swapped in.
     pub fn reload_now(&self) -> bool {
         self.shared.reload()
     }
@@ -128,11 +175,18 @@ impl KeyProvider for FileKeyProvider {
         self.shared.current.load_full()
     }
 
+    fn published_keys(&self) -> Vec<Arc<SigningKey>> {
+        let state = self.shared.lock();
+        state
+            .set
+            .published(self.shared.current.load_full(), self.shared.clock.now())
+    }
+
     fn status(&self) -> KeyStatus {
-        match self.shared.state.lock() {
-            Ok(state) => state.status.clone(),
-            Err(poisoned) => poisoned.into_inner().status.clone(),
-        }
+        let state = self.shared.lock();
+        let mut status = state.status.clone();
+        status.retired = state.set.retired(self.shared.clock.now()).count();
+        status
     }
 }
 
@@ -167,15 +221,32 @@ fn read_files(
     Ok((key_bytes, cert_bytes))
 }
 
+/// The id a JWKS gives a key: its header `kid`, else its thumbprint.
+fn published_id(key: &SigningKey) -> Option<String> {
+    key.kid().or(key.thumbprint()).map(str::to_owned)
+}
+
 impl Shared {
-    /// Re-reads key and certificate; swaps in a new key when the content changed and is
-    /// usable. Returns true on a swap.
-    fn reload(&self) -> bool {
-        let files = read_files(&self.key_path, self.cert_path.as_deref());
-        let mut state = match self.state.lock() {
+    fn lock(&self) -> MutexGuard<'_, ReloadState> {
+        match self.state.lock() {
             Ok(state) => state,
             Err(poisoned) => poisoned.into_inner(),
-        };
+        }
+    }
+
+    /// Re-reads every file; swaps in a new signing key when its content changed and is
+    /// usable (the old one is retired, still published), then refreshes the next key and
+    /// drops retired keys past their window. Returns true on a swap.
+    fn reload(&self) -> bool {
+        let mut state = self.lock();
+        let swapped = self.reload_current(&mut state);
+        self.reload_next(&mut state);
+        state.set.prune(self.clock.now());
+        swapped
+    }
+
+    fn reload_current(&self, state: &mut ReloadState) -> bool {
+        let files = read_files(&self.files.key, self.files.certificate.as_deref());
         let (key_bytes, cert_bytes) = match files {
             Ok(files) => files,
             Err(e) => {
@@ -186,7 +257,7 @@ impl Shared {
             }
         };
         let digest_now = content_digest(&key_bytes, cert_bytes.as_deref());
-        let current = self.current.load();
+        let current = self.current.load_full();
         if current.fingerprint() == &digest_now || state.last_failed == Some(digest_now) {
             return false;
         }
@@ -194,15 +265,17 @@ impl Shared {
             Ok(key) => {
                 let old = current.label();
                 let new = key.label();
+                let now = self.clock.now();
+                state.set.replaced(Arc::clone(&current), &key, now);
+                state.status.kid = key.kid().map(str::to_owned);
                 self.current.store(Arc::new(key));
-                let now = Utc::now();
                 state.status.loaded_at = now;
                 state.status.last_reload = Some(now);
                 state.status.last_error = None;
                 state.last_failed = None;
                 log::info!(
                     "signing key reloaded from {}: {old} -> {new}",
-                    self.key_path.display()
+                    self.files.key.display()
                 );
                 true
             }
@@ -212,19 +285,85 @@ impl Shared {
                 state.last_failed = Some(digest_now);
                 log::error!(
                     "new content of {} is not usable, still signing with {}: {error}",
-                    describe(&self.key_path, self.cert_path.as_deref()),
+                    describe(&self.files.key, self.files.certificate.as_deref()),
                     current.label()
                 );
                 false
             }
         }
     }
+
+    /// Loads, replaces or drops the next key. Never touches the signing key: a broken next
+    /// key is reported in the status and the last good one (if any) stays published; a
+    /// missing one is no longer published.
+    fn reload_next(&self, state: &mut ReloadState) {
+        let Some(path) = &self.files.next else {
+            return;
+        };
+        let cert = self.files.next_certificate.as_deref();
+        let (key_bytes, cert_bytes) = match read_files(path, cert) {
+            Ok(files) => files,
+            Err(ProviderError::Read { what, source, .. })
+                if what == "key file" && source.kind() == ErrorKind::NotFound =>
+            {
+                if let Some(old) = state.set.next() {
+                    log::info!(
+                        "next key {} is gone; {} is no longer published as the next key",
+                        path.display(),
+                        old.label()
+                    );
+                }
+                state.set.set_next(None);
+                state.status.next_kid = None;
+                state.status.next_error = Some(format!("no next key at {}", path.display()));
+                state.next_failed = None;
+                return;
+            }
+            Err(e) => {
+                self.next_failed(state, e.to_string());
+                return;
+            }
+        };
+        let digest = content_digest(&key_bytes, cert_bytes.as_deref());
+        let unchanged = state.set.next().is_some_and(|k| k.fingerprint() == &digest);
+        if unchanged || state.next_failed == Some(digest) {
+            return;
+        }
+        match SigningKey::from_bytes(&key_bytes, cert_bytes.as_deref(), self.spec) {
+            Ok(key) => {
+                log::info!(
+                    "next key loaded from {}: {} (published, not signing)",
+                    describe(path, cert),
+                    key.label()
+                );
+                state.status.next_kid = published_id(&key);
+                state.status.next_error = None;
+                state.next_failed = None;
+                state.set.set_next(Some(Arc::new(key)));
+            }
+            Err(error) => {
+                state.next_failed = Some(digest);
+                self.next_failed(state, format!("{}: {error}", describe(path, cert)));
+            }
+        }
+    }
+
+    fn next_failed(&self, state: &mut ReloadState, reason: String) {
+        if state.status.next_error.as_deref() != Some(reason.as_str()) {
+            let keeps = match state.set.next() {
+                Some(k) => format!("still publishing {} as the next key", k.label()),
+                None => "no next key is published".to_owned(),
+            };
+            log::error!("the next key is not usable, {keeps}: {reason}");
+        }
+        state.status.next_error = Some(reason);
+    }
 }
 
-/// The file names whose events matter: the key, the certificate, and Kubernetes' `..data`.
+/// The file names whose events matter: the keys, the certificates, and Kubernetes' `..data`.
 fn watched_names(shared: &Shared) -> HashSet<OsString> {
     let mut names = HashSet::new();
-    for path in std::iter::once(&shared.key_path).chain(shared.cert_path.iter()) {
+    for path in shared.files.all() {
         if let Some(name) = path.file_name() {
             names.insert(name.to_os_string());
         }
@@ -263,7 +402,7 @@ fn start_watcher(shared: &Arc<Shared>, tx: Sender<()>) -> Option<notify::Recomme
         }
     };
     let mut dirs: Vec<PathBuf> = Vec::new();
-    for path in std::iter::once(&shared.key_path).chain(shared.cert_path.iter()) {
+    for path in shared.files.all() {
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -304,5 +443,153 @@ fn reload_loop(shared: Weak<Shared>, events: Receiver<()>, options: WatchOptions
             return;
         };
         shared.reload();
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::type_complexity
+)]
+mod tests {
+    use super::*;
+    use crate::keys::{Algorithm, generate};
+    use chrono::{DateTime, Utc};
+
+    /// A clock the test moves by hand.
+    struct ManualClock(Mutex<DateTime<Utc>>);
+
+    impl ManualClock {
+        fn advance(&self, seconds: i64) {
+            let mut now = self.0.lock().unwrap();
+            *now += chrono::Duration::seconds(seconds);
+        }
+    }
+
+    impl Clock for ManualClock {
+        fn now(&self) -> DateTime<Utc> {
+            *self.0.lock().unwrap()
+        }
+    }
+
+    fn write_key(path: &Path) -> String {
+        let g = generate::generate(Algorithm::ES256).unwrap();
+        let staged = path.with_extension("staged");
+        std::fs::write(&staged, &g.key_pem).unwrap();
+        std::fs::rename(&staged, path).unwrap();
+        SigningKey::from_bytes(g.key_pem.as_bytes(), None, KeySpec::default())
+            .unwrap()
+            .kid()
+            .unwrap()
+            .to_owned()
+    }
+
+    fn kids(provider: &FileKeyProvider) -> Vec<String> {
+        provider
+            .published_keys()
+            .iter()
+            .map(|k| k.kid().unwrap().to_owned())
+            .collect()
+    }
+
+    /// A provider whose reload thread never fires on its own (long debounce and poll), so
+    /// the test drives reloads with `reload_now`.
+    fn start(dir: &Path, with_next: bool) -> (FileKeyProvider, Arc<ManualClock>, PathBuf, PathBuf) {
+        let (key, next) = (dir.join("signing.key"), dir.join("next.key"));
+        let clock = Arc::new(ManualClock(Mutex::new(Utc::now())));
+        let files = KeyFiles {
+            next: with_next.then(|| next.clone()),
+            ..KeyFiles::new(&key)
+        };
+        let options = WatchOptions {
+            debounce: Duration::from_secs(3600),
+            poll_interval: Duration::from_secs(3600),
+            retain: Duration::from_secs(360),
+            ..WatchOptions::default()
+        };
+        let provider = FileKeyProvider::start_with_clock(
+            files,
+            KeySpec::default(),
+            options,
+            Arc::clone(&clock) as Arc<dyn Clock>,
+        )
+        .unwrap();
+        (provider, clock, key, next)
+    }
+
+    #[test]
+    fn the_next_key_is_published_and_a_promoted_one_retires_the_old_key_for_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = write_key(&dir.path().join("signing.key"));
+        let second = write_key(&dir.path().join("next.key"));
+        let (provider, clock, key, next) = start(dir.path(), true);
+        assert_eq!(kids(&provider), [first.clone(), second.clone()]);
+        let status = provider.status();
+        assert_eq!(status.kid.as_deref(), Some(first.as_str()));
+        assert_eq!(status.next_kid.as_deref(), Some(second.as_str()));
+
+        // The operator's swap: the next key moved over the signing key.
+        std::fs::rename(&next, &key).unwrap();
+        assert!(provider.reload_now());
+        assert_eq!(provider.signing_key().kid(), Some(second.as_str()));
+        assert_eq!(kids(&provider), [second.clone(), first.clone()]);
+        let status = provider.status();
+        assert_eq!(status.kid.as_deref(), Some(second.as_str()));
+        assert_eq!((status.next_kid, status.retired), (None, 1));
+        assert!(status.next_error.unwrap().contains("no next key"));
+        assert_eq!(status.last_reload, Some(status.loaded_at));
+
+        clock.advance(359);
+        assert_eq!(kids(&provider).len(), 2, "still inside the window");
+        clock.advance(1);
+        assert_eq!(
+            kids(&provider),
+            std::slice::from_ref(&second),
+            "dropped after ttl + 60 s"
+        );
+        assert_eq!(provider.status().retired, 0);
+        assert_eq!(provider.status().key_age(clock.now()).num_seconds(), 360);
+    }
+
+    #[test]
+    fn a_broken_next_key_never_affects_signing_and_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = write_key(&dir.path().join("signing.key"));
+        std::fs::write(dir.path().join("next.key"), "not a key").unwrap();
+        let (provider, _clock, _key, next) = start(dir.path(), true);
+        assert_eq!(kids(&provider), std::slice::from_ref(&first));
+        let status = provider.status();
+        assert!(status.next_error.unwrap().contains("no PEM private key"));
+        assert_eq!(status.failed_reloads, 0, "the signing key is fine");
+
+        // A good next key, then a broken one: the good one stays published.
+        let second = write_key(&next);
+        provider.reload_now();
+        assert_eq!(kids(&provider), [first.clone(), second.clone()]);
+        std::fs::write(
+            &next,
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        assert!(!provider.reload_now());
+        assert_eq!(kids(&provider), [first.clone(), second.clone()]);
+        assert_eq!(provider.signing_key().kid(), Some(first.as_str()));
+        assert!(provider.status().next_error.is_some());
+
+        // Removed: no longer published.
+        std::fs::remove_file(&next).unwrap();
+        provider.reload_now();
+        assert_eq!(kids(&provider), [first]);
+    }
+
+    #[test]
+    fn without_a_next_key_only_the_signing_key_is_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = write_key(&dir.path().join("signing.key"));
+        let (provider, _clock, _key, _next) = start(dir.path(), false);
+        assert_eq!(kids(&provider), [first]);
+        assert_eq!(provider.status().next_error, None);
     }
 }

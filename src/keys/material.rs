@@ -105,12 +105,25 @@ pub struct CertificateInfo {
 }
 
 /// What to build a key into.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct KeySpec {
     /// Algorithm override; `None` picks the key's natural algorithm (RS256 for RSA).
     pub algorithm: Option<Algorithm>,
     /// Which `kid` to put in the header.
     pub kid_format: KidFormat,
+    /// Whether the header carries the certificate chain as `x5c` (default: yes). Without it
+    /// the certificate is kept for the registry's bundle and the JWKS only.
+    pub x5c: bool,
+}
+
+impl Default for KeySpec {
+    fn default() -> Self {
+        KeySpec {
+            algorithm: None,
+            kid_format: KidFormat::default(),
+            x5c: true,
+        }
+    }
 }
 
 /// A signing key ready to use: parsed private key, algorithm, ids and the encoded JWT header.
@@ -191,6 +204,7 @@ impl SigningKey {
             kid: kid.as_deref(),
             x5c: certificate
                 .as_ref()
+                .filter(|_| spec.x5c)
                 .map(|c| c.chain_der.iter().map(|d| BASE64.encode(d)).collect()),
         };
         let header_json = serde_json::to_vec(&header).map_err(|e| KeyError::Pem(e.to_string()))?;
@@ -514,6 +528,7 @@ mod tests {
             KeySpec {
                 algorithm: alg,
                 kid_format: KidFormat::Libtrust,
+                x5c: true,
             },
         )
     }
@@ -620,6 +635,7 @@ mod tests {
         let spec = |kid_format| KeySpec {
             algorithm: None,
             kid_format,
+            x5c: true,
         };
         let lib = SigningKey::from_bytes(EC256_SEC1, None, spec(KidFormat::Libtrust)).unwrap();
         let thumb = SigningKey::from_bytes(EC256_SEC1, None, spec(KidFormat::Thumbprint)).unwrap();
@@ -675,5 +691,26 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err, KeyError::NoCertificate);
+    }
+
+    #[test]
+    fn without_x5c_the_certificate_is_kept_but_not_sent() {
+        let generated = generate::generate(Algorithm::ES256).unwrap();
+        let spec = KeySpec {
+            x5c: false,
+            ..KeySpec::default()
+        };
+        let key = SigningKey::from_bytes(
+            generated.key_pem.as_bytes(),
+            generated.cert_pem.as_deref().map(str::as_bytes),
+            spec,
+        )
+        .unwrap();
+        assert!(key.certificate().is_some());
+        let header: serde_json::Value =
+            serde_json::from_slice(&BASE64URL_NOPAD.decode(key.header_b64().as_bytes()).unwrap())
+                .unwrap();
+        assert!(header.get("x5c").is_none(), "{header}");
+        assert_eq!(header["kid"], key.kid().unwrap());
     }
 }

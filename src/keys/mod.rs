@@ -2,9 +2,12 @@
 //! implementations), what they are ([`SigningKey`]), and how they are named (`kid`).
 
 mod algorithm;
+pub mod bundle;
 mod env;
 mod file;
 pub mod generate;
+pub mod jwks;
+pub mod keyset;
 pub mod kid;
 mod material;
 
@@ -14,7 +17,7 @@ use chrono::{DateTime, Utc};
 
 pub use algorithm::{Algorithm, Curve, KeyKind, UnknownAlgorithm};
 pub use env::EnvKeyProvider;
-pub use file::{FileKeyProvider, WatchOptions};
+pub use file::{FileKeyProvider, KeyFiles, WatchOptions};
 pub use kid::KidFormat;
 pub use material::{
     CertificateInfo, KeyError, KeySpec, MIN_HMAC_SECRET, PublicKeyInfo, SignError, SigningKey,
@@ -28,7 +31,9 @@ pub trait KeyProvider: Send + Sync + 'static {
     /// The key that signs new tokens.
     fn signing_key(&self) -> Arc<SigningKey>;
 
-    /// The keys verifiers should trust now. The signing key is always among them.
+    /// The keys verifiers should trust now: the signing key first, then the next key and the
+    /// recently replaced ones. HMAC keys may be among them; publishing (JWKS, bundle) skips
+    /// them.
     fn published_keys(&self) -> Vec<Arc<SigningKey>> {
         vec![self.signing_key()]
     }
@@ -37,19 +42,49 @@ pub trait KeyProvider: Send + Sync + 'static {
     fn status(&self) -> KeyStatus;
 }
 
-/// What a provider reports about its key.
+/// What a provider reports about its keys (for `/readyz` and metrics).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyStatus {
     /// Where the key comes from, e.g. `file keys/signing.key`.
     pub source: String,
-    /// When the current key was loaded.
+    /// The signing key's `kid` as tokens carry it (`None` with `kid_format: none`).
+    pub kid: Option<String>,
+    /// When the current key was loaded; its age is `now - loaded_at`.
     pub loaded_at: DateTime<Utc>,
-    /// When a reload last replaced the key.
+    /// When a reload last replaced the key (the last successful reload).
     pub last_reload: Option<DateTime<Utc>>,
     /// Reloads that found new content that could not be used.
     pub failed_reloads: u64,
     /// Why the last failed reload failed (never key material).
     pub last_error: Option<String>,
+    /// The next key's `kid` (or thumbprint), when one is configured and loaded.
+    pub next_kid: Option<String>,
+    /// Why the configured next key is not loaded or not up to date (never key material).
+    pub next_error: Option<String>,
+    /// Replaced keys still published.
+    pub retired: usize,
+}
+
+impl KeyStatus {
+    /// A status for a key just loaded from `source` at `now`.
+    pub fn new(source: String, key: &SigningKey, now: DateTime<Utc>) -> KeyStatus {
+        KeyStatus {
+            source,
+            kid: key.kid().map(str::to_owned),
+            loaded_at: now,
+            last_reload: None,
+            failed_reloads: 0,
+            last_error: None,
+            next_kid: None,
+            next_error: None,
+            retired: 0,
+        }
+    }
+
+    /// How long the signing key has been in use at `now`.
+    pub fn key_age(&self, now: DateTime<Utc>) -> chrono::Duration {
+        now.signed_duration_since(self.loaded_at)
+    }
 }
 
 /// Errors starting a key provider.

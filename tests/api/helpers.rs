@@ -1,10 +1,12 @@
 //! Spawning regauth on a free port with a fresh key, and reading what it answers.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use data_encoding::BASE64URL_NOPAD;
+use regauth::clock::Clock;
 use regauth::config::{Settings, Validated};
 use regauth::keys::{Algorithm, KeyProvider, KeySpec, SigningKey, generate};
 use regauth::startup::Application;
@@ -41,6 +43,32 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_with_clock(customize, Arc::new(regauth::clock::SystemClock)).await
+}
+
+/// A clock the test moves by hand.
+pub struct ManualClock(Mutex<DateTime<Utc>>);
+
+impl ManualClock {
+    pub fn new() -> Arc<ManualClock> {
+        Arc::new(ManualClock(Mutex::new(Utc::now())))
+    }
+
+    pub fn advance(&self, seconds: i64) {
+        *self.0.lock().unwrap() += chrono::Duration::seconds(seconds);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+pub async fn spawn_app_with_clock(
+    customize: impl FnOnce(&mut Settings),
+    clock: Arc<dyn Clock>,
+) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     generate::write(dir.path(), Algorithm::ES256, false).expect("keygen");
     regauth::refresh::write_secret(&dir.path().join("refresh.secret")).expect("refresh secret");
@@ -48,7 +76,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     customize(&mut settings);
     let key_path = settings.key.path.clone();
     let config: Validated = settings.validate(false).expect("valid settings");
-    let app = Application::build(config).expect("app builds");
+    let app = Application::build_with_clock(config, clock).expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let keys = app.keys();
     tokio::spawn(app.run_until_stopped());
@@ -111,6 +139,13 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// Writes `text` to `path` through a rename, as operators and keygen do.
+pub fn replace_file(path: &Path, text: &str) {
+    let staged = path.with_extension("staged");
+    std::fs::write(&staged, text).expect("write");
+    std::fs::rename(&staged, path).expect("rename");
 }
 
 /// The decoded JWT header.

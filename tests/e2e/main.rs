@@ -7,6 +7,7 @@
 
 mod oci;
 mod registry;
+mod rotation;
 mod stack;
 
 use std::fs;

@@ -102,17 +102,14 @@ impl Stack {
         config.push_str(&format!("access:\n  anonymous: [{anonymous}]\n"));
         let config_path = dir.path().join("regauth.yaml");
         fs::write(&config_path, config).expect("write config");
+        Stack::launch(dir, &config_path, bundle_path)
+    }
 
-        let regauth = Regauth::start(&config_path, &dir.path().join("regauth.log"));
-        let registry = Registry::start(&RegistryOptions {
-            port: 0,
-            dir: dir.path().join("registry"),
-            realm: format!("http://{}/token", regauth.addr),
-            service: SERVICE.into(),
-            issuer: ISSUER.into(),
-            root_cert_bundle: bundle_path,
-        })
-        .expect("registry starts");
+    /// Starts regauth with `config` and a registry trusting `bundle`, for tests that lay out
+    /// their own keys and configuration in `dir`.
+    pub fn launch(dir: TempDir, config: &Path, bundle: PathBuf) -> Stack {
+        let regauth = Regauth::start(config, &dir.path().join("regauth.log"));
+        let registry = start_registry(&regauth, &dir.path().join("registry"), bundle);
         let clients = Clients::new(&dir.path().join("clients")).expect("clients");
         Stack {
             dir,
@@ -135,6 +132,19 @@ impl Stack {
             tail(&self.registry.log(), 40)
         )
     }
+}
+
+/// A registry in `dir` sending clients to `regauth` and trusting `bundle`.
+pub fn start_registry(regauth: &Regauth, dir: &Path, bundle: PathBuf) -> Registry {
+    Registry::start(&RegistryOptions {
+        port: 0,
+        dir: dir.to_path_buf(),
+        realm: format!("http://{}/token", regauth.addr),
+        service: SERVICE.into(),
+        issuer: ISSUER.into(),
+        root_cert_bundle: bundle,
+    })
+    .expect("registry starts")
 }
 
 fn tail(text: &str, lines: usize) -> String {

@@ -1,0 +1,168 @@
+//! What verifiers should trust, worked out from the settings without starting a server or a
+//! watcher: `regauth bundle` (PEM for a registry's `rootcertbundle`) and `regauth jwks` (a
+//! JWK Set, e.g. for registry 3.x's `auth.token.jwks` file).
+//!
+//! Both cover the signing key and the next key. Keys replaced recently live only in a running
+//! server (`GET /.well-known/jwks.json`); make a new bundle only after the retention window.
+
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::config::{KeySource, Validated};
+use crate::keys::bundle::{self, BundleKey};
+use crate::keys::jwks::Jwks;
+use crate::keys::{EnvKeyProvider, KeyProvider, SigningKey};
+use crate::startup::key_spec;
+
+/// What a command prints: `text` to stdout, `notes` (one per line) to stderr.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// PEM or JSON, ready for a file.
+    pub text: String,
+    /// What was taken from where, and what was left out.
+    pub notes: Vec<String>,
+}
+
+/// A key to publish, with where it came from.
+pub struct Published {
+    /// e.g. `the signing key (key.path keys/signing.key)`.
+    pub role: String,
+    /// The setting that names its certificate.
+    pub certificate_setting: &'static str,
+    /// The key.
+    pub key: std::sync::Arc<SigningKey>,
+}
+
+/// Loads the signing key and, when its file exists, the next key (as the server does, a
+/// missing next key means none, e.g. right after it was moved over `key.path`). A key that
+/// exists but cannot be loaded is an error: a partial answer would leave a registry or
+/// verifier short of a key.
+pub fn load(config: &Validated) -> anyhow::Result<Vec<Published>> {
+    let settings = &config.settings.key;
+    let spec = key_spec(config);
+    let current = match settings.source {
+        KeySource::Env => {
+            let provider =
+                EnvKeyProvider::from_env(&settings.env, settings.certificate.clone(), spec)?;
+            Published {
+                role: format!("the signing key (environment variable {})", settings.env),
+                certificate_setting: "key.certificate",
+                key: provider.signing_key(),
+            }
+        }
+        KeySource::File => Published {
+            role: format!("the signing key (key.path {})", settings.path.display()),
+            certificate_setting: "key.certificate",
+            key: read_key(&settings.path, settings.certificate.as_deref(), config)?,
+        },
+    };
+    let mut out = vec![current];
+    if let Some(next) = settings.next.as_ref().filter(|p| p.exists()) {
+        out.push(Published {
+            role: format!("the next key (key.next {})", next.display()),
+            certificate_setting: "key.next_certificate",
+            key: read_key(next, settings.next_certificate.as_deref(), config)
+                .context("key.next is configured but cannot be used")?,
+        });
+    }
+    Ok(out)
+}
+
+/// A note when `key.next` is configured but its file does not exist.
+fn missing_next(config: &Validated) -> Option<String> {
+    let next = config.settings.key.next.as_ref()?;
+    (!next.exists()).then(|| {
+        format!(
+            "key.next {} does not exist: only the signing key is included",
+            next.display()
+        )
+    })
+}
+
+fn read_key(
+    key: &Path,
+    certificate: Option<&Path>,
+    config: &Validated,
+) -> anyhow::Result<std::sync::Arc<SigningKey>> {
+    let key_bytes =
+        std::fs::read(key).with_context(|| format!("cannot read key file {}", key.display()))?;
+    let cert_bytes = match certificate {
+        None => None,
+        Some(path) => Some(
+            std::fs::read(path)
+                .with_context(|| format!("cannot read certificate file {}", path.display()))?,
+        ),
+    };
+    let loaded = SigningKey::from_bytes(&key_bytes, cert_bytes.as_deref(), key_spec(config))
+        .with_context(|| match certificate {
+            Some(c) => format!(
+                "key file {} with certificate {}",
+                key.display(),
+                c.display()
+            ),
+            None => format!("key file {}", key.display()),
+        })?;
+    Ok(std::sync::Arc::new(loaded))
+}
+
+/// The PEM certificates a registry should trust for the published keys (see
+/// [`bundle::trust_anchors`]), with a note per key saying what was taken.
+pub fn bundle(config: &Validated) -> anyhow::Result<Output> {
+    let keys = load(config)?;
+    let missing_next = missing_next(config);
+    let x5c = config.settings.key.x5c;
+    let entries: Vec<BundleKey<'_>> = keys
+        .iter()
+        .map(|p| BundleKey {
+            role: &p.role,
+            setting: p.certificate_setting,
+            key: &p.key,
+        })
+        .collect();
+    let anchors = bundle::trust_anchors(&entries, x5c)?;
+    let notes = keys
+        .iter()
+        .map(|p| {
+            let chain = p.key.certificate().map_or(0, |c| c.chain_der.len());
+            let what = if x5c && chain > 1 {
+                "the last certificate of its x5c chain"
+            } else if x5c {
+                "its self-signed certificate (sent as x5c)"
+            } else {
+                "its certificate (found by kid)"
+            };
+            format!("{}: {}, {what}", p.role, p.key.label())
+        })
+        .chain(missing_next)
+        .collect();
+    Ok(Output {
+        text: bundle::to_pem(&anchors),
+        notes,
+    })
+}
+
+/// The JWK Set of the published keys as pretty JSON, with a note for an HMAC key (never
+/// published).
+pub fn jwks(config: &Validated) -> anyhow::Result<Output> {
+    let keys = load(config)?;
+    let missing_next = missing_next(config);
+    let notes = keys
+        .iter()
+        .filter(|p| p.key.public_key().is_none())
+        .map(|p| {
+            format!(
+                "{} is an HMAC secret ({}): secrets are never published, so it is not in the JWKS",
+                p.role,
+                p.key.algorithm()
+            )
+        })
+        .chain(missing_next)
+        .collect();
+    let arcs: Vec<_> = keys.into_iter().map(|p| p.key).collect();
+    let json = serde_json::to_string_pretty(&Jwks::of(&arcs)).context("encoding the JWKS")?;
+    Ok(Output {
+        text: json + "\n",
+        notes,
+    })
+}

@@ -1,0 +1,215 @@
+//! `regauth bundle` and `regauth jwks`: what a registry and a JWKS verifier should trust,
+//! computed from the settings without a server.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use regauth::keys::{Algorithm, generate};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_regauth");
+
+fn run(command: &str, config: &Path) -> Output {
+    Command::new(BIN)
+        .args([command, "--config"])
+        .arg(config)
+        .env_remove("REGAUTH_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn certificates_der(pem_text: &[u8]) -> Vec<Vec<u8>> {
+    pem::parse_many(pem_text)
+        .unwrap()
+        .into_iter()
+        .filter(|b| b.tag() == "CERTIFICATE")
+        .map(|b| b.into_contents())
+        .collect()
+}
+
+/// keys/signing.{key,crt} and keys/next.{key,crt}, and a kid-mode config naming all four.
+fn kid_mode(dir: &Path) -> std::path::PathBuf {
+    let keys = dir.join("keys");
+    generate::write(&keys, Algorithm::ES256, false).unwrap();
+    let staging = dir.join("staging");
+    let next = generate::write(&staging, Algorithm::ES256, false).unwrap();
+    std::fs::rename(&next.key, keys.join("next.key")).unwrap();
+    std::fs::rename(next.certificate.unwrap(), keys.join("next.crt")).unwrap();
+    let config = dir.join("regauth.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "key:\n  path: {k}/signing.key\n  certificate: {k}/signing.crt\n  x5c: false\n  \
+             next: {k}/next.key\n  next_certificate: {k}/next.crt\n",
+            k = keys.display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn bundle_prints_the_current_and_next_certificates_in_kid_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = kid_mode(dir.path());
+    let out = run("bundle", &config);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let keys = dir.path().join("keys");
+    let expected: Vec<Vec<u8>> = ["signing.crt", "next.crt"]
+        .iter()
+        .flat_map(|f| certificates_der(&std::fs::read(keys.join(f)).unwrap()))
+        .collect();
+    assert_eq!(certificates_der(&out.stdout), expected);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the next key (key.next"), "{stderr}");
+}
+
+#[test]
+fn bundle_prints_the_ca_when_an_x5c_chain_is_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let generated = generate::generate(Algorithm::ES256).unwrap();
+    let leaf_key = rcgen::KeyPair::from_pem(&generated.key_pem).unwrap();
+    let leaf = rcgen::CertificateParams::new(Vec::<String>::new())
+        .unwrap()
+        .signed_by(&leaf_key, &ca)
+        .unwrap();
+    std::fs::write(dir.path().join("signing.key"), &generated.key_pem).unwrap();
+    std::fs::write(
+        dir.path().join("chain.pem"),
+        format!("{}{}", leaf.pem(), ca.pem()),
+    )
+    .unwrap();
+    let config = dir.path().join("regauth.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[token]\nkid_format = \"none\"\n[key]\npath = \"{d}/signing.key\"\ncertificate = \"{d}/chain.pem\"\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = run("bundle", &config);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(certificates_der(&out.stdout), [ca.der().to_vec()]);
+}
+
+#[test]
+fn bundle_fails_and_prints_nothing_when_a_key_has_no_certificate_or_the_next_key_is_broken_but_not_when_it_is_gone()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let config = kid_mode(dir.path());
+    let keys = dir.path().join("keys");
+    let text = std::fs::read_to_string(&config).unwrap();
+
+    let no_next_cert = dir.path().join("no-next-cert.yaml");
+    std::fs::write(
+        &no_next_cert,
+        text.lines()
+            .filter(|l| !l.contains("next_certificate"))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let out = run("bundle", &no_next_cert);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "no partial bundle");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("has no certificate: set key.next_certificate"),
+        "{stderr}"
+    );
+
+    // Right after a promotion the next key is gone: that is no next key, not an error.
+    let current_cert = certificates_der(&std::fs::read(keys.join("signing.crt")).unwrap());
+    std::fs::remove_file(keys.join("next.key")).unwrap();
+    let out = run("bundle", &config);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(certificates_der(&out.stdout), current_cert);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+
+    std::fs::write(keys.join("next.key"), "broken").unwrap();
+    let out = run("bundle", &config);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("key.next is configured but cannot be used"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn jwks_prints_the_signing_and_next_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = kid_mode(dir.path());
+    let out = run("jwks", &config);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let set: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let keys = dir.path().join("keys");
+    let kids: Vec<&str> = set["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kids,
+        [
+            crate::helpers::kid_of(&std::fs::read(keys.join("signing.key")).unwrap()),
+            crate::helpers::kid_of(&std::fs::read(keys.join("next.key")).unwrap()),
+        ]
+    );
+    assert!(set["keys"][0]["x5c"].is_array(), "certificates go along");
+    // What a jsonwebtoken verifier reads.
+    let parsed: jsonwebtoken::jwk::JwkSet = serde_json::from_value(set).unwrap();
+    assert_eq!(parsed.keys.len(), 2);
+}
+
+#[test]
+fn jwks_of_an_hmac_key_is_empty_and_says_why_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = generate::generate(Algorithm::HS256).unwrap().key_pem;
+    std::fs::write(dir.path().join("secret"), &secret).unwrap();
+    let config = dir.path().join("regauth.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "key:\n  path: {}/secret\n  algorithm: HS256\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = run("jwks", &config);
+    assert!(out.status.success());
+    let set: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(set["keys"].as_array().unwrap().len(), 0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("HMAC secret"), "{stderr}");
+    assert!(
+        !stderr.contains(secret.trim())
+            && !String::from_utf8_lossy(&out.stdout).contains(secret.trim())
+    );
+    let out = run("bundle", &config);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HMAC secret"));
+}

@@ -1,28 +1,23 @@
 //! A key read from a PEM file and hot-reloaded when the file is replaced, published with the
 //! next key (`key.next`) and the keys it recently replaced (see [`super::keyset`]).
 //!
-//! The watch is on the key's directory, not the file: editors, `mv` and the Kubernetes secret
-//! mount (`..data` symlink swap) all put a new inode in place, and a watch on the old one goes
-//! silent. Any event that concerns the key or certificate triggers a debounced re-read; a slow
-//! periodic re-read backs the watch up. New content replaces the key only when it parses and
-//! fits; otherwise the last good key keeps signing and the failure is logged once.
+//! The files are watched through [`crate::watch`] (their directories, so `mv`, editors and the
+//! Kubernetes `..data` symlink swap are all seen, with a periodic re-read as a backstop). New
+//! content replaces the key only when it parses and fits; otherwise the last good key keeps
+//! signing and the failure is logged once.
 
-use std::collections::HashSet;
-use std::ffi::OsString;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use notify::{RecursiveMode, Watcher};
 
 use super::keyset::KeySet;
 use super::material::content_digest;
 use super::{KeyProvider, KeySpec, KeyStatus, ProviderError, SigningKey};
 use crate::clock::{Clock, SystemClock};
+use crate::watch::{self, FileWatch};
 
 /// How the reload thread paces itself, and how long replaced keys stay published.
 #[derive(Debug, Clone, Copy)]
@@ -84,9 +79,8 @@ impl KeyFiles {
 /// files change.
 pub struct FileKeyProvider {
     shared: Arc<Shared>,
-    // Dropping the watcher and this sender ends the reload thread.
-    _watcher: Option<notify::RecommendedWatcher>,
-    _wake: Sender<()>,
+    // Dropping the watch ends the reload thread.
+    _watch: FileWatch,
 }
 
 struct Shared {
@@ -148,19 +142,19 @@ impl FileKeyProvider {
         });
         shared.reload_next(&mut shared.lock());
 
-        let (tx, rx) = mpsc::channel::<()>();
-        let watcher = start_watcher(&shared, tx.clone());
-        let weak = Arc::downgrade(&shared);
-        let spawned = thread::Builder::new()
-            .name("regauth-key-reload".into())
-            .spawn(move || reload_loop(weak, rx, options));
-        if let Err(e) = spawned {
-            log::error!("cannot start the key reload thread, keys will not hot-reload: {e}");
-        }
+        let weak: Weak<Shared> = Arc::downgrade(&shared);
+        let paths: Vec<PathBuf> = shared.files.all().cloned().collect();
+        let watch_options = watch::WatchOptions {
+            debounce: options.debounce,
+            max_delay: options.max_delay,
+            poll_interval: options.poll_interval,
+        };
+        let watch = FileWatch::start("regauth-key-reload", &paths, watch_options, move || {
+            weak.upgrade().map(|shared| shared.reload()).is_some()
+        });
         Ok(FileKeyProvider {
             shared,
-            _watcher: watcher,
-            _wake: tx,
+            _watch: watch,
         })
     }
 
@@ -357,92 +351,6 @@ impl Shared {
             log::error!("the next key is not usable, {keeps}: {reason}");
         }
         state.status.next_error = Some(reason);
-    }
-}
-
-/// The file names whose events matter: the keys, the certificates, and Kubernetes' `..data`.
-fn watched_names(shared: &Shared) -> HashSet<OsString> {
-    let mut names = HashSet::new();
-    for path in shared.files.all() {
-        if let Some(name) = path.file_name() {
-            names.insert(name.to_os_string());
-        }
-    }
-    names
-}
-
-fn is_relevant(event: &notify::Event, names: &HashSet<OsString>) -> bool {
-    if event.kind.is_access() {
-        return false;
-    }
-    event.paths.is_empty()
-        || event.paths.iter().any(|p| {
-            p.file_name()
-                .is_some_and(|n| names.contains(n) || n.to_string_lossy().starts_with(".."))
-        })
-}
-
-fn start_watcher(shared: &Arc<Shared>, tx: Sender<()>) -> Option<notify::RecommendedWatcher> {
-    let names = watched_names(shared);
-    let handler = move |res: notify::Result<notify::Event>| match res {
-        Ok(event) if is_relevant(&event, &names) => {
-            let _ = tx.send(());
-        }
-        Ok(_) => {}
-        Err(e) => {
-            log::warn!("key file watch error: {e}");
-            let _ = tx.send(());
-        }
-    };
-    let mut watcher = match notify::recommended_watcher(handler) {
-        Ok(w) => w,
-        Err(e) => {
-            log::warn!("cannot watch key files ({e}); falling back to periodic re-reads");
-            return None;
-        }
-    };
-    let mut dirs: Vec<PathBuf> = Vec::new();
-    for path in shared.files.all() {
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        if !dirs.contains(&dir) {
-            dirs.push(dir);
-        }
-    }
-    for dir in dirs {
-        if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
-            log::warn!(
-                "cannot watch {} ({e}); falling back to periodic re-reads",
-                dir.display()
-            );
-        }
-    }
-    Some(watcher)
-}
-
-fn reload_loop(shared: Weak<Shared>, events: Receiver<()>, options: WatchOptions) {
-    loop {
-        match events.recv_timeout(options.poll_interval) {
-            Ok(()) => {
-                // Debounce: wait for a quiet spell, but not forever.
-                let started = Instant::now();
-                loop {
-                    match events.recv_timeout(options.debounce) {
-                        Ok(()) if started.elapsed() < options.max_delay => continue,
-                        Ok(()) | Err(RecvTimeoutError::Timeout) => break,
-                        Err(RecvTimeoutError::Disconnected) => return,
-                    }
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return,
-        }
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        shared.reload();
     }
 }
 

@@ -14,7 +14,7 @@ use crate::config::{KeySource, Validated};
 use crate::http::{self, AppState};
 use crate::identity::UserDirectory;
 use crate::keys::{
-    EnvKeyProvider, FileKeyProvider, KeyFiles, KeyProvider, KeySpec, WatchOptions, generate,
+    EnvKeyProvider, FileKeyProvider, KeyFiles, KeyProvider, KeySpec, ReloadOptions, generate,
 };
 use crate::refresh::{self, RefreshTokens};
 use crate::watch;
@@ -123,10 +123,12 @@ fn key_provider(config: &Validated, clock: Arc<dyn Clock>) -> anyhow::Result<Arc
                 generate_default_key(&key.path, spec)?;
                 certificate = None;
             }
-            let options = WatchOptions {
-                poll_interval: config.poll_interval,
+            let options = ReloadOptions {
+                watch: watch::WatchOptions {
+                    poll_interval: config.poll_interval,
+                    ..watch::WatchOptions::default()
+                },
                 retain: retention(config),
-                ..WatchOptions::default()
             };
             let files = KeyFiles {
                 key: key.path.clone(),

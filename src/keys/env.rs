@@ -44,14 +44,7 @@ impl EnvKeyProvider {
         } else {
             value.to_owned()
         };
-        let cert = match &certificate {
-            None => None,
-            Some(path) => Some(std::fs::read(path).map_err(|source| ProviderError::Read {
-                what: "certificate file",
-                path: path.display().to_string(),
-                source,
-            })?),
-        };
+        let cert = super::read_certificate(certificate.as_deref())?;
         let key =
             SigningKey::from_bytes(value.as_bytes(), cert.as_deref(), spec).map_err(|error| {
                 ProviderError::Key {

@@ -19,26 +19,20 @@ use super::{KeyProvider, KeySpec, KeyStatus, ProviderError, SigningKey};
 use crate::clock::{Clock, SystemClock};
 use crate::watch::{self, FileWatch};
 
-/// How the reload thread paces itself, and how long replaced keys stay published.
+/// How the key files are watched, and how long replaced keys stay published.
 #[derive(Debug, Clone, Copy)]
-pub struct WatchOptions {
-    /// Quiet time after the last file event before re-reading.
-    pub debounce: Duration,
-    /// Longest a burst of events may delay a re-read.
-    pub max_delay: Duration,
-    /// Periodic re-read, in case the watch misses an event.
-    pub poll_interval: Duration,
+pub struct ReloadOptions {
+    /// Debounce and backstop poll of the file watch.
+    pub watch: watch::WatchOptions,
     /// How long a replaced signing key stays published: the token lifetime plus the
     /// registry's 60 s leeway, so every token it signed expires first.
     pub retain: Duration,
 }
 
-impl Default for WatchOptions {
+impl Default for ReloadOptions {
     fn default() -> Self {
-        WatchOptions {
-            debounce: Duration::from_millis(150),
-            max_delay: Duration::from_secs(2),
-            poll_interval: Duration::from_secs(30),
+        ReloadOptions {
+            watch: watch::WatchOptions::default(),
             retain: Duration::from_secs(300 + 60),
         }
     }
@@ -106,7 +100,7 @@ impl FileKeyProvider {
     pub fn start(
         files: KeyFiles,
         spec: KeySpec,
-        options: WatchOptions,
+        options: ReloadOptions,
     ) -> Result<FileKeyProvider, ProviderError> {
         FileKeyProvider::start_with_clock(files, spec, options, Arc::new(SystemClock))
     }
@@ -116,7 +110,7 @@ impl FileKeyProvider {
     pub fn start_with_clock(
         files: KeyFiles,
         spec: KeySpec,
-        options: WatchOptions,
+        options: ReloadOptions,
         clock: Arc<dyn Clock>,
     ) -> Result<FileKeyProvider, ProviderError> {
         let (key_bytes, cert_bytes) = read_files(&files.key, files.certificate.as_deref())?;
@@ -144,12 +138,7 @@ impl FileKeyProvider {
 
         let weak: Weak<Shared> = Arc::downgrade(&shared);
         let paths: Vec<PathBuf> = shared.files.all().cloned().collect();
-        let watch_options = watch::WatchOptions {
-            debounce: options.debounce,
-            max_delay: options.max_delay,
-            poll_interval: options.poll_interval,
-        };
-        let watch = FileWatch::start("regauth-key-reload", &paths, watch_options, move || {
+        let watch = FileWatch::start("regauth-key-reload", &paths, options.watch, move || {
             weak.upgrade().map(|shared| shared.reload()).is_some()
         });
         Ok(FileKeyProvider {
@@ -204,15 +193,7 @@ fn read_files(
         path: key.display().to_string(),
         source,
     })?;
-    let cert_bytes = match cert {
-        None => None,
-        Some(path) => Some(std::fs::read(path).map_err(|source| ProviderError::Read {
-            what: "certificate file",
-            path: path.display().to_string(),
-            source,
-        })?),
-    };
-    Ok((key_bytes, cert_bytes))
+    Ok((key_bytes, super::read_certificate(cert)?))
 }
 
 /// The id a JWKS gives a key: its header `kid`, else its thumbprint.
@@ -411,11 +392,13 @@ mod tests {
             next: with_next.then(|| next.clone()),
             ..KeyFiles::new(&key)
         };
-        let options = WatchOptions {
-            debounce: Duration::from_secs(3600),
-            poll_interval: Duration::from_secs(3600),
+        let options = ReloadOptions {
+            watch: watch::WatchOptions {
+                debounce: Duration::from_secs(3600),
+                poll_interval: Duration::from_secs(3600),
+                ..watch::WatchOptions::default()
+            },
             retain: Duration::from_secs(360),
-            ..WatchOptions::default()
         };
         let provider = FileKeyProvider::start_with_clock(
             files,

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 
 pub use algorithm::{Algorithm, Curve, KeyKind, UnknownAlgorithm};
 pub use env::EnvKeyProvider;
-pub use file::{FileKeyProvider, KeyFiles, WatchOptions};
+pub use file::{FileKeyProvider, KeyFiles, ReloadOptions};
 pub use kid::KidFormat;
 pub use material::{
     CertificateInfo, KeyError, KeySpec, MIN_HMAC_SECRET, PublicKeyInfo, SignError, SigningKey,
@@ -85,6 +85,18 @@ impl KeyStatus {
     pub fn key_age(&self, now: DateTime<Utc>) -> chrono::Duration {
         now.signed_duration_since(self.loaded_at)
     }
+}
+
+/// Reads an optional certificate chain file.
+fn read_certificate(path: Option<&std::path::Path>) -> Result<Option<Vec<u8>>, ProviderError> {
+    path.map(|path| {
+        std::fs::read(path).map_err(|source| ProviderError::Read {
+            what: "certificate file",
+            path: path.display().to_string(),
+            source,
+        })
+    })
+    .transpose()
 }
 
 /// Errors starting a key provider.

@@ -282,32 +282,7 @@ fn x5c_with_a_leaf_signed_by_a_trusted_ca_is_accepted() {
 /// One pull the way a client does it: token from regauth, then manifest and blob.
 /// Returns the token's kid on success.
 fn raw_pull(stack: &Stack, repo: &str, digest: &str) -> Result<String, String> {
-    let token = stack.regauth.get(&format!(
-        "/token?service={}&scope={}",
-        stack::SERVICE,
-        encode(&format!("repository:{repo}:pull"))
-    ));
-    if token.status != 200 {
-        return Err(format!("token: {} {}", token.status, token.body_text()));
-    }
-    let body: Value = serde_json::from_slice(&token.body).map_err(|e| e.to_string())?;
-    let jwt = body["token"].as_str().ok_or("no token")?.to_owned();
-    let bearer = format!("Bearer {jwt}");
-    let auth = [
-        ("Authorization", bearer.as_str()),
-        ("Accept", oci::MEDIA_TYPE_MANIFEST),
-    ];
-    let manifest =
-        stack
-            .registry
-            .request("GET", &format!("/v2/{repo}/manifests/{digest}"), &auth)?;
-    if manifest.status != 200 {
-        return Err(format!(
-            "manifest: {} {}",
-            manifest.status,
-            manifest.body_text()
-        ));
-    }
+    let jwt = stack::pull(stack, repo, digest)?;
     Ok(jwt_header(&jwt)["kid"]
         .as_str()
         .unwrap_or_default()

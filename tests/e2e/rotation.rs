@@ -26,10 +26,10 @@ use regauth::clock::SystemClock;
 use regauth::keys::{Algorithm, KeySpec, SigningKey, generate};
 use serde_json::Value;
 
+use crate::skopeo_push;
 use crate::stack::{
-    ISSUER, SERVICE, Stack, encode, jwt_header, leaf_signed_by, start_registry, tools_present,
+    ISSUER, SERVICE, Stack, jwt_header, leaf_signed_by, pull, start_registry, token, tools_present,
 };
-use crate::{oci, skopeo_push};
 
 /// Longest wait for regauth to sign with a new key.
 const SWAP_DEADLINE: Duration = Duration::from_secs(10);
@@ -54,45 +54,6 @@ struct Tally {
 struct Traffic {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<Tally>>,
-}
-
-/// A token for `scope` from regauth.
-fn token(stack: &Stack, scope: &str) -> Result<String, String> {
-    let response = stack
-        .regauth
-        .get(&format!("/token?service={SERVICE}&scope={}", encode(scope)));
-    if response.status != 200 {
-        return Err(format!(
-            "token: {} {}",
-            response.status,
-            response.body_text()
-        ));
-    }
-    let body: Value = serde_json::from_slice(&response.body).map_err(|e| e.to_string())?;
-    Ok(body["token"].as_str().ok_or("no token")?.to_owned())
-}
-
-/// One pull as a client does it; returns the token used.
-fn pull(stack: &Stack, repo: &str, digest: &str) -> Result<String, String> {
-    let jwt = token(stack, &format!("repository:{repo}:pull"))?;
-    let bearer = format!("Bearer {jwt}");
-    let auth = [
-        ("Authorization", bearer.as_str()),
-        ("Accept", oci::MEDIA_TYPE_MANIFEST),
-    ];
-    let manifest =
-        stack
-            .registry
-            .request("GET", &format!("/v2/{repo}/manifests/{digest}"), &auth)?;
-    if manifest.status != 200 {
-        return Err(format!(
-            "manifest with {:?}: {} {}",
-            jwt_header(&jwt).get("kid"),
-            manifest.status,
-            manifest.body_text()
-        ));
-    }
-    Ok(jwt)
 }
 
 impl Traffic {

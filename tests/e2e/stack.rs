@@ -292,3 +292,42 @@ pub fn encode(value: &str) -> String {
         })
         .collect()
 }
+
+/// A token for `scope` from regauth.
+pub fn token(stack: &Stack, scope: &str) -> Result<String, String> {
+    let response = stack
+        .regauth
+        .get(&format!("/token?service={SERVICE}&scope={}", encode(scope)));
+    if response.status != 200 {
+        return Err(format!(
+            "token: {} {}",
+            response.status,
+            response.body_text()
+        ));
+    }
+    let body: Value = serde_json::from_slice(&response.body).map_err(|e| e.to_string())?;
+    Ok(body["token"].as_str().ok_or("no token")?.to_owned())
+}
+
+/// One pull as a client does it; returns the token used.
+pub fn pull(stack: &Stack, repo: &str, digest: &str) -> Result<String, String> {
+    let jwt = token(stack, &format!("repository:{repo}:pull"))?;
+    let bearer = format!("Bearer {jwt}");
+    let auth = [
+        ("Authorization", bearer.as_str()),
+        ("Accept", crate::oci::MEDIA_TYPE_MANIFEST),
+    ];
+    let manifest =
+        stack
+            .registry
+            .request("GET", &format!("/v2/{repo}/manifests/{digest}"), &auth)?;
+    if manifest.status != 200 {
+        return Err(format!(
+            "manifest with {:?}: {} {}",
+            jwt_header(&jwt).get("kid"),
+            manifest.status,
+            manifest.body_text()
+        ));
+    }
+    Ok(jwt)
+}

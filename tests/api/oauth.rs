@@ -19,12 +19,13 @@ async fn post(app: &TestApp, form: &[(&str, &str)]) -> reqwest::Response {
         .unwrap()
 }
 
-async fn refresh_token(app: &TestApp) -> String {
-    let body: Value = post(
+/// docker login's OAuth2 form: alice's password grant asking for offline access.
+async fn offline_login(app: &TestApp, service: &str) -> Value {
+    post(
         app,
         &[
             ("grant_type", "password"),
-            ("service", "registry.test"),
+            ("service", service),
             ("client_id", "docker"),
             ("access_type", "offline"),
             ("username", "alice"),
@@ -34,7 +35,11 @@ async fn refresh_token(app: &TestApp) -> String {
     .await
     .json()
     .await
-    .unwrap();
+    .unwrap()
+}
+
+async fn refresh_token(app: &TestApp) -> String {
+    let body = offline_login(app, "registry.test").await;
     body["refresh_token"].as_str().unwrap().to_owned()
 }
 
@@ -304,21 +309,7 @@ async fn without_a_refresh_secret_no_refresh_tokens_are_issued() {
         s.auth.refresh_secret_file = s.key.path.with_file_name("missing.secret");
     })
     .await;
-    let body: Value = post(
-        &app,
-        &[
-            ("grant_type", "password"),
-            ("service", "s"),
-            ("client_id", "docker"),
-            ("access_type", "offline"),
-            ("username", "alice"),
-            ("password", "s3cret"),
-        ],
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let body = offline_login(&app, "s").await;
     assert!(body.get("refresh_token").is_none());
     let response = post(
         &app,

@@ -15,6 +15,18 @@ fn rule(f: impl FnOnce(&mut MatchSettings), actions: &[&str]) -> RuleSettings {
     }
 }
 
+async fn token_as(app: &crate::helpers::TestApp, query: &str, user: &str) -> Value {
+    app.client
+        .get(format!("{}/token?{query}", app.address))
+        .basic_auth(user, Some("pw"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn rules_decide_per_scope_with_account_namespaces_groups_and_addresses() {
     let app = spawn_app_with(|s| {
@@ -43,16 +55,7 @@ async fn rules_decide_per_scope_with_account_namespaces_groups_and_addresses() {
     let scopes = "scope=repository:alice/x:pull,push,delete&scope=repository:team/app:pull,push&scope=repository:bob/y:push&service=s";
     let access = |body: Value| claims(body["token"].as_str().unwrap())["access"].clone();
 
-    let alice: Value = app
-        .client
-        .get(format!("{}/token?{scopes}", app.address))
-        .basic_auth("alice", Some("pw"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let alice = token_as(&app, scopes, "alice").await;
     assert_eq!(
         access(alice),
         json!([
@@ -61,16 +64,7 @@ async fn rules_decide_per_scope_with_account_namespaces_groups_and_addresses() {
             {"type": "repository", "name": "bob/y", "actions": ["push"]},
         ])
     );
-    let bob: Value = app
-        .client
-        .get(format!("{}/token?{scopes}", app.address))
-        .basic_auth("bob", Some("pw"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let bob = token_as(&app, scopes, "bob").await;
     assert_eq!(
         access(bob),
         json!([

@@ -392,3 +392,57 @@ fn rotating_the_key_under_a_stream_of_pulls_fails_none() {
     );
     assert!(skopeo_pulls.load(Ordering::Relaxed) > 0);
 }
+
+#[test]
+fn a_signed_in_skopeo_user_pushes_to_their_namespace_and_is_denied_elsewhere() {
+    if !tools_present(&["skopeo"]) {
+        return;
+    }
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    let stack = Stack::start(StackOptions {
+        access_yaml: Some(format!(
+            "users:\n  alice: {{password: '{hash}'}}\n\
+             acl:\n  - match: {{account: '/.+/', name: '${{account}}/**'}}\n    actions: ['*']\n  \
+             - match: {{account: ''}}\n    actions: [pull]\n"
+        )),
+        ..StackOptions::default()
+    });
+    let image = oci::write_image(&stack.dir.path().join("img"), "v1", "login").unwrap();
+    let push = |repo: &str, creds: &str| {
+        stack
+            .clients
+            .skopeo(&[
+                "copy",
+                "--dest-tls-verify=false",
+                "--dest-creds",
+                creds,
+                &image.skopeo_ref(),
+                &stack.registry.docker_ref(repo, "v1"),
+            ])
+            .unwrap()
+    };
+    let own = push("alice/app", "alice:s3cret");
+    assert!(own.success, "{own}\n{}", stack.logs());
+    let other = push("bob/app", "alice:s3cret");
+    assert!(
+        !other.success && other.stderr.contains(DENIED_TEXT),
+        "{other}"
+    );
+    let wrong = push("alice/app", "alice:wrong");
+    assert!(!wrong.success, "{wrong}");
+    assert!(
+        wrong.stderr.contains("invalid username/password") || wrong.stderr.contains("401"),
+        "{wrong}"
+    );
+    // Anonymous callers may pull what alice pushed.
+    assert_eq!(
+        inspect_digest(&stack, "alice/app", "v1"),
+        image.manifest_digest
+    );
+    let log = stack.regauth.log();
+    assert!(log.contains("authentication failed for \"alice\""), "{log}");
+    assert!(
+        !log.contains("s3cret") && !log.contains("wrong\""),
+        "no password in the log"
+    );
+}

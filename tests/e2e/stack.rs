@@ -33,6 +33,8 @@ pub struct StackOptions<'a> {
     pub key: KeyForm,
     /// Extra certificates (PEM files) the registry should also trust.
     pub extra_trust: Vec<PathBuf>,
+    /// YAML for users, auth and acl; when given it replaces the `access.anonymous` line.
+    pub access_yaml: Option<String>,
 }
 
 impl Default for StackOptions<'_> {
@@ -41,6 +43,7 @@ impl Default for StackOptions<'_> {
             anonymous: &["pull", "push"],
             key: KeyForm::Libtrust(Algorithm::ES256),
             extra_trust: Vec::new(),
+            access_yaml: None,
         }
     }
 }
@@ -99,7 +102,10 @@ impl Stack {
         if let Some(cert) = &certificate {
             config.push_str(&format!("  certificate: {}\n", cert.display()));
         }
-        config.push_str(&format!("access:\n  anonymous: [{anonymous}]\n"));
+        match &options.access_yaml {
+            Some(yaml) => config.push_str(yaml),
+            None => config.push_str(&format!("access:\n  anonymous: [{anonymous}]\n")),
+        }
         let config_path = dir.path().join("regauth.yaml");
         fs::write(&config_path, config).expect("write config");
         Stack::launch(dir, &config_path, bundle_path)

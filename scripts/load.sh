@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Load test: the release binary on loopback, hammered by wrk for a bounded time.
+# Prints requests/s, latency, and the server's memory before and after.
+#
+#   scripts/load.sh [SECONDS] [CONNECTIONS]      (needs wrk: apt-get install -y wrk)
+#
+# Numbers from one machine only mean something next to each other (e.g. ES256 vs RS256,
+# anonymous vs cached login) in the same run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_PER_RUN="${1:-10}"
+CONNECTIONS="${2:-32}"
+command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
+cargo build --release --quiet
+BIN="$PWD/target/release/regauth"
+WORK="$(mktemp -d)"
+trap 'kill "$PID" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+rss() { awk '/VmRSS/ {print $2 " kB"}' "/proc/$1/status"; }
+
+run() {  # run NAME ALG [wrk args...]
+  local name="$1" alg="$2"; shift 2
+  rm -rf "$WORK/keys" && "$BIN" keygen --alg "$alg" --out "$WORK/keys" >/dev/null
+  local hash; hash="$(printf 's3cret' | "$BIN" hash-password --cost 10)"
+  cat > "$WORK/regauth.yaml" <<YAML
+server: {listen: "127.0.0.1:0"}
+key: {path: "$WORK/keys/signing.key"}
+users:
+  alice: {password: "$hash"}
+YAML
+  RUST_LOG=warn,regauth::startup=info "$BIN" serve --config "$WORK/regauth.yaml" 2> "$WORK/log" &
+  PID=$!
+  for _ in $(seq 100); do grep -q "listening on" "$WORK/log" && break; sleep 0.05; done
+  local addr; addr="$(sed -n 's/.*listening on //p' "$WORK/log" | head -1)"
+  local before; before="$(rss "$PID")"
+  echo "== $name ($alg), ${SECONDS_PER_RUN}s, $CONNECTIONS connections; RSS before: $before"
+  wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency "$@" \
+    "http://$addr/token?service=registry.test&scope=repository:team/app:pull,push" \
+    | grep -E "Requests/sec|Latency|50%|99%|Non-2xx"
+  echo "RSS after: $(rss "$PID")"
+  kill "$PID"; wait "$PID" 2>/dev/null || true
+}
+
+run "anonymous" es256
+run "anonymous" rs256
+run "signed in (login cache)" es256 -H "Authorization: Basic $(printf 'alice:s3cret' | base64)"

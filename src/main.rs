@@ -47,6 +47,9 @@ enum Command {
         /// Overwrite existing files.
         #[arg(long)]
         force: bool,
+        /// Also write DIR/refresh.secret (unless it exists), which turns refresh tokens on.
+        #[arg(long)]
+        refresh_secret: bool,
     },
     /// Print the PEM certificates a registry should trust now (its rootcertbundle): those of
     /// the signing and next keys, or the anchor of their x5c chains.
@@ -98,7 +101,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { config } => serve(config),
-        Command::Keygen { alg, out, force } => keygen(alg, out, force),
+        Command::Keygen {
+            alg,
+            out,
+            force,
+            refresh_secret,
+        } => keygen(alg, out, force, refresh_secret),
         Command::Bundle { config } => print_published(config, publish::bundle),
         Command::Jwks { config } => print_published(config, publish::jwks),
         Command::HashPassword { cost } => hash_password(cost),
@@ -144,7 +152,7 @@ fn print_published(
     Ok(())
 }
 
-fn keygen(alg: Algorithm, out: PathBuf, force: bool) -> anyhow::Result<()> {
+fn keygen(alg: Algorithm, out: PathBuf, force: bool, refresh_secret: bool) -> anyhow::Result<()> {
     let written = generate::write(&out, alg, force)?;
     println!("key:          {}", written.key.display());
     if let Some(cert) = &written.certificate {
@@ -160,7 +168,7 @@ fn keygen(alg: Algorithm, out: PathBuf, force: bool) -> anyhow::Result<()> {
         println!("algorithm:    {alg} (set key.algorithm: {alg})");
     }
     let secret = out.join("refresh.secret");
-    if refresh::write_secret(&secret)? {
+    if refresh_secret && refresh::write_secret(&secret)? {
         println!(
             "refresh secret: {} (share it between replicas)",
             secret.display()

@@ -150,7 +150,7 @@ fn refresh_tokens(config: &Validated) -> anyhow::Result<Option<RefreshTokens>> {
     if !path.exists() {
         if !config.zero_config {
             log::info!(
-                "refresh tokens are off: {} does not exist (`regauth keygen` writes one; replicas must share it)",
+                "refresh tokens are off: {} does not exist (`regauth keygen --refresh-secret` writes one; replicas must share it)",
                 path.display()
             );
             return Ok(None);

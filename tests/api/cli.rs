@@ -13,7 +13,7 @@ fn keygen_writes_a_private_key_and_a_certificate_and_prints_the_kid() {
     for alg in ["es256", "rs256", "eddsa", "es512", "hs256"] {
         let out = dir.path().join(alg);
         let output = Command::new(BIN)
-            .args(["keygen", "--alg", alg, "--out"])
+            .args(["keygen", "--refresh-secret", "--alg", alg, "--out"])
             .arg(&out)
             .output()
             .unwrap();
@@ -24,8 +24,10 @@ fn keygen_writes_a_private_key_and_a_certificate_and_prints_the_kid() {
         );
         let stdout = String::from_utf8(output.stdout).unwrap();
         let key = out.join("signing.key");
-        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600, "{alg}");
+        for secret in [&key, &out.join("refresh.secret")] {
+            let mode = std::fs::metadata(secret).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{alg}: {}", secret.display());
+        }
         if alg == "hs256" {
             assert!(!out.join("signing.crt").exists());
             assert!(stdout.contains("key.algorithm: HS256"), "{stdout}");

@@ -551,4 +551,62 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn random_input_never_panics_and_every_accepted_scope_round_trips() {
+        // A small xorshift generator keeps the test deterministic without a dependency.
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        // Pieces of real scopes and of broken ones, glued at random.
+        let pieces = [
+            "repository",
+            "registry",
+            "(plugin)",
+            ":",
+            ":",
+            "team",
+            "app",
+            "/",
+            "/",
+            "localhost:5000",
+            "pull",
+            "push",
+            "delete",
+            ",",
+            "*",
+            " ",
+            "-",
+            ".",
+            "__",
+            "é",
+            "A",
+            "(",
+            ")",
+            "\u{0}",
+            "%",
+        ];
+        let mut accepted = 0;
+        for _ in 0..200_000 {
+            let len = (next() % 10) as usize;
+            let input: String = (0..len)
+                .map(|_| pieces[(next() % pieces.len() as u64) as usize])
+                .collect();
+            if let Ok(scopes) = parse_all([input.as_str()]) {
+                for scope in scopes {
+                    accepted += 1;
+                    let shown = scope.to_string();
+                    assert_eq!(shown.parse::<ResourceScope>().unwrap(), scope, "{input:?}");
+                }
+            }
+        }
+        assert!(
+            accepted > 200,
+            "the generator should hit valid scopes too ({accepted})"
+        );
+    }
 }

@@ -22,6 +22,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         "status": if expired { "certificate expired" } else { "ready" },
         "alg": key.algorithm().as_str(),
         "kid": key.kid(),
+        "thumbprint": key.thumbprint(),
         "source": status.source,
         "key_loaded_at": rfc3339(status.loaded_at),
         "key_age_seconds": status.key_age(now).num_seconds(),

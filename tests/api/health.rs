@@ -23,6 +23,9 @@ async fn readyz_reports_the_loaded_key() {
     assert_eq!(body["alg"], "ES256");
     assert_eq!(body["kid"], app.keys.signing_key().kid().unwrap());
     assert_eq!(body["failed_reloads"], 0);
-    assert_eq!(body["thumbprint"], app.keys.signing_key().thumbprint().unwrap());
+    assert_eq!(
+        body["thumbprint"],
+        app.keys.signing_key().thumbprint().unwrap()
+    );
     assert!(body["source"].as_str().unwrap().starts_with("file "));
 }

@@ -32,6 +32,25 @@ pub struct Published {
     pub certificate_setting: &'static str,
     /// The key.
     pub key: std::sync::Arc<SigningKey>,
+    /// True when its certificate was not configured but found beside the key file
+    /// (`signing.key` → `signing.crt`, as `regauth keygen` writes them); the server does not
+    /// send such a certificate as `x5c`.
+    pub certificate_beside: bool,
+}
+
+/// The configured certificate, or else `NAME.crt` beside `NAME.key` when that file exists.
+fn certificate_for(key: &Path, configured: Option<&Path>) -> (Option<std::path::PathBuf>, bool) {
+    match configured {
+        Some(path) => (Some(path.to_path_buf()), false),
+        None => {
+            let beside = key.with_extension("crt");
+            if beside.is_file() {
+                (Some(beside), true)
+            } else {
+                (None, false)
+            }
+        }
+    }
 }
 
 /// Loads the signing key and, when its file exists, the next key (as the server does, a
@@ -49,24 +68,53 @@ pub fn load(config: &Validated) -> anyhow::Result<Vec<Published>> {
                 role: format!("the signing key (environment variable {})", settings.env),
                 certificate_setting: "key.certificate",
                 key: provider.signing_key(),
+                certificate_beside: false,
             }
         }
-        KeySource::File => Published {
-            role: format!("the signing key (key.path {})", settings.path.display()),
-            certificate_setting: "key.certificate",
-            key: read_key(&settings.path, settings.certificate.as_deref(), config)?,
-        },
+        KeySource::File => {
+            let (certificate, beside) =
+                certificate_for(&settings.path, settings.certificate.as_deref());
+            Published {
+                role: describe_role(
+                    "the signing key",
+                    "key.path",
+                    &settings.path,
+                    beside.then_some(certificate.as_deref()).flatten(),
+                ),
+                certificate_setting: "key.certificate",
+                key: read_key(&settings.path, certificate.as_deref(), config)?,
+                certificate_beside: beside,
+            }
+        }
     };
     let mut out = vec![current];
     if let Some(next) = settings.next.as_ref().filter(|p| p.exists()) {
+        let (certificate, beside) = certificate_for(next, settings.next_certificate.as_deref());
         out.push(Published {
-            role: format!("the next key (key.next {})", next.display()),
+            role: describe_role(
+                "the next key",
+                "key.next",
+                next,
+                beside.then_some(certificate.as_deref()).flatten(),
+            ),
             certificate_setting: "key.next_certificate",
-            key: read_key(next, settings.next_certificate.as_deref(), config)
+            key: read_key(next, certificate.as_deref(), config)
                 .context("key.next is configured but cannot be used")?,
+            certificate_beside: beside,
         });
     }
     Ok(out)
+}
+
+fn describe_role(what: &str, setting: &str, path: &Path, beside: Option<&Path>) -> String {
+    match beside {
+        Some(cert) => format!(
+            "{what} ({setting} {}, with the certificate {} beside it)",
+            path.display(),
+            cert.display()
+        ),
+        None => format!("{what} ({setting} {})", path.display()),
+    }
 }
 
 /// A note when `key.next` is configured but its file does not exist.
@@ -112,22 +160,29 @@ pub fn bundle(config: &Validated) -> anyhow::Result<Output> {
     let keys = load(config)?;
     let missing_next = missing_next(config);
     let x5c = config.settings.key.x5c;
-    let entries: Vec<BundleKey<'_>> = keys
-        .iter()
-        .map(|p| BundleKey {
+    // Each key on its own terms: a certificate found beside the key file is not sent as x5c,
+    // so the registry must trust that certificate itself.
+    let mut anchors: Vec<Vec<u8>> = Vec::new();
+    for p in &keys {
+        let entry = BundleKey {
             role: &p.role,
             setting: p.certificate_setting,
             key: &p.key,
-        })
-        .collect();
-    let anchors = bundle::trust_anchors(&entries, x5c)?;
+        };
+        for anchor in bundle::trust_anchors(&[entry], x5c && !p.certificate_beside)? {
+            if !anchors.contains(&anchor) {
+                anchors.push(anchor);
+            }
+        }
+    }
     let notes = keys
         .iter()
         .map(|p| {
             let chain = p.key.certificate().map_or(0, |c| c.chain_der.len());
-            let what = if x5c && chain > 1 {
+            let sent = x5c && !p.certificate_beside;
+            let what = if sent && chain > 1 {
                 "the last certificate of its x5c chain"
-            } else if x5c {
+            } else if sent {
                 "its self-signed certificate (sent as x5c)"
             } else {
                 "its certificate (found by kid)"

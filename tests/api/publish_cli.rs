@@ -122,7 +122,19 @@ fn bundle_fails_and_prints_nothing_when_a_key_has_no_certificate_or_the_next_key
             .collect::<String>(),
     )
     .unwrap();
+    // Without the setting, the certificate beside the key (next.key -> next.crt) is found.
     let out = run("bundle", &no_next_cert);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(certificates_der(&out.stdout).len(), 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("beside it"));
+    // With no certificate anywhere, nothing is printed.
+    std::fs::rename(keys.join("next.crt"), keys.join("next.crt.away")).unwrap();
+    let out = run("bundle", &no_next_cert);
+    std::fs::rename(keys.join("next.crt.away"), keys.join("next.crt")).unwrap();
     assert!(!out.status.success());
     assert!(out.stdout.is_empty(), "no partial bundle");
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -123,12 +123,7 @@ fn new_jti() -> Result<String, ClaimsError> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::type_complexity
-)]
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
     use crate::clock::FixedClock;

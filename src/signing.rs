@@ -35,12 +35,7 @@ pub fn sign(claims: &Claims, key: &SigningKey) -> Result<String, SigningError> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::type_complexity
-)]
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
     use crate::claims::{AccessEntry, ClaimsBuilder};

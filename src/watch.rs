@@ -146,7 +146,6 @@ fn reload_loop<F: FnMut() -> bool>(events: Receiver<()>, options: WatchOptions, 
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
     use std::sync::Arc;

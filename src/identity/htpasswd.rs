@@ -50,7 +50,6 @@ pub fn parse(text: &str) -> Result<BTreeMap<String, String>, HtpasswdError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 

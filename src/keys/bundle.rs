@@ -81,12 +81,7 @@ pub fn to_pem(certificates: &[Vec<u8>]) -> String {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::type_complexity
-)]
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
     use crate::keys::{Algorithm, KeySpec, generate};

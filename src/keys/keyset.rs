@@ -107,12 +107,7 @@ impl KeySet {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::type_complexity
-)]
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
     use crate::keys::{Algorithm, KeySpec, generate};

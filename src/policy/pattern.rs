@@ -138,7 +138,6 @@ fn glob_to_regex(glob: &str) -> (String, usize) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -1,6 +1,6 @@
 //! Integration tests over real HTTP on port 0.
 
-// Tests may panic: a panic is how they fail.
+// Helpers outside #[test] functions fail by panicking too.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

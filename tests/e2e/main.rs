@@ -2,7 +2,7 @@
 //! skopeo and podman, all on loopback. Each test prints why and skips when a program is
 //! missing on a developer machine, and fails instead when `CI` is set (`.ci/run` installs them).
 
-// Tests may panic: a panic is how they fail.
+// Helpers outside #[test] functions fail by panicking too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod oci;

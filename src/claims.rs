@@ -123,7 +123,6 @@ fn new_jti() -> Result<String, ClaimsError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
     use crate::clock::FixedClock;

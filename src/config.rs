@@ -418,7 +418,6 @@ pub fn load_with_env(
 }
 
 #[cfg(test)]
-#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
     use std::io::Write;
@@ -528,9 +527,12 @@ mod tests {
         assert_eq!(v.settings.key.path, PathBuf::from("/x/k.pem"));
     }
 
+    /// (YAML, environment, expected text of the error)
+    type BadCase<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+
     #[test]
     fn bad_configurations_say_what_to_fix() {
-        let cases: &[(&str, &[(&str, &str)], &str)] = &[
+        let cases: &[BadCase] = &[
             ("token:\n  ttl: 5\n", &[], "unknown field `ttl`"),
             ("tokens: {}\n", &[], "unknown field `tokens`"),
             (

@@ -35,7 +35,6 @@ pub fn sign(claims: &Claims, key: &SigningKey) -> Result<String, SigningError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
     use crate::claims::{AccessEntry, ClaimsBuilder};

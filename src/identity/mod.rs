@@ -139,5 +139,4 @@ pub fn authenticate(
 }
 
 #[cfg(test)]
-#[allow(clippy::type_complexity)]
 mod tests;

@@ -167,7 +167,6 @@ impl FromStr for Algorithm {
 }
 
 #[cfg(test)]
-#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
 

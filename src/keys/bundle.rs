@@ -81,7 +81,6 @@ pub fn to_pem(certificates: &[Vec<u8>]) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
     use crate::keys::{Algorithm, KeySpec, generate};

@@ -336,7 +336,6 @@ impl Shared {
 }
 
 #[cfg(test)]
-#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
     use crate::keys::{Algorithm, generate};

@@ -110,7 +110,6 @@ impl Jwks {
 }
 
 #[cfg(test)]
-#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
     use crate::keys::{Algorithm, KeySpec, KidFormat, generate};

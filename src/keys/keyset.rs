@@ -107,7 +107,6 @@ impl KeySet {
 }
 
 #[cfg(test)]
-#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
     use crate::keys::{Algorithm, KeySpec, generate};

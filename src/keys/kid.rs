@@ -113,7 +113,6 @@ pub fn hmac_id(secret: &[u8]) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
 

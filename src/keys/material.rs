@@ -502,7 +502,6 @@ fn parse_chain(
 }
 
 #[cfg(test)]
-#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
     use crate::keys::generate;

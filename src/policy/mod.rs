@@ -58,5 +58,4 @@ pub fn grant(
 }
 
 #[cfg(test)]
-#[allow(clippy::type_complexity)]
 mod tests;

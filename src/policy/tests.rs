@@ -71,6 +71,16 @@ fn sample_acl() -> Acl {
     .unwrap()
 }
 
+/// (identity, service, ip, scope, granted, deciding rule)
+type Case<'a> = (
+    &'a Identity,
+    &'a str,
+    Option<std::net::IpAddr>,
+    &'a str,
+    &'a str,
+    Option<usize>,
+);
+
 #[test]
 fn the_first_matching_rule_decides() {
     let acl = sample_acl();
@@ -82,15 +92,7 @@ fn the_first_matching_rule_decides() {
     let office: Option<std::net::IpAddr> = "10.1.2.3".parse().ok();
     let home: Option<std::net::IpAddr> = "192.0.2.7".parse().ok();
 
-    // (identity, service, ip, scope, granted, deciding rule)
-    let cases: Vec<(
-        &Identity,
-        &str,
-        Option<std::net::IpAddr>,
-        &str,
-        &str,
-        Option<usize>,
-    )> = vec![
+    let cases: Vec<Case> = vec![
         (
             &root,
             "prod.example",

@@ -12,7 +12,7 @@ use anyhow::Context;
 use crate::config::{KeySource, Validated};
 use crate::keys::bundle::{self, BundleKey};
 use crate::keys::jwks::Jwks;
-use crate::keys::{EnvKeyProvider, KeyProvider, SigningKey};
+use crate::keys::{EnvKeyProvider, KeyProvider, SigningKey, load_key_file};
 use crate::startup::key_spec;
 
 /// What a command prints: `text` to stdout, `notes` (one per line) to stderr.
@@ -133,25 +133,11 @@ fn read_key(
     certificate: Option<&Path>,
     config: &Validated,
 ) -> anyhow::Result<std::sync::Arc<SigningKey>> {
-    let key_bytes =
-        std::fs::read(key).with_context(|| format!("cannot read key file {}", key.display()))?;
-    let cert_bytes = match certificate {
-        None => None,
-        Some(path) => Some(
-            std::fs::read(path)
-                .with_context(|| format!("cannot read certificate file {}", path.display()))?,
-        ),
-    };
-    let loaded = SigningKey::from_bytes(&key_bytes, cert_bytes.as_deref(), key_spec(config))
-        .with_context(|| match certificate {
-            Some(c) => format!(
-                "key file {} with certificate {}",
-                key.display(),
-                c.display()
-            ),
-            None => format!("key file {}", key.display()),
-        })?;
-    Ok(std::sync::Arc::new(loaded))
+    Ok(std::sync::Arc::new(load_key_file(
+        key,
+        certificate,
+        key_spec(config),
+    )?))
 }
 
 /// The PEM certificates a registry should trust for the published keys (see

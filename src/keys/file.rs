@@ -113,14 +113,7 @@ impl FileKeyProvider {
         options: ReloadOptions,
         clock: Arc<dyn Clock>,
     ) -> Result<FileKeyProvider, ProviderError> {
-        let (key_bytes, cert_bytes) = read_files(&files.key, files.certificate.as_deref())?;
-        let key =
-            SigningKey::from_bytes(&key_bytes, cert_bytes.as_deref(), spec).map_err(|error| {
-                ProviderError::Key {
-                    source_desc: describe(&files.key, files.certificate.as_deref()),
-                    error,
-                }
-            })?;
+        let key = load_key_file(&files.key, files.certificate.as_deref(), spec)?;
         let status = KeyStatus::new(format!("file {}", files.key.display()), &key, clock.now());
         let shared = Arc::new(Shared {
             files,
@@ -171,6 +164,22 @@ impl KeyProvider for FileKeyProvider {
         status.retired = state.set.retired(self.shared.clock.now()).count();
         status
     }
+}
+
+/// Reads a key file and its optional certificate chain once, into a signing key. Errors name
+/// the files.
+pub fn load_key_file(
+    key: &Path,
+    cert: Option<&Path>,
+    spec: KeySpec,
+) -> Result<SigningKey, ProviderError> {
+    let (key_bytes, cert_bytes) = read_files(key, cert)?;
+    SigningKey::from_bytes(&key_bytes, cert_bytes.as_deref(), spec).map_err(|error| {
+        ProviderError::Key {
+            source_desc: describe(key, cert),
+            error,
+        }
+    })
 }
 
 fn describe(key: &Path, cert: Option<&Path>) -> String {

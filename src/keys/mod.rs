@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 
 pub use algorithm::{Algorithm, Curve, KeyKind, UnknownAlgorithm};
 pub use env::EnvKeyProvider;
-pub use file::{FileKeyProvider, KeyFiles, ReloadOptions};
+pub use file::{FileKeyProvider, KeyFiles, ReloadOptions, load_key_file};
 pub use kid::KidFormat;
 pub use material::{
     CertificateInfo, KeyError, KeySpec, MIN_HMAC_SECRET, PublicKeyInfo, SignError, SigningKey,

@@ -205,11 +205,6 @@ fn read_files(
     Ok((key_bytes, super::read_certificate(cert)?))
 }
 
-/// The id a JWKS gives a key: its header `kid`, else its thumbprint.
-fn published_id(key: &SigningKey) -> Option<String> {
-    key.kid().or(key.thumbprint()).map(str::to_owned)
-}
-
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, ReloadState> {
         match self.state.lock() {
@@ -320,7 +315,7 @@ impl Shared {
                     describe(path, cert),
                     key.label()
                 );
-                state.status.next_kid = published_id(&key);
+                state.status.next_kid = key.published_id().map(str::to_owned);
                 state.status.next_error = None;
                 state.next_failed = None;
                 state.set.set_next(Some(Arc::new(key)));

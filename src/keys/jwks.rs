@@ -7,11 +7,11 @@
 
 use std::sync::Arc;
 
-use data_encoding::{BASE64, BASE64URL_NOPAD};
+use data_encoding::BASE64URL_NOPAD;
 use serde::{Deserialize, Serialize};
 
-use super::SigningKey;
 use super::kid::PublicJwk;
+use super::{CertificateInfo, SigningKey};
 
 /// How long verifiers may cache the JWKS, in seconds. A verifier that caches it sees a newly
 /// published next key within this time, so publish `key.next` at least this long before
@@ -62,7 +62,7 @@ impl Jwk {
     /// The JWK of an asymmetric key; `None` for an HMAC secret, which is never published.
     pub fn of(key: &SigningKey) -> Option<Jwk> {
         let public = key.public_key()?;
-        let kid = key.kid().or(key.thumbprint())?.to_owned();
+        let kid = key.published_id()?.to_owned();
         let b64 = |b: &[u8]| Some(BASE64URL_NOPAD.encode(b));
         let mut jwk = Jwk {
             kty: String::new(),
@@ -74,9 +74,7 @@ impl Jwk {
             kid,
             alg: key.algorithm().as_str().to_owned(),
             use_: "sig".to_owned(),
-            x5c: key
-                .certificate()
-                .map(|c| c.chain_der.iter().map(|d| BASE64.encode(d)).collect()),
+            x5c: key.certificate().map(CertificateInfo::x5c),
         };
         match &public.jwk {
             PublicJwk::Ec { curve, x, y } => {
@@ -235,7 +233,7 @@ mod tests {
         let x5c = jwk.x5c.unwrap();
         assert_eq!(x5c.len(), 1);
         assert_eq!(
-            BASE64.decode(x5c[0].as_bytes()).unwrap(),
+            data_encoding::BASE64.decode(x5c[0].as_bytes()).unwrap(),
             k.certificate().unwrap().chain_der[0]
         );
     }

@@ -104,6 +104,13 @@ pub struct CertificateInfo {
     pub chain_der: Vec<Vec<u8>>,
 }
 
+impl CertificateInfo {
+    /// The chain as `x5c` values: standard base64 (with padding) of each DER, leaf first.
+    pub fn x5c(&self) -> Vec<String> {
+        self.chain_der.iter().map(|d| BASE64.encode(d)).collect()
+    }
+}
+
 /// What to build a key into.
 #[derive(Debug, Clone, Copy)]
 pub struct KeySpec {
@@ -236,6 +243,12 @@ impl SigningKey {
     /// The libtrust key ID of an asymmetric key, whatever the header carries.
     pub fn libtrust_kid(&self) -> Option<&str> {
         self.libtrust_kid.as_deref()
+    }
+
+    /// The id verifiers select this key by: the header `kid`, else the thumbprint (with
+    /// `kid_format: none`). `None` only for an HMAC secret without a kid.
+    pub fn published_id(&self) -> Option<&str> {
+        self.kid().or(self.thumbprint())
     }
 
     /// The RFC 7638 thumbprint of an asymmetric key, whatever the header carries.

@@ -215,6 +215,13 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     }
 }
 
+impl Validated {
+    /// `key.poll_interval_seconds` as a duration: the backstop re-read of watched files.
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_secs(self.settings.key.poll_interval_seconds)
+    }
+}
+
 /// Settings checked and converted into the types the service uses.
 #[derive(Debug, Clone)]
 pub struct Validated {
@@ -226,8 +233,6 @@ pub struct Validated {
     pub algorithm: Option<Algorithm>,
     /// The access rules, compiled (the default rules when `acl` is absent).
     pub acl: Acl,
-    /// `key.poll_interval_seconds` as a duration.
-    pub poll_interval: Duration,
     /// True when neither a config file nor `REGAUTH_KEY__*` variables were given, so a missing
     /// default key may be generated.
     pub zero_config: bool,
@@ -386,7 +391,6 @@ impl Settings {
             ));
         }
         Ok(Validated {
-            poll_interval: Duration::from_secs(self.key.poll_interval_seconds),
             settings: self,
             listen,
             algorithm,

@@ -44,7 +44,7 @@ impl Application {
             settings.auth.htpasswd.clone(),
             std::time::Duration::from_secs(settings.auth.cache_seconds),
             watch::WatchOptions {
-                poll_interval: config.poll_interval,
+                poll_interval: config.poll_interval(),
                 ..watch::WatchOptions::default()
             },
         )?;
@@ -125,7 +125,7 @@ fn key_provider(config: &Validated, clock: Arc<dyn Clock>) -> anyhow::Result<Arc
             }
             let options = ReloadOptions {
                 watch: watch::WatchOptions {
-                    poll_interval: config.poll_interval,
+                    poll_interval: config.poll_interval(),
                     ..watch::WatchOptions::default()
                 },
                 retain: retention(config),

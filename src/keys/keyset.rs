@@ -11,14 +11,12 @@ use chrono::{DateTime, Utc};
 
 use super::SigningKey;
 
-/// A key that signed until `retired_at`.
+/// A key that signed until it was replaced.
 #[derive(Debug, Clone)]
 pub struct RetiredKey {
     /// The key.
     pub key: Arc<SigningKey>,
-    /// When it was replaced.
-    pub retired_at: DateTime<Utc>,
-    /// When it stops being published.
+    /// When it stops being published (replacement time + retention window).
     pub until: DateTime<Utc>,
 }
 
@@ -62,14 +60,7 @@ impl KeySet {
         let until = now
             .checked_add_signed(self.retain)
             .unwrap_or(DateTime::<Utc>::MAX_UTC);
-        self.retired.insert(
-            0,
-            RetiredKey {
-                key: old,
-                retired_at: now,
-                until,
-            },
-        );
+        self.retired.insert(0, RetiredKey { key: old, until });
     }
 
     /// Sets (or clears) the next key.

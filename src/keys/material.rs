@@ -96,8 +96,6 @@ pub struct PublicKeyInfo {
 /// The leaf certificate's facts that operators care about.
 #[derive(Debug, Clone)]
 pub struct CertificateInfo {
-    /// Subject distinguished name.
-    pub subject: String,
     /// End of validity.
     pub not_after: DateTime<Utc>,
     /// Certificates in the chain, leaf first, DER.
@@ -490,25 +488,26 @@ fn parse_chain(
         .filter(|b| b.tag() == "CERTIFICATE")
         .map(|b| b.into_contents())
         .collect();
-    let leaf_der = chain_der.first().ok_or(KeyError::NoCertificate)?;
+    if chain_der.is_empty() {
+        return Err(KeyError::NoCertificate);
+    }
+    let mut not_after = DateTime::<Utc>::default();
     for (index, der) in chain_der.iter().enumerate() {
-        x509_parser::parse_x509_certificate(der).map_err(|e| KeyError::BadCertificate {
-            index,
-            reason: e.to_string(),
-        })?;
+        let (_, cert) =
+            x509_parser::parse_x509_certificate(der).map_err(|e| KeyError::BadCertificate {
+                index,
+                reason: e.to_string(),
+            })?;
+        if index == 0 {
+            // The leaf must be the signing key's certificate.
+            if Some(cert.tbs_certificate.subject_pki.raw) != public.map(|p| p.spki_der.as_slice()) {
+                return Err(KeyError::CertificateMismatch);
+            }
+            not_after = DateTime::from_timestamp(cert.validity().not_after.timestamp(), 0)
+                .unwrap_or_default();
+        }
     }
-    let (_, leaf) =
-        x509_parser::parse_x509_certificate(leaf_der).map_err(|e| KeyError::BadCertificate {
-            index: 0,
-            reason: e.to_string(),
-        })?;
-    if Some(leaf.tbs_certificate.subject_pki.raw) != public.map(|p| p.spki_der.as_slice()) {
-        return Err(KeyError::CertificateMismatch);
-    }
-    let not_after =
-        DateTime::from_timestamp(leaf.validity().not_after.timestamp(), 0).unwrap_or_default();
     Ok(CertificateInfo {
-        subject: leaf.subject().to_string(),
         not_after,
         chain_der,
     })

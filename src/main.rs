@@ -305,7 +305,7 @@ fn explain(
     );
     for scope in &scopes {
         let decision = config.acl.decide(&ctx, scope);
-        let granted = scope.actions.intersect(&decision.allowed);
+        let granted = scope.actions.intersect(decision.allowed);
         println!(
             "{scope}\n  granted: [{granted}]\n  allowed: [{}]\n  by:      {}",
             decision.allowed, decision.explanation

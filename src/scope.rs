@@ -93,6 +93,9 @@ impl fmt::Display for Action {
     }
 }
 
+/// The empty action list, for answers that borrow one.
+pub static NO_ACTIONS: Actions = Actions(Vec::new());
+
 /// An ordered set of actions: the first occurrence of each action is kept, repeats collapse.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]

@@ -55,13 +55,17 @@ pub(super) struct Issued {
     pub token: String,
 }
 
-/// Runs the password check on the blocking pool: bcrypt takes tens of milliseconds.
+/// Runs the password check on the blocking pool: bcrypt takes tens of milliseconds. Callers
+/// without credentials are anonymous and never leave the worker.
 pub(super) async fn authenticate(
     state: &web::Data<AppState>,
     credentials: Option<Credentials>,
     account: Option<String>,
     ip: Option<IpAddr>,
 ) -> Result<Identity, ApiError> {
+    if credentials.is_none() {
+        return Ok(Identity::anonymous());
+    }
     let users = Arc::clone(&state.users);
     let username = credentials.as_ref().map(|c| c.username.clone());
     let result =

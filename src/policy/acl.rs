@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::pattern::{Pattern, PatternError};
 use super::{Decision, Policy, RequestContext};
-use crate::scope::{Action, Actions, ResourceScope};
+use crate::scope::{Action, Actions, NO_ACTIONS, ResourceScope};
 
 /// A rule as written in the configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -256,20 +256,20 @@ impl Rule {
 }
 
 impl Policy for Acl {
-    fn decide(&self, ctx: &RequestContext<'_>, scope: &ResourceScope) -> Decision {
+    fn decide(&self, ctx: &RequestContext<'_>, scope: &ResourceScope) -> Decision<'_> {
         for (index, rule) in self.rules.iter().enumerate() {
             if rule.matches(ctx, scope) {
                 return Decision {
-                    allowed: rule.actions.clone(),
+                    allowed: &rule.actions,
                     rule: Some(index),
-                    explanation: rule.text.clone(),
+                    explanation: &rule.text,
                 };
             }
         }
         Decision {
-            allowed: Actions::none(),
+            allowed: &NO_ACTIONS,
             rule: None,
-            explanation: "no rule matched: nothing granted".into(),
+            explanation: "no rule matched: nothing granted",
         }
     }
 }

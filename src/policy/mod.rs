@@ -25,21 +25,21 @@ pub struct RequestContext<'a> {
     pub ip: Option<IpAddr>,
 }
 
-/// The outcome for one resource.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
+/// The outcome for one resource, borrowed from the policy: deciding copies nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision<'p> {
     /// Actions the policy allows.
-    pub allowed: Actions,
+    pub allowed: &'p Actions,
     /// Index of the deciding rule, if any.
     pub rule: Option<usize>,
-    /// The deciding rule as text, for `regauth explain` and debug logs.
-    pub explanation: String,
+    /// The deciding rule as text (written once, at load), for `regauth explain`.
+    pub explanation: &'p str,
 }
 
 /// A source of permissions.
 pub trait Policy: Send + Sync + 'static {
     /// The actions allowed on the resource of `scope` for this request.
-    fn decide(&self, ctx: &RequestContext<'_>, scope: &ResourceScope) -> Decision;
+    fn decide(&self, ctx: &RequestContext<'_>, scope: &ResourceScope) -> Decision<'_>;
 }
 
 /// The access entries to put in a token: for each requested scope, requested ∩ allowed.
@@ -52,7 +52,7 @@ pub fn grant(
         .iter()
         .map(|scope| {
             let decision = policy.decide(ctx, scope);
-            AccessEntry::new(scope, scope.actions.intersect(&decision.allowed))
+            AccessEntry::new(scope, scope.actions.intersect(decision.allowed))
         })
         .collect()
 }

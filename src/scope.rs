@@ -12,6 +12,7 @@
 //! carries a registry host with a port (`localhost:5000/team/app`) parses. The deprecated class
 //! in `repository(plugin)` is accepted and dropped.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -228,22 +229,57 @@ impl fmt::Display for ResourceScope {
     }
 }
 
-/// Parses every resource scope in `values`; each value may hold several, space-separated.
-/// Scopes naming the same resource are merged into one, their actions joined.
+/// Most resource scopes one token request may carry, after merging repeats of a resource.
+pub const MAX_SCOPES: usize = 64;
+
+/// Why a list of scopes was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScopesError {
+    /// One scope is malformed.
+    #[error(transparent)]
+    Malformed(#[from] ScopeError),
+    /// More distinct resources than the limit; parsing stopped at the first one over it.
+    #[error("too many scopes in one request; at most {0}")]
+    TooMany(usize),
+}
+
+/// Parses every resource scope in `values` with no limit on their number (for the CLI and
+/// tests; requests go through [`parse_limited`]).
 pub fn parse_all<'a, I>(values: I) -> Result<Vec<ResourceScope>, ScopeError>
 where
     I: IntoIterator<Item = &'a str>,
 {
+    parse_limited(values, usize::MAX).map_err(|e| match e {
+        ScopesError::Malformed(e) => e,
+        // Unreachable with no limit; keep a scope error rather than panic.
+        ScopesError::TooMany(_) => ScopeError::new("", "too many scopes"),
+    })
+}
+
+/// Parses every resource scope in `values`; each value may hold several, space-separated.
+/// Scopes naming the same resource are merged into one, their actions joined. Parsing stops
+/// as soon as more than `max` distinct resources are seen, so the work done for a request is
+/// bounded by the limit, not by the request's size.
+pub fn parse_limited<'a, I>(values: I, max: usize) -> Result<Vec<ResourceScope>, ScopesError>
+where
+    I: IntoIterator<Item = &'a str>,
+{
     let mut scopes: Vec<ResourceScope> = Vec::new();
+    let mut index: HashMap<(String, String), usize> = HashMap::new();
     for value in values {
         for item in value.split(' ').filter(|s| !s.is_empty()) {
             let scope: ResourceScope = item.parse()?;
-            match scopes
-                .iter_mut()
-                .find(|s| s.resource_type == scope.resource_type && s.name == scope.name)
-            {
+            let key = (scope.resource_type.clone(), scope.name.clone());
+            match index.get(&key).and_then(|&i| scopes.get_mut(i)) {
                 Some(existing) => existing.actions.extend(&scope.actions),
-                None => scopes.push(scope),
+                None => {
+                    if scopes.len() >= max {
+                        return Err(ScopesError::TooMany(max));
+                    }
+                    index.insert(key, scopes.len());
+                    scopes.push(scope);
+                }
             }
         }
     }
@@ -526,6 +562,26 @@ mod tests {
         );
         assert!(parse_all(Vec::<&str>::new()).unwrap().is_empty());
         assert!(parse_all(["repository:ok:pull bad"]).is_err());
+    }
+
+    #[test]
+    fn the_scope_limit_counts_distinct_resources_and_stops_parsing_at_the_first_one_over() {
+        let at_limit: Vec<String> = (0..MAX_SCOPES)
+            .map(|i| format!("repository:r{i}:pull"))
+            .collect();
+        let parsed = parse_limited(at_limit.iter().map(String::as_str), MAX_SCOPES).unwrap();
+        assert_eq!(parsed.len(), MAX_SCOPES);
+        // Repeats of one resource merge and never count twice.
+        let repeats = vec!["repository:same:pull"; 10 * MAX_SCOPES];
+        assert_eq!(parse_limited(repeats, MAX_SCOPES).unwrap().len(), 1);
+        // One more distinct resource is refused before the malformed scope after it is read.
+        let mut over = at_limit.clone();
+        over.push("repository:one-more:pull".into());
+        over.push("not a scope".into());
+        assert_eq!(
+            parse_limited(over.iter().map(String::as_str), MAX_SCOPES),
+            Err(ScopesError::TooMany(MAX_SCOPES))
+        );
     }
 
     #[test]

@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use crate::identity::UserSettings;
+use crate::identity::{LimitSettings, UserSettings};
 use crate::keys::{Algorithm, KidFormat};
 use crate::policy::{Acl, RuleSettings};
 use crate::scope::{Action, Actions};
@@ -20,8 +20,8 @@ pub const MIN_TTL_SECONDS: u32 = 60;
 /// Longest token lifetime accepted.
 pub const MAX_TTL_SECONDS: u32 = 86_400;
 
-/// All settings.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+/// All settings. `Debug` never shows a password hash: they are secrets (see `UserSettings`).
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     /// The HTTP listener.
@@ -41,23 +41,30 @@ pub struct Settings {
 }
 
 /// `server.*`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSettings {
     /// Address and port to listen on.
     pub listen: String,
+    /// On SIGTERM or SIGINT: seconds `/readyz` answers 503 while the listener keeps serving,
+    /// so load balancers stop sending new connections before it closes.
+    pub shutdown_delay_seconds: u64,
+    /// After the delay: seconds requests in flight get to finish before the process exits.
+    pub shutdown_timeout_seconds: u64,
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
         ServerSettings {
             listen: "127.0.0.1:5001".into(),
+            shutdown_delay_seconds: 5,
+            shutdown_timeout_seconds: 30,
         }
     }
 }
 
 /// `token.*`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TokenSettings {
     /// `iss`; must equal the registry's `auth.token.issuer`.
@@ -82,7 +89,7 @@ impl Default for TokenSettings {
 }
 
 /// Where keys come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase", try_from = "String")]
 pub enum KeySource {
     /// A PEM file, watched and hot-reloaded.
@@ -105,7 +112,7 @@ impl TryFrom<String> for KeySource {
 }
 
 /// `key.*`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeySettings {
     /// `file` or `env`.
@@ -146,7 +153,7 @@ impl Default for KeySettings {
 }
 
 /// `access.*`
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessSettings {
     /// Actions anonymous callers get on repositories under the default rules (`["pull"]`
@@ -155,7 +162,7 @@ pub struct AccessSettings {
 }
 
 /// `auth.*`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSettings {
     /// An htpasswd file (bcrypt lines), watched and hot-reloaded.
@@ -167,6 +174,12 @@ pub struct AuthSettings {
     pub refresh_secret_file: PathBuf,
     /// Refresh token lifetime in seconds.
     pub refresh_ttl_seconds: u64,
+    /// Password checks (bcrypt) that run at once; 0 means one per CPU core.
+    pub check_workers: usize,
+    /// Password checks that may wait for a worker; past that a request gets 503.
+    pub check_queue: usize,
+    /// Brute-force limits.
+    pub limits: LimitSettings,
 }
 
 impl Default for AuthSettings {
@@ -176,6 +189,9 @@ impl Default for AuthSettings {
             cache_seconds: 60,
             refresh_secret_file: PathBuf::from("keys/refresh.secret"),
             refresh_ttl_seconds: 90 * 86_400,
+            check_workers: 0,
+            check_queue: 32,
+            limits: LimitSettings::default(),
         }
     }
 }
@@ -381,6 +397,34 @@ impl Settings {
                 Acl::default_rules(&actions)
             }
         };
+        if self.server.shutdown_timeout_seconds == 0 {
+            return Err(invalid(
+                "server.shutdown_timeout_seconds",
+                "must be at least 1 so requests in flight can finish",
+            ));
+        }
+        if self.auth.check_queue == 0 {
+            return Err(invalid(
+                "auth.check_queue",
+                "must be at least 1; it bounds the password checks waiting for a worker",
+            ));
+        }
+        let limits = &self.auth.limits;
+        if limits.failures > 0 {
+            if limits.window_seconds == 0 || limits.backoff_seconds == 0 || limits.max_entries == 0
+            {
+                return Err(invalid(
+                    "auth.limits",
+                    "window_seconds, backoff_seconds and max_entries must be at least 1 (set failures: 0 to turn the limits off)",
+                ));
+            }
+            if limits.max_backoff_seconds < limits.backoff_seconds {
+                return Err(invalid(
+                    "auth.limits.max_backoff_seconds",
+                    "must be at least backoff_seconds",
+                ));
+            }
+        }
         if self.auth.refresh_ttl_seconds < 60 {
             return Err(invalid("auth.refresh_ttl_seconds", "must be at least 60"));
         }
@@ -442,7 +486,9 @@ mod tests {
     #[test]
     fn defaults_load_without_file_or_env() {
         let v = load_with_env(None, &HashMap::new()).unwrap();
-        assert_eq!(v.settings, Settings::default());
+        assert_eq!(v.settings.server, ServerSettings::default());
+        assert_eq!(v.settings.auth, AuthSettings::default());
+        assert!(v.settings.users.is_empty() && v.settings.acl.is_none());
         assert_eq!(v.listen.to_string(), "127.0.0.1:5001");
         assert_eq!(v.settings.token.ttl_seconds, 300);
         assert_eq!(v.acl.len(), 2, "the two default rules");

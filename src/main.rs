@@ -5,13 +5,12 @@ use std::io::BufRead;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use regauth::config::{self, KeySource, Validated};
-use regauth::identity::{Identity, UserDirectory};
+use regauth::identity::{Identity, MAX_PASSWORD_BYTES, UserDirectory};
 use regauth::keys::{Algorithm, SigningKey, generate};
 use regauth::policy::{Policy, RequestContext};
 use regauth::startup::Application;
@@ -97,7 +96,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    regauth::logging::init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { config } => serve(config),
@@ -188,6 +187,12 @@ fn hash_password(cost: u32) -> anyhow::Result<()> {
         !password.is_empty(),
         "the password on standard input is empty"
     );
+    anyhow::ensure!(
+        password.len() <= MAX_PASSWORD_BYTES,
+        "the password is {} bytes long; bcrypt uses only the first {MAX_PASSWORD_BYTES}, so \
+         longer passwords are refused rather than silently cut",
+        password.len()
+    );
     let hash = bcrypt::hash_with_result(password, cost).context("hashing")?;
     println!("{}", hash.format_for_version(bcrypt::Version::TwoY));
     Ok(())
@@ -198,7 +203,6 @@ fn users_of(config: &Validated) -> anyhow::Result<UserDirectory> {
     Ok(UserDirectory::start(
         settings.users.clone(),
         settings.auth.htpasswd.clone(),
-        Duration::ZERO,
         watch::WatchOptions::default(),
     )?)
 }

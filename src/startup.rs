@@ -3,8 +3,10 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use actix_web::dev::Server;
+use actix_web::dev::{Server, Service};
+use actix_web::http::ConnectionType;
 use actix_web::{App, HttpServer, middleware, web};
 use anyhow::Context;
 
@@ -12,11 +14,12 @@ use crate::claims::ClaimsBuilder;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{KeySource, Validated};
 use crate::http::{self, AppState};
-use crate::identity::UserDirectory;
+use crate::identity::{LoginOptions, Logins, UserDirectory};
 use crate::keys::{
     EnvKeyProvider, FileKeyProvider, KeyFiles, KeyProvider, KeySpec, ReloadOptions, generate,
 };
 use crate::refresh::{self, RefreshTokens};
+use crate::shutdown::Shutdown;
 use crate::watch;
 
 /// A built service, bound to its port, not yet running.
@@ -24,6 +27,9 @@ pub struct Application {
     port: u16,
     server: Server,
     keys: Arc<dyn KeyProvider>,
+    logins: Arc<Logins>,
+    shutdown: Arc<Shutdown>,
+    shutdown_delay: Duration,
 }
 
 impl Application {
@@ -39,34 +45,67 @@ impl Application {
     ) -> anyhow::Result<Application> {
         let keys = key_provider(&config, Arc::clone(&clock))?;
         let settings = &config.settings;
-        let users = UserDirectory::start(
+        let users = Arc::new(UserDirectory::start(
             settings.users.clone(),
             settings.auth.htpasswd.clone(),
-            std::time::Duration::from_secs(settings.auth.cache_seconds),
             watch::WatchOptions {
                 poll_interval: config.poll_interval(),
                 ..watch::WatchOptions::default()
             },
-        )?;
+        )?);
+        let logins = Arc::new(Logins::new(Arc::clone(&users), &login_options(&config))?);
         let refresh = refresh_tokens(&config)?;
+        let shutdown = Arc::new(Shutdown::default());
         let state = web::Data::new(AppState {
             keys: Arc::clone(&keys),
             claims: ClaimsBuilder::new(settings.token.issuer.clone(), settings.token.ttl_seconds),
             clock,
             policy: Arc::new(config.acl.clone()),
             services: settings.token.services.iter().cloned().collect(),
-            users: Arc::new(users),
+            users,
+            logins: Arc::clone(&logins),
             refresh: refresh.map(Arc::new),
+            shutdown: Arc::clone(&shutdown),
         });
         let listener = TcpListener::bind(config.listen)
             .with_context(|| format!("cannot listen on {} (server.listen)", config.listen))?;
         let addr = listener.local_addr()?;
+        let draining = Arc::clone(&shutdown);
         let server = HttpServer::new(move || {
+            let draining = Arc::clone(&draining);
             App::new()
-                .wrap(middleware::Logger::new(r#"%a "%r" %s %b %Dms"#).exclude("/healthz"))
+                .wrap(middleware::ErrorHandlers::new().default_handler(http::json_fallback))
+                // While shutting down, each response closes its connection, so keep-alive
+                // clients reconnect (to another replica) instead of being cut off later.
+                .wrap_fn(move |req, srv| {
+                    let fut = srv.call(req);
+                    let draining = Arc::clone(&draining);
+                    async move {
+                        let mut res = fut.await?;
+                        if draining.is_draining() {
+                            res.response_mut()
+                                .head_mut()
+                                .set_connection_type(ConnectionType::Close);
+                        }
+                        Ok(res)
+                    }
+                })
+                .wrap(
+                    middleware::Logger::new(r#"%a "%{request}xi" %s %b %Dms"#)
+                        .custom_request_replace("request", |req| {
+                            http::request_line(
+                                req.method().as_str(),
+                                &req.uri().to_string(),
+                                req.version(),
+                            )
+                        })
+                        .exclude("/healthz"),
+                )
                 .app_data(state.clone())
                 .configure(http::routes)
         })
+        .disable_signals()
+        .shutdown_timeout(settings.server.shutdown_timeout_seconds)
         .listen(listener)?
         .run();
         log::info!("listening on {addr}");
@@ -75,6 +114,9 @@ impl Application {
             port: addr.port(),
             server,
             keys,
+            logins,
+            shutdown,
+            shutdown_delay: Duration::from_secs(settings.server.shutdown_delay_seconds),
         })
     }
 
@@ -88,9 +130,44 @@ impl Application {
         Arc::clone(&self.keys)
     }
 
-    /// Serves until the process is told to stop (SIGINT/SIGTERM drain in-flight requests).
+    /// The login path, for inspection (checks run, cache hits).
+    pub fn logins(&self) -> Arc<Logins> {
+        Arc::clone(&self.logins)
+    }
+
+    /// Shutdown state; [`Shutdown::begin`] stops the server as SIGTERM would.
+    pub fn shutdown(&self) -> Arc<Shutdown> {
+        Arc::clone(&self.shutdown)
+    }
+
+    /// Serves until SIGTERM, SIGINT or [`Shutdown::begin`], then drains (see
+    /// [`crate::shutdown`]) and returns once the server has stopped.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let handle = self.server.handle();
+        let shutdown = Arc::clone(&self.shutdown);
+        let delay = self.shutdown_delay;
+        tokio::spawn(async move {
+            shutdown.wait(delay).await;
+            handle.stop(true).await;
+        });
+        let result = self.server.await;
+        log::info!("stopped");
+        result
+    }
+}
+
+/// How password logins are bounded and cached, from `auth.*`.
+fn login_options(config: &Validated) -> LoginOptions {
+    let auth = &config.settings.auth;
+    let workers = match auth.check_workers {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    LoginOptions {
+        cache_ttl: Duration::from_secs(auth.cache_seconds),
+        workers,
+        queue: auth.check_queue,
+        limits: auth.limits.clone(),
     }
 }
 

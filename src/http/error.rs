@@ -2,12 +2,29 @@
 //!
 //! Client errors say what is wrong; server errors are logged in full and answered opaquely.
 
+use std::time::Duration;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::ServiceResponse;
 use actix_web::http::{StatusCode, header};
+use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::identity::AuthError;
-use crate::scope::ScopeError;
+use crate::identity::{AuthError, LoginError};
+use crate::scope::{ScopeError, ScopesError};
+
+/// Longest client-supplied text echoed in an error message or log line.
+const MAX_ECHO_CHARS: usize = 120;
+
+/// `text` cut to a readable length, for messages that echo what a client sent.
+pub(crate) fn shorten(text: &str) -> String {
+    let mut shown: String = text.chars().take(MAX_ECHO_CHARS).collect();
+    if shown.len() < text.len() {
+        shown.push('…');
+    }
+    shown
+}
 
 /// The error body.
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -41,8 +58,8 @@ pub enum ApiError {
     /// A refresh token that is invalid, expired, for another service or another password.
     #[error("the refresh token is not valid; sign in again")]
     RefreshRefused,
-    /// A service outside `token.services`.
-    #[error("service {0:?} is not served by this token server")]
+    /// A service outside `token.services` (shortened for display).
+    #[error("service {:?} is not served by this token server", shorten(.0))]
     UnknownService(String),
     /// A malformed scope.
     #[error(transparent)]
@@ -53,18 +70,67 @@ pub enum ApiError {
     /// The query string cannot be decoded.
     #[error("the query string is malformed: {0}")]
     BadQuery(String),
+    /// The form body cannot be decoded.
+    #[error("the form body is malformed: {0}")]
+    BadForm(String),
+    /// The body could not be read (broken chunked encoding, a connection cut short).
+    #[error("the request body could not be read")]
+    BadBody,
+    /// A body larger than the route accepts.
+    #[error("the request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// A body in a media type or encoding the route does not take.
+    #[error("{0}")]
+    UnsupportedMediaType(&'static str),
+    /// A header that must appear at most once appeared more often.
+    #[error("the {0} header must appear at most once")]
+    DuplicateHeader(&'static str),
     /// Authentication failed. The message is the same whatever the reason.
     #[error("authentication failed: invalid username or password")]
     Auth(AuthError),
+    /// Too many failed logins from this address for this user name.
+    #[error("too many failed logins; retry in {} s", retry_after_seconds(.0))]
+    TooManyAttempts(Duration),
+    /// Every password-check worker busy and the queue full.
+    #[error("the server is busy checking passwords; retry shortly")]
+    Busy,
     /// No such route.
     #[error("no such endpoint")]
     NotFound,
-    /// A method the route does not take.
+    /// A method the route does not take; the methods it takes.
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed(&'static str),
+    /// An error answered by the framework, turned into this body by [`json_fallback`].
+    #[error("{}", .0.canonical_reason().unwrap_or("error"))]
+    Status(StatusCode),
     /// Anything on our side; the cause goes to the log only.
     #[error("internal server error")]
     Internal(#[source] anyhow::Error),
+}
+
+fn retry_after_seconds(d: &Duration) -> u64 {
+    // Round up: a client that waits the whole number of seconds is no longer locked out.
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+impl From<ScopesError> for ApiError {
+    fn from(e: ScopesError) -> Self {
+        match e {
+            ScopesError::Malformed(e) => ApiError::Scope(e),
+            ScopesError::TooMany(max) => ApiError::TooManyScopes(max),
+        }
+    }
+}
+
+impl From<LoginError> for ApiError {
+    fn from(e: LoginError) -> Self {
+        match e {
+            LoginError::Invalid(e) => ApiError::Auth(e),
+            LoginError::Limited { retry_after } => ApiError::TooManyAttempts(retry_after),
+            LoginError::Busy => ApiError::Busy,
+            other => ApiError::Internal(anyhow::Error::new(other)),
+        }
+    }
 }
 
 impl ApiError {
@@ -74,12 +140,21 @@ impl ApiError {
             | ApiError::UnknownService(_)
             | ApiError::TooManyScopes(_)
             | ApiError::BadQuery(_)
+            | ApiError::BadForm(_)
+            | ApiError::BadBody
+            | ApiError::DuplicateHeader(_)
             | ApiError::RefreshDisabled => "INVALID_REQUEST",
-            ApiError::UnsupportedGrant(_) => "UNSUPPORTED",
+            ApiError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
+            ApiError::UnsupportedGrant(_)
+            | ApiError::UnsupportedMediaType(_)
+            | ApiError::MethodNotAllowed(_) => "UNSUPPORTED",
             ApiError::Scope(_) => "INVALID_SCOPE",
             ApiError::Auth(_) | ApiError::RefreshRefused => "UNAUTHORIZED",
+            ApiError::TooManyAttempts(_) => "TOO_MANY_REQUESTS",
+            ApiError::Busy => "UNAVAILABLE",
             ApiError::NotFound => "NOT_FOUND",
-            ApiError::MethodNotAllowed => "UNSUPPORTED",
+            ApiError::Status(status) if status.is_server_error() => "INTERNAL_ERROR",
+            ApiError::Status(_) => "INVALID_REQUEST",
             ApiError::Internal(_) => "INTERNAL_ERROR",
         }
     }
@@ -93,11 +168,19 @@ impl ResponseError for ApiError {
             | ApiError::Scope(_)
             | ApiError::TooManyScopes(_)
             | ApiError::BadQuery(_)
+            | ApiError::BadForm(_)
+            | ApiError::BadBody
+            | ApiError::DuplicateHeader(_)
             | ApiError::UnsupportedGrant(_)
             | ApiError::RefreshDisabled => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Auth(_) | ApiError::RefreshRefused => StatusCode::UNAUTHORIZED,
+            ApiError::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Status(status) => *status,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -106,9 +189,12 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Internal(cause) => log::error!("request failed: {cause:#}"),
             ApiError::NotFound
-            | ApiError::MethodNotAllowed
+            | ApiError::MethodNotAllowed(_)
             | ApiError::Auth(_)
-            | ApiError::RefreshRefused => {}
+            | ApiError::RefreshRefused
+            | ApiError::TooManyAttempts(_)
+            | ApiError::Status(_) => {}
+            ApiError::Busy => log::warn!("request shed: {self}"),
             other => log::info!("request refused: {other}"),
         }
         let mut response = HttpResponse::build(self.status_code());
@@ -116,8 +202,14 @@ impl ResponseError for ApiError {
             ApiError::Auth(_) | ApiError::RefreshRefused => {
                 response.insert_header((header::WWW_AUTHENTICATE, r#"Basic realm="regauth""#));
             }
-            ApiError::MethodNotAllowed => {
-                response.insert_header((header::ALLOW, "GET, POST"));
+            ApiError::MethodNotAllowed(allowed) => {
+                response.insert_header((header::ALLOW, *allowed));
+            }
+            ApiError::TooManyAttempts(wait) => {
+                response.insert_header((header::RETRY_AFTER, retry_after_seconds(wait)));
+            }
+            ApiError::Busy => {
+                response.insert_header((header::RETRY_AFTER, 1));
             }
             _ => {}
         }
@@ -137,8 +229,35 @@ pub async fn not_found() -> HttpResponse {
     ApiError::NotFound.error_response()
 }
 
-/// Fallback for known paths with another method. Clients that try OAuth2 `POST` first
+/// Fallback for `/token` with another method. Clients that try OAuth2 `POST` first
 /// (containerd) fall back to `GET` on 405.
-pub async fn method_not_allowed() -> HttpResponse {
-    ApiError::MethodNotAllowed.error_response()
+pub async fn token_method_not_allowed() -> HttpResponse {
+    ApiError::MethodNotAllowed("GET, POST").error_response()
+}
+
+/// Fallback for the read-only endpoints with another method.
+pub async fn get_only() -> HttpResponse {
+    ApiError::MethodNotAllowed("GET").error_response()
+}
+
+/// The last line of defence: an error response that is not JSON (one the framework made
+/// itself, outside regauth's handlers) gets the JSON error body for its status. Its own text
+/// is dropped: it may carry internal detail.
+pub fn json_fallback<B: MessageBody>(
+    res: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let (req, _) = res.into_parts();
+    let response: HttpResponse<BoxBody> = ApiError::Status(status).error_response();
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(req, response).map_into_right_body::<B>(),
+    ))
 }

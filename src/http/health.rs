@@ -11,8 +11,12 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// 200 while a signing key is loaded and its certificate (if any) has not expired.
+/// 200 while a signing key is loaded and its certificate (if any) has not expired; 503 once
+/// shutdown has begun, so load balancers stop sending new requests.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    if state.shutdown.is_draining() {
+        return HttpResponse::ServiceUnavailable().json(json!({"status": "shutting down"}));
+    }
     let key = state.keys.signing_key();
     let status = state.keys.status();
     let now = state.clock.now();

@@ -4,25 +4,36 @@
 //! one and reuses it forever. Every refresh re-evaluates the access rules.
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::token::{authenticate, issue, no_store, refresh_token_for};
-use super::{ApiError, AppState};
+use super::error::shorten;
+use super::request::{client_ip, form_body};
+use super::token::{authenticate, issue, no_store, refresh_token_for, validate};
+use super::{ApiError, AppState, MAX_FORM_BYTES};
 use crate::identity::Credentials;
 
-/// The form fields. Unknown fields are ignored.
+/// The `POST /token` form. Unknown fields are ignored; `Debug` never shows the password or
+/// the refresh token.
 #[derive(Debug, Deserialize)]
-struct TokenForm {
-    grant_type: Option<String>,
-    service: Option<String>,
-    client_id: Option<String>,
-    access_type: Option<String>,
+pub struct TokenForm {
+    /// `password` or `refresh_token`.
+    pub grant_type: Option<String>,
+    /// The registry the token is for.
+    pub service: Option<String>,
+    /// The client's name (required by the spec, not checked).
+    pub client_id: Option<String>,
+    /// `offline` asks for a refresh token with a password grant.
+    pub access_type: Option<String>,
     /// Space-separated, and clients also repeat the field.
     #[serde(default)]
-    scope: Vec<String>,
-    username: Option<String>,
-    password: Option<String>,
-    refresh_token: Option<String>,
+    pub scope: Vec<String>,
+    /// For the password grant.
+    pub username: Option<String>,
+    /// For the password grant.
+    pub password: Option<SecretString>,
+    /// For the refresh grant.
+    pub refresh_token: Option<SecretString>,
 }
 
 /// The OAuth2 answer.
@@ -50,21 +61,25 @@ fn required(value: Option<String>, field: &'static str) -> Result<String, ApiErr
 /// Handles both grants.
 pub async fn post_token(
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let form: TokenForm =
-        serde_html_form::from_bytes(&body).map_err(|e| ApiError::BadQuery(e.to_string()))?;
+    let body = form_body(&req, payload, MAX_FORM_BYTES).await?;
+    let form: TokenForm = serde_html_form::from_bytes(&body)
+        .map_err(|e| ApiError::BadForm(shorten(&e.to_string())))?;
     let grant_type = required(form.grant_type, "grant_type")?;
     let service = required(form.service, "service")?;
     let _client_id = required(form.client_id, "client_id")?;
-    let ip = req.peer_addr().map(|a| a.ip());
+    let scopes = validate(&state, &service, form.scope.iter().map(String::as_str))?;
+    let ip = client_ip(&req);
 
     let (identity, refresh_token) = match grant_type.as_str() {
         "password" => {
             let username = required(form.username, "username")?;
-            let password = form.password.unwrap_or_default();
-            let credentials = Credentials { username, password };
+            let credentials = Credentials {
+                username,
+                password: form.password.unwrap_or_else(|| SecretString::from("")),
+            };
             let identity = authenticate(&state, Some(credentials), None, ip).await?;
             let refresh = if form.access_type.as_deref() == Some("offline") {
                 refresh_token_for(&state, &identity, &service)
@@ -74,11 +89,14 @@ pub async fn post_token(
             (identity, refresh)
         }
         "refresh_token" => {
-            let token = required(form.refresh_token, "refresh_token")?;
+            let token = form
+                .refresh_token
+                .filter(|t| !t.expose_secret().is_empty())
+                .ok_or(ApiError::MissingField("refresh_token"))?;
             let refresh = state.refresh.as_ref().ok_or(ApiError::RefreshDisabled)?;
             let users = &state.users;
             let claims = refresh
-                .verify(&token, &service, state.clock.now(), |name| {
+                .verify(token.expose_secret(), &service, state.clock.now(), |name| {
                     users.lookup(name).map(|u| u.password_hash().to_owned())
                 })
                 .map_err(|e| {
@@ -92,17 +110,11 @@ pub async fn post_token(
                 .lookup(&claims.subject)
                 .map(|u| u.identity())
                 .ok_or(ApiError::RefreshRefused)?;
-            (identity, Some(token))
+            (identity, Some(token.expose_secret().to_owned()))
         }
-        other => return Err(ApiError::UnsupportedGrant(other.to_owned())),
+        other => return Err(ApiError::UnsupportedGrant(shorten(other))),
     };
-    let issued = issue(
-        &state,
-        &identity,
-        &service,
-        form.scope.iter().map(String::as_str),
-        ip,
-    )?;
+    let issued = issue(&state, &identity, &service, &scopes, ip)?;
     let scope = issued
         .claims
         .access

@@ -1,24 +1,24 @@
 //! `GET /token`: the realm registries send clients to, and the issuing steps it shares with
 //! `POST /token`.
 //!
-//! extract → authenticate → parse scopes → authorize → build claims → sign → respond.
+//! extract → validate service and scopes → authenticate → authorize → build claims → sign
+//! → respond. The cheap checks come first: a bad request never costs a password check.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use super::error::shorten;
+use super::request::{client_ip, credentials};
 use super::{ApiError, AppState};
 use crate::claims::Claims;
-use crate::identity::{self, AuthError, Credentials, Identity};
+use crate::identity::{Credentials, Identity, LoginError};
 use crate::policy::{self, RequestContext};
-use crate::{scope, signing};
-
-/// Most resource scopes one request may carry.
-pub const MAX_SCOPES: usize = 64;
+use crate::scope::{self, ResourceScope};
+use crate::signing;
 
 /// The query parameters clients send. Unknown parameters are ignored.
 #[derive(Debug, Deserialize)]
@@ -55,57 +55,59 @@ pub(super) struct Issued {
     pub token: String,
 }
 
-/// Runs the password check on the blocking pool: bcrypt takes tens of milliseconds. Callers
-/// without credentials are anonymous and never leave the worker.
-pub(super) async fn authenticate(
-    state: &web::Data<AppState>,
-    credentials: Option<Credentials>,
-    account: Option<String>,
-    ip: Option<IpAddr>,
-) -> Result<Identity, ApiError> {
-    if credentials.is_none() {
-        return Ok(Identity::anonymous());
-    }
-    let users = Arc::clone(&state.users);
-    let username = credentials.as_ref().map(|c| c.username.clone());
-    let result =
-        web::block(move || identity::authenticate(&users, credentials, account.as_deref()))
-            .await
-            .map_err(|e| ApiError::Internal(anyhow::anyhow!("password check did not run: {e}")))?;
-    result.map_err(|e| {
-        log::info!(
-            "authentication failed for {:?} from {}: {e}",
-            username.unwrap_or_default(),
-            ip.map(|i| i.to_string()).unwrap_or_else(|| "?".into())
-        );
-        ApiError::Auth(e)
-    })
-}
-
-/// Parses scopes, applies the rules, builds and signs the token.
-pub(super) fn issue<'a, I>(
+/// The cheap checks, done before anyone's password is: the service is one this server
+/// issues for, and the scopes parse, within the limit.
+pub(super) fn validate<'a, I>(
     state: &AppState,
-    identity: &Identity,
     service: &str,
     scopes: I,
-    ip: Option<IpAddr>,
-) -> Result<Issued, ApiError>
+) -> Result<Vec<ResourceScope>, ApiError>
 where
     I: IntoIterator<Item = &'a str>,
 {
     if !state.services.is_empty() && !state.services.contains(service) {
         return Err(ApiError::UnknownService(service.to_owned()));
     }
-    let scopes = scope::parse_all(scopes)?;
-    if scopes.len() > MAX_SCOPES {
-        return Err(ApiError::TooManyScopes(MAX_SCOPES));
-    }
+    Ok(scope::parse_limited(scopes, scope::MAX_SCOPES)?)
+}
+
+/// Decides who the caller is (see [`crate::identity::Logins`]); failures are logged without
+/// the name the client sent, which may be a mistyped password.
+pub(super) async fn authenticate(
+    state: &AppState,
+    credentials: Option<Credentials>,
+    account: Option<&str>,
+    ip: Option<IpAddr>,
+) -> Result<Identity, ApiError> {
+    state
+        .logins
+        .login(credentials, account, ip)
+        .await
+        .map_err(|e| {
+            if !matches!(e, LoginError::Busy) {
+                log::info!(
+                    "authentication failed from {}: {e}",
+                    ip.map(|i| i.to_string()).unwrap_or_else(|| "?".into())
+                );
+            }
+            ApiError::from(e)
+        })
+}
+
+/// Applies the rules to validated scopes, builds and signs the token.
+pub(super) fn issue(
+    state: &AppState,
+    identity: &Identity,
+    service: &str,
+    scopes: &[ResourceScope],
+    ip: Option<IpAddr>,
+) -> Result<Issued, ApiError> {
     let ctx = RequestContext {
         identity,
         service,
         ip,
     };
-    let access = policy::grant(state.policy.as_ref(), &ctx, &scopes);
+    let access = policy::grant(state.policy.as_ref(), &ctx, scopes);
     let claims = state
         .claims
         .build(state.clock.as_ref(), identity.subject(), service, access)
@@ -160,28 +162,16 @@ pub async fn get_token(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let query: TokenQuery = serde_html_form::from_str(req.query_string())
-        .map_err(|e| ApiError::BadQuery(e.to_string()))?;
+        .map_err(|e| ApiError::BadQuery(shorten(&e.to_string())))?;
     let service = query
         .service
         .filter(|s| !s.is_empty())
         .ok_or(ApiError::MissingField("service"))?;
-    let ip = req.peer_addr().map(|a| a.ip());
-    let credentials = identity::basic_credentials(req.headers().get(header::AUTHORIZATION))
-        .map_err(|e: AuthError| {
-            log::info!(
-                "authentication failed from {}: {e}",
-                ip.map(|i| i.to_string()).unwrap_or_default()
-            );
-            ApiError::Auth(e)
-        })?;
-    let identity = authenticate(&state, credentials, query.account, ip).await?;
-    let issued = issue(
-        &state,
-        &identity,
-        &service,
-        query.scope.iter().map(String::as_str),
-        ip,
-    )?;
+    let scopes = validate(&state, &service, query.scope.iter().map(String::as_str))?;
+    let ip = client_ip(&req);
+    let credentials = credentials(req.headers(), ip)?;
+    let identity = authenticate(&state, credentials, query.account.as_deref(), ip).await?;
+    let issued = issue(&state, &identity, &service, &scopes, ip)?;
     let offline = query.offline_token.as_deref() == Some("true");
     let refresh_token = if offline {
         refresh_token_for(&state, &identity, &service)

@@ -4,13 +4,16 @@
 //! A wrong password, an unknown user and a malformed `Authorization` header get the same
 //! answer, and an unknown user costs the same bcrypt check as a known one.
 
-mod cache;
 pub mod htpasswd;
+mod limits;
+mod login;
 mod users;
 
-use actix_web::http::header::HeaderValue;
 use data_encoding::BASE64;
+use secrecy::SecretString;
 
+pub use limits::{LimitSettings, Limiter};
+pub use login::{LoginError, LoginOptions, LoginStats, Logins};
 pub use users::{User, UserDirectory, UserSettings, UsersError};
 
 /// The authenticated caller.
@@ -68,29 +71,32 @@ pub enum AuthError {
     AccountMismatch,
 }
 
-/// User name and password from a request.
+/// bcrypt reads only the first 72 bytes of a password; longer ones are refused where
+/// passwords are set (`regauth hash-password`).
+pub const MAX_PASSWORD_BYTES: usize = 72;
+
+/// User name and password from a request. `Debug` never shows the password.
+#[derive(Debug)]
 pub struct Credentials {
     /// The user name.
     pub username: String,
-    /// The password (never logged).
-    pub password: String,
+    /// The password.
+    pub password: SecretString,
 }
 
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
+impl Credentials {
+    /// Credentials from a name and a password.
+    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Self {
+        Credentials {
+            username: username.into(),
+            password: SecretString::from(password.into()),
+        }
     }
 }
 
-/// Reads `Authorization: Basic base64(user:password)`; `None` without the header.
-pub fn basic_credentials(header: Option<&HeaderValue>) -> Result<Option<Credentials>, AuthError> {
-    let Some(header) = header else {
-        return Ok(None);
-    };
-    let text = header.to_str().map_err(|_| AuthError::MalformedHeader)?;
+/// Parses the value of an `Authorization: Basic base64(user:password)` header.
+pub fn parse_basic(value: &[u8]) -> Result<Credentials, AuthError> {
+    let text = std::str::from_utf8(value).map_err(|_| AuthError::MalformedHeader)?;
     let (scheme, encoded) = text
         .trim()
         .split_once(' ')
@@ -103,39 +109,7 @@ pub fn basic_credentials(header: Option<&HeaderValue>) -> Result<Option<Credenti
         .map_err(|_| AuthError::MalformedHeader)?;
     let decoded = String::from_utf8(decoded).map_err(|_| AuthError::MalformedHeader)?;
     let (username, password) = decoded.split_once(':').ok_or(AuthError::MalformedHeader)?;
-    Ok(Some(Credentials {
-        username: username.to_owned(),
-        password: password.to_owned(),
-    }))
-}
-
-/// Decides who the caller is. Without credentials the caller is anonymous; with credentials
-/// and no users configured at all, credentials are ignored (the caller is anonymous too).
-/// `account`, when given, must name the user the credentials belong to.
-///
-/// This runs bcrypt: call it off the async executor.
-pub fn authenticate(
-    users: &UserDirectory,
-    credentials: Option<Credentials>,
-    account: Option<&str>,
-) -> Result<Identity, AuthError> {
-    let Some(credentials) = credentials else {
-        return Ok(Identity::anonymous());
-    };
-    if !users.is_configured() {
-        log::debug!(
-            "credentials for {:?} ignored: no users are configured, caller is anonymous",
-            credentials.username
-        );
-        return Ok(Identity::anonymous());
-    }
-    let identity = users.verify(&credentials.username, &credentials.password)?;
-    match account {
-        Some(account) if !account.is_empty() && account != identity.subject() => {
-            Err(AuthError::AccountMismatch)
-        }
-        _ => Ok(identity),
-    }
+    Ok(Credentials::new(username, password))
 }
 
 #[cfg(test)]

@@ -5,12 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use serde::{Deserialize, Serialize};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
 
-use super::cache::VerifiedCache;
 use super::htpasswd::{self, HtpasswdError};
 use super::{AuthError, Identity};
 use crate::watch::{FileWatch, WatchOptions};
@@ -18,12 +17,12 @@ use crate::watch::{FileWatch, WatchOptions};
 /// Cost used for the dummy hash when no user sets one.
 const DEFAULT_DUMMY_COST: u32 = 10;
 
-/// A user as configured under `users:`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+/// A user as configured under `users:`. `Debug` never shows the hash.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UserSettings {
     /// bcrypt hash; omit it to give groups to a user of the htpasswd file.
-    pub password: Option<String>,
+    pub password: Option<SecretString>,
     /// Groups, for `match: {group: ...}` rules.
     pub groups: Vec<String>,
 }
@@ -58,11 +57,11 @@ pub enum UsersError {
     Duplicate(String),
 }
 
-/// One user.
+/// One user. `Debug` never shows the hash.
 #[derive(Debug, Clone)]
 pub struct User {
     name: String,
-    hash: String,
+    hash: SecretString,
     groups: Vec<String>,
 }
 
@@ -74,7 +73,7 @@ impl User {
 
     /// The bcrypt hash (to bind refresh tokens to the current password; never logged).
     pub fn password_hash(&self) -> &str {
-        &self.hash
+        self.hash.expose_secret()
     }
 
     /// The identity this user authenticates as.
@@ -88,7 +87,7 @@ struct UserSet {
     users: HashMap<String, Arc<User>>,
     generation: u64,
     htpasswd_count: usize,
-    dummy_hash: String,
+    dummy_hash: SecretString,
 }
 
 /// Who can sign in, and the password check.
@@ -102,7 +101,6 @@ struct Shared {
     htpasswd: Option<PathBuf>,
     current: ArcSwap<UserSet>,
     generation: AtomicU64,
-    cache: Option<VerifiedCache>,
     /// The htpasswd content behind the current set, to skip unchanged re-reads.
     last_text: Mutex<Option<String>>,
 }
@@ -130,9 +128,9 @@ fn build(
     for (name, settings) in config_users {
         let hash = match (&settings.password, from_file.get(name)) {
             (Some(_), Some(_)) => return Err(UsersError::Duplicate(name.clone())),
-            (Some(hash), None) if htpasswd::is_bcrypt(hash) => hash.clone(),
+            (Some(hash), None) if htpasswd::is_bcrypt(hash.expose_secret()) => hash.clone(),
             (Some(_), None) => return Err(UsersError::NotBcrypt(name.clone())),
-            (None, Some(hash)) => hash.clone(),
+            (None, Some(hash)) => SecretString::from(hash.as_str()),
             (None, None) => {
                 log::debug!("users.{name} has groups but no password anywhere; it cannot sign in");
                 continue;
@@ -149,7 +147,7 @@ fn build(
         users.entry(name.clone()).or_insert_with(|| {
             Arc::new(User {
                 name: name.clone(),
-                hash: hash.clone(),
+                hash: SecretString::from(hash.as_str()),
                 groups: Vec::new(),
             })
         });
@@ -158,13 +156,15 @@ fn build(
     // name costs as long as a wrong password.
     let cost = users
         .values()
-        .filter_map(|u| u.hash.parse::<bcrypt::HashParts>().ok())
+        .filter_map(|u| u.hash.expose_secret().parse::<bcrypt::HashParts>().ok())
         .map(|p| p.get_cost())
         .max()
         .unwrap_or(DEFAULT_DUMMY_COST);
-    let dummy_hash = bcrypt::hash("regauth: no such user", cost).unwrap_or_else(|_| {
-        String::from("$2b$10$.................................................")
-    });
+    let dummy_hash = SecretString::from(
+        bcrypt::hash("regauth: no such user", cost).unwrap_or_else(|_| {
+            String::from("$2b$10$.................................................")
+        }),
+    );
     Ok(UserSet {
         users,
         generation,
@@ -178,22 +178,15 @@ impl UserDirectory {
     pub fn start(
         config_users: BTreeMap<String, UserSettings>,
         htpasswd: Option<PathBuf>,
-        cache_ttl: Duration,
         options: WatchOptions,
     ) -> Result<UserDirectory, UsersError> {
         let text = htpasswd.as_deref().map(read_htpasswd).transpose()?;
         let set = build(&config_users, htpasswd.as_deref().zip(text.as_deref()), 0)?;
-        let cache = if cache_ttl.is_zero() {
-            None
-        } else {
-            VerifiedCache::new(cache_ttl, 10_000)
-        };
         let shared = Arc::new(Shared {
             config_users,
             htpasswd: htpasswd.clone(),
             current: ArcSwap::from_pointee(set),
             generation: AtomicU64::new(0),
-            cache,
             last_text: Mutex::new(text),
         });
         let watch = htpasswd.map(|path| {
@@ -225,6 +218,7 @@ impl UserDirectory {
             .current
             .load()
             .dummy_hash
+            .expose_secret()
             .parse::<bcrypt::HashParts>()
             .map(|p| p.get_cost())
             .unwrap_or(0)
@@ -235,24 +229,21 @@ impl UserDirectory {
         self.shared.current.load().users.get(name).cloned()
     }
 
-    /// Checks a password. Unknown users and wrong passwords fail alike, in the same time.
+    /// The generation of the current user set; any reload that changes the users moves it.
+    pub fn generation(&self) -> u64 {
+        self.shared.current.load().generation
+    }
+
+    /// Checks a password with bcrypt. Unknown users and wrong passwords fail alike, in the
+    /// same time. This takes tens of milliseconds: requests go through [`super::Logins`],
+    /// which caches, coalesces and bounds these checks.
     pub fn verify(&self, name: &str, password: &str) -> Result<Identity, AuthError> {
         let set = self.shared.current.load_full();
         let user = set.users.get(name);
-        if let (Some(user), Some(cache)) = (user, &self.shared.cache)
-            && cache.hit(name, password, set.generation)
-        {
-            return Ok(user.identity());
-        }
-        let hash = user.map_or(set.dummy_hash.as_str(), |u| u.hash.as_str());
+        let hash = user.map_or(set.dummy_hash.expose_secret(), |u| u.hash.expose_secret());
         let ok = bcrypt::verify(password, hash).unwrap_or(false);
         match user {
-            Some(user) if ok => {
-                if let Some(cache) = &self.shared.cache {
-                    cache.remember(name, password, set.generation);
-                }
-                Ok(user.identity())
-            }
+            Some(user) if ok => Ok(user.identity()),
             _ => Err(AuthError::InvalidCredentials),
         }
     }

@@ -33,7 +33,7 @@ pub fn test_settings(dir: &Path) -> Settings {
 /// A `users:` entry with a cheap bcrypt hash (cost 4) of `password`.
 pub fn user(password: &str, groups: &[&str]) -> regauth::identity::UserSettings {
     regauth::identity::UserSettings {
-        password: Some(bcrypt::hash(password, 4).expect("bcrypt")),
+        password: Some(bcrypt::hash(password, 4).expect("bcrypt").into()),
         groups: groups.iter().map(|g| g.to_string()).collect(),
     }
 }

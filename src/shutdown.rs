@@ -1,11 +1,20 @@
 //! Stopping without dropping a request: on SIGTERM or SIGINT, `/readyz` turns 503 at once
 //! and every response says `Connection: close`, while the listener keeps serving for
 //! `server.shutdown_delay_seconds` (load balancers take that long to stop sending); then the
-//! listener closes and requests in flight get up to `server.shutdown_timeout_seconds` to
-//! finish. A second signal skips the rest of the delay.
+//! listener is sealed and closed, and requests in flight get up to
+//! `server.shutdown_timeout_seconds` to finish. A second signal skips the rest of the delay.
+//!
+//! Closing a listening socket resets every connection the kernel has completed but the
+//! server has not accepted yet: those clients sent a request and get a reset. [`Seal`] avoids
+//! that: it shrinks the accept queue to its one mandatory slot and fills that slot with a
+//! connection of its own, so the kernel stops completing handshakes (clients later see their
+//! connection refused, before sending anything), and answers with a 503 any connection that
+//! was already queued.
 
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -97,5 +106,148 @@ impl Signals {
             let _ = tokio::signal::ctrl_c().await;
             "Ctrl-C"
         }
+    }
+}
+
+/// A second handle on the listening socket, to seal it before the server closes it.
+pub struct Seal {
+    socket: socket2::Socket,
+}
+
+/// What sealing left behind: the connection that holds the queue slot. Drop it after the
+/// server has closed its listener.
+#[derive(Debug)]
+pub struct Sealed {
+    _slot: Option<TcpStream>,
+    /// Connections that were queued before the seal, answered 503.
+    pub answered: usize,
+}
+
+/// How long sealing may take before the listener is closed anyway.
+const SEAL_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Seal {
+    /// Keeps a handle on `listener` (the server gets the listener itself).
+    pub fn new(listener: &TcpListener) -> std::io::Result<Seal> {
+        Ok(Seal {
+            socket: socket2::Socket::from(listener.try_clone()?),
+        })
+    }
+
+    /// Shrinks the kernel's accept queue to its one mandatory slot, while the server still
+    /// accepts: from now on few connections can be waiting when it stops.
+    pub fn shrink(&self) {
+        if let Err(e) = self.socket.listen(0) {
+            log::warn!(
+                "cannot shrink the listen queue ({e}); connections queued at close may be reset"
+            );
+        }
+    }
+
+    /// Stops the kernel completing new connections. Call it once the server has stopped
+    /// accepting (paused): it answers what is queued itself. Blocking; bounded by
+    /// [`SEAL_TIMEOUT`].
+    pub fn seal(self) -> Sealed {
+        let mut sealed = Sealed {
+            _slot: None,
+            answered: 0,
+        };
+        let Some(addr) = self.socket.local_addr().ok().and_then(|a| a.as_socket()) else {
+            return sealed;
+        };
+        let target = SocketAddr::new(
+            match addr.ip() {
+                IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+                ip => ip,
+            },
+            addr.port(),
+        );
+        if let Err(e) = self
+            .socket
+            .listen(0)
+            .and_then(|()| self.socket.set_nonblocking(true))
+        {
+            log::warn!("cannot seal the listener ({e}); connections queued at close may be reset");
+            return sealed;
+        }
+        let deadline = Instant::now() + SEAL_TIMEOUT;
+        while Instant::now() < deadline {
+            while let Ok((conn, _)) = self.socket.accept() {
+                answer_shutting_down(TcpStream::from(conn));
+                sealed.answered += 1;
+            }
+            // With a backlog of 0 the kernel still queues one connection; ours takes it.
+            if let Ok(slot) = TcpStream::connect_timeout(&target, Duration::from_millis(50)) {
+                sealed._slot = Some(slot);
+                break;
+            }
+        }
+        if sealed.answered > 0 {
+            log::info!(
+                "{} connection(s) queued at shutdown answered 503",
+                sealed.answered
+            );
+        }
+        sealed
+    }
+}
+
+/// Reads the request head (briefly) and answers 503 with `Connection: close`.
+fn answer_shutting_down(mut conn: TcpStream) {
+    let _ = conn.set_nonblocking(false);
+    let _ = conn.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while head.len() < 16 * 1024 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(buf.get(..n).unwrap_or_default()),
+        }
+    }
+    let body =
+        r#"{"errors":[{"code":"UNAVAILABLE","message":"the server is shutting down; retry"}]}"#;
+    let _ = write!(
+        conn,
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = conn.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_listener_answers_what_was_queued_and_completes_no_new_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seal = Seal::new(&listener).unwrap();
+        // Queued by the kernel, never accepted by the server, request sent.
+        let mut queued = TcpStream::connect(addr).unwrap();
+        queued
+            .write_all(b"GET /token HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        seal.shrink();
+        let sealed = seal.seal();
+        assert_eq!(sealed.answered, 1);
+        let mut answer = String::new();
+        queued
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        queued.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(answer.contains("connection: close"), "{answer}");
+        // The one queue slot is taken: a new handshake does not complete.
+        assert!(
+            TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_err(),
+            "a sealed listener completed a new connection"
+        );
+        drop(listener);
+        drop(sealed);
+        // Closed: refused outright.
+        assert!(TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err());
     }
 }

@@ -19,7 +19,7 @@ use crate::keys::{
     EnvKeyProvider, FileKeyProvider, KeyFiles, KeyProvider, KeySpec, ReloadOptions, generate,
 };
 use crate::refresh::{self, RefreshTokens};
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Seal, Shutdown};
 use crate::watch;
 
 /// A built service, bound to its port, not yet running.
@@ -30,6 +30,7 @@ pub struct Application {
     logins: Arc<Logins>,
     shutdown: Arc<Shutdown>,
     shutdown_delay: Duration,
+    seal: Seal,
 }
 
 impl Application {
@@ -70,6 +71,7 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .with_context(|| format!("cannot listen on {} (server.listen)", config.listen))?;
         let addr = listener.local_addr()?;
+        let seal = Seal::new(&listener).context("keeping a handle on the listener")?;
         let draining = Arc::clone(&shutdown);
         let server = HttpServer::new(move || {
             let draining = Arc::clone(&draining);
@@ -117,6 +119,7 @@ impl Application {
             logins,
             shutdown,
             shutdown_delay: Duration::from_secs(settings.server.shutdown_delay_seconds),
+            seal,
         })
     }
 
@@ -146,15 +149,28 @@ impl Application {
         let handle = self.server.handle();
         let shutdown = Arc::clone(&self.shutdown);
         let delay = self.shutdown_delay;
+        let seal = self.seal;
         tokio::spawn(async move {
             shutdown.wait(delay).await;
+            // Shrink the kernel's queue, stop accepting, seal the queue, give accepted
+            // connections a moment to reach their workers (a stopping worker drops
+            // connections still queued to it), then stop: requests in flight finish, the
+            // listener closes.
+            seal.shrink();
+            handle.pause().await;
+            let sealed = tokio::task::spawn_blocking(move || seal.seal()).await;
+            tokio::time::sleep(WORKER_HANDOFF).await;
             handle.stop(true).await;
+            drop(sealed);
         });
         let result = self.server.await;
         log::info!("stopped");
         result
     }
 }
+
+/// Time for connections already accepted to reach their worker before workers stop.
+const WORKER_HANDOFF: Duration = Duration::from_millis(100);
 
 /// How password logins are bounded and cached, from `auth.*`.
 fn login_options(config: &Validated) -> LoginOptions {

@@ -19,6 +19,8 @@ pub struct TestApp {
     pub dir: TempDir,
     pub keys: Arc<dyn KeyProvider>,
     pub key_path: PathBuf,
+    pub logins: Arc<regauth::identity::Logins>,
+    pub shutdown: Arc<regauth::shutdown::Shutdown>,
 }
 
 /// Settings for a test app: port 0, an ES256 key in a temp dir.
@@ -79,6 +81,8 @@ pub async fn spawn_app_with_clock(
     let app = Application::build_with_clock(config, clock).expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let keys = app.keys();
+    let logins = app.logins();
+    let shutdown = app.shutdown();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
@@ -86,6 +90,8 @@ pub async fn spawn_app_with_clock(
         dir,
         keys,
         key_path,
+        logins,
+        shutdown,
     }
 }
 

@@ -10,6 +10,7 @@
 
 mod cli;
 mod errors;
+mod hardening;
 mod health;
 mod helpers;
 mod jwks;
@@ -17,5 +18,7 @@ mod oauth;
 mod publish_cli;
 mod reload;
 mod rules;
+mod secrets;
+mod shutdown;
 mod token;
 mod users;

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use data_encoding::BASE64URL_NOPAD;
 use regauth::clock::Clock;
 use regauth::config::{Settings, Validated};
+use regauth::identity::UserDirectory;
 use regauth::keys::{Algorithm, KeyProvider, KeySpec, SigningKey, generate};
 use regauth::startup::Application;
 use serde_json::Value;
@@ -18,6 +19,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub dir: TempDir,
     pub keys: Arc<dyn KeyProvider>,
+    pub users: Arc<UserDirectory>,
     pub key_path: PathBuf,
 }
 
@@ -79,12 +81,14 @@ pub async fn spawn_app_with_clock(
     let app = Application::build_with_clock(config, clock).expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let keys = app.keys();
+    let users = Arc::clone(app.logins().users());
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
         client: reqwest::Client::new(),
         dir,
         keys,
+        users,
         key_path,
     }
 }

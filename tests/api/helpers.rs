@@ -1,10 +1,9 @@
 //! Spawning regauth on a free port with a fresh key, and reading what it answers.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use data_encoding::BASE64URL_NOPAD;
 use regauth::clock::Clock;
 use regauth::config::{Settings, Validated};
@@ -46,25 +45,6 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     spawn_app_with_clock(customize, Arc::new(regauth::clock::SystemClock)).await
-}
-
-/// A clock the test moves by hand.
-pub struct ManualClock(Mutex<DateTime<Utc>>);
-
-impl ManualClock {
-    pub fn new() -> Arc<ManualClock> {
-        Arc::new(ManualClock(Mutex::new(Utc::now())))
-    }
-
-    pub fn advance(&self, seconds: i64) {
-        *self.0.lock().unwrap() += chrono::Duration::seconds(seconds);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap()
-    }
 }
 
 pub async fn spawn_app_with_clock(

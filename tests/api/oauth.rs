@@ -420,3 +420,34 @@ async fn without_a_refresh_secret_no_refresh_tokens_are_issued() {
     .await;
     assert_eq!(response.status(), 400);
 }
+
+#[tokio::test]
+async fn post_token_refuses_a_service_outside_the_allow_list() {
+    let app = spawn_app_with(|s| {
+        with_alice(s);
+        s.token.services = vec!["registry.test".into()];
+    })
+    .await;
+    let grant = |service: &'static str| {
+        [
+            ("grant_type", "password"),
+            ("service", service),
+            ("client_id", "docker"),
+            ("username", "alice"),
+            ("password", "s3cret"),
+            ("scope", "repository:team/app:pull"),
+        ]
+    };
+    let response = post(&app, &grant("other.test")).await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "INVALID_REQUEST");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("other.test"),
+        "{body}"
+    );
+    assert_eq!(post(&app, &grant("registry.test")).await.status(), 200);
+}

@@ -17,5 +17,6 @@ mod oauth;
 mod publish_cli;
 mod reload;
 mod rules;
+mod server_errors;
 mod token;
 mod users;

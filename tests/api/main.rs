@@ -17,6 +17,7 @@ mod oauth;
 mod publish_cli;
 mod reload;
 mod rules;
+mod serve_log;
 mod server_errors;
 mod token;
 mod users;

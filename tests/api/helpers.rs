@@ -1,7 +1,7 @@
 //! Spawning regauth on a free port with a fresh key, and reading what it answers.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use data_encoding::BASE64URL_NOPAD;
@@ -47,10 +47,26 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     spawn_app_with_clock(customize, Arc::new(regauth::clock::SystemClock)).await
 }
 
+/// With `TEST_LOG` set, the in-process servers log through env_logger's test writer (shown
+/// for failing tests, or all with `--nocapture`); the level comes from `RUST_LOG`, default
+/// `info`. Without it, tests log nothing.
+fn init_test_log() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ =
+                env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+                    .is_test(true)
+                    .try_init();
+        }
+    });
+}
+
 pub async fn spawn_app_with_clock(
     customize: impl FnOnce(&mut Settings),
     clock: Arc<dyn Clock>,
 ) -> TestApp {
+    init_test_log();
     let dir = tempfile::tempdir().expect("temp dir");
     generate::write(dir.path(), Algorithm::ES256, false).expect("keygen");
     regauth::refresh::write_secret(&dir.path().join("refresh.secret")).expect("refresh secret");

@@ -1,4 +1,6 @@
 //! Integration tests over real HTTP on port 0.
+//!
+//! `TEST_LOG=1` (with `-- --nocapture`) shows the servers' log; `RUST_LOG` sets the level.
 
 // Helpers outside #[test] functions fail by panicking too.
 #![allow(

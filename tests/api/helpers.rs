@@ -8,10 +8,12 @@ use data_encoding::BASE64URL_NOPAD;
 use regauth::clock::Clock;
 use regauth::config::{Settings, Validated};
 use regauth::identity::UserDirectory;
-use regauth::keys::{Algorithm, KeyProvider, KeySpec, SigningKey, generate};
+use regauth::keys::{Algorithm, KeyProvider, generate};
 use regauth::startup::Application;
 use serde_json::Value;
 use tempfile::TempDir;
+
+pub use crate::support::{kid_of, new_key, replace_file};
 
 pub struct TestApp {
     pub address: String,
@@ -141,13 +143,6 @@ impl TestApp {
     }
 }
 
-/// Writes `text` to `path` through a rename, as operators and keygen do.
-pub fn replace_file(path: &Path, text: &str) {
-    let staged = path.with_extension("staged");
-    std::fs::write(&staged, text).expect("write");
-    std::fs::rename(&staged, path).expect("rename");
-}
-
 /// The decoded JWT header.
 pub fn header(token: &str) -> Value {
     part(token, 0)
@@ -166,20 +161,4 @@ fn part(token: &str, index: usize) -> Value {
             .expect("base64url"),
     )
     .expect("json")
-}
-
-/// The libtrust kid of a key file.
-pub fn kid_of(key_pem: &[u8]) -> String {
-    SigningKey::from_bytes(key_pem, None, KeySpec::default())
-        .expect("key loads")
-        .kid()
-        .expect("kid")
-        .to_owned()
-}
-
-/// A new ES256 key as PEM text, with its libtrust kid.
-pub fn new_key() -> (String, String) {
-    let generated = generate::generate(Algorithm::ES256).expect("keygen");
-    let kid = kid_of(generated.key_pem.as_bytes());
-    (generated.key_pem, kid)
 }

@@ -21,5 +21,7 @@ mod reload;
 mod rules;
 mod serve_log;
 mod server_errors;
+#[path = "../support/mod.rs"]
+mod support;
 mod token;
 mod users;

@@ -184,8 +184,8 @@ fn a_failed_htpasswd_reload_is_counted_once_and_cleared_by_a_good_one() {
     // The watch never fires on its own: the test drives every reload.
     let quiet = WatchOptions {
         debounce: std::time::Duration::from_secs(3600),
+        max_delay: std::time::Duration::from_secs(3600),
         poll_interval: std::time::Duration::from_secs(3600),
-        ..WatchOptions::default()
     };
     let dir = UserDirectory::start(BTreeMap::new(), Some(path.clone()), quiet).unwrap();
     assert_eq!(dir.reload_status(), ReloadStatus::default());

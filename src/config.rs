@@ -635,6 +635,32 @@ mod tests {
                 "key.poll_interval_seconds",
             ),
             (
+                "token:\n  services: [registry.test, ' ']\n",
+                &[],
+                "token.services: \" \" is not a service name",
+            ),
+            (
+                "key:\n  path: ''\n",
+                &[],
+                "key.path: must name the key file",
+            ),
+            (
+                "acl: []\naccess:\n  anonymous: [pull]\n",
+                &[],
+                "access.anonymous: applies only without acl",
+            ),
+            (
+                "auth:\n  refresh_ttl_seconds: 59\n",
+                &[],
+                "auth.refresh_ttl_seconds: must be at least 60",
+            ),
+            (
+                "users:\n  'ci:bot': {}\n",
+                &[],
+                "users: \"ci:bot\" is not a user name",
+            ),
+            ("users:\n  '': {}\n", &[], "users: \"\" is not a user name"),
+            (
                 "{}\n",
                 &[("REGAUTH_TOKEN__TTL_SECONDS", "10")],
                 "token.ttl_seconds",

@@ -23,3 +23,6 @@ pub mod shutdown;
 pub mod signing;
 pub mod startup;
 pub mod watch;
+
+#[cfg(test)]
+pub(crate) mod test_support;

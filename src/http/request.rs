@@ -92,8 +92,26 @@ pub(super) async fn form_body(
     Ok(body.freeze())
 }
 
-/// The request line for the access log, cut to [`MAX_REQUEST_LINE_LOGGED`] bytes.
+/// The request line for the access log, cut to [`MAX_REQUEST_LINE_LOGGED`] bytes, with the
+/// value of `account` replaced: it is whatever a person typed as their user name, and people
+/// type passwords there.
 pub fn request_line(method: &str, uri: &str, version: actix_web::http::Version) -> String {
+    let uri = match uri.split_once('?') {
+        Some((path, query)) if query.split('&').any(|p| p.starts_with("account=")) => {
+            let query: Vec<&str> = query
+                .split('&')
+                .map(|pair| {
+                    if pair.starts_with("account=") {
+                        "account=<redacted>"
+                    } else {
+                        pair
+                    }
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        _ => uri.to_owned(),
+    };
     let mut line = format!("{method} {uri} {version:?}");
     if line.len() > MAX_REQUEST_LINE_LOGGED {
         let mut cut = MAX_REQUEST_LINE_LOGGED;
@@ -114,6 +132,15 @@ mod tests {
     fn long_request_lines_are_cut_for_the_log() {
         let short = request_line("GET", "/token?service=x", actix_web::http::Version::HTTP_11);
         assert_eq!(short, "GET /token?service=x HTTP/1.1");
+        let typed = request_line(
+            "GET",
+            "/token?account=hunter2&service=x&scope=a",
+            actix_web::http::Version::HTTP_11,
+        );
+        assert_eq!(
+            typed,
+            "GET /token?account=<redacted>&service=x&scope=a HTTP/1.1"
+        );
         let long_uri = format!("/token?scope={}", "é".repeat(5_000));
         let long = request_line("GET", &long_uri, actix_web::http::Version::HTTP_11);
         assert!(long.len() <= MAX_REQUEST_LINE_LOGGED + '…'.len_utf8());

@@ -14,7 +14,7 @@ use secrecy::SecretString;
 
 pub use limits::{LimitSettings, Limiter};
 pub use login::{LoginError, LoginOptions, LoginStats, Logins};
-pub use users::{User, UserDirectory, UserSettings, UsersError};
+pub use users::{ReloadStatus, User, UserDirectory, UserSettings, UsersError};
 
 /// The authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]

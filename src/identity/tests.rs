@@ -175,3 +175,53 @@ fn configuration_errors_name_the_user_or_line() {
         .to_string();
     assert!(err.contains("both"), "{err}");
 }
+
+#[test]
+fn a_failed_htpasswd_reload_is_counted_once_and_cleared_by_a_good_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("htpasswd");
+    std::fs::write(&path, format!("bob:{}\n", bcrypt::hash("pw1", 4).unwrap())).unwrap();
+    // The watch never fires on its own: the test drives every reload.
+    let quiet = WatchOptions {
+        debounce: std::time::Duration::from_secs(3600),
+        max_delay: std::time::Duration::from_secs(3600),
+        poll_interval: std::time::Duration::from_secs(3600),
+    };
+    let dir = UserDirectory::start(BTreeMap::new(), Some(path.clone()), quiet).unwrap();
+    assert_eq!(dir.reload_status(), ReloadStatus::default());
+
+    std::fs::write(&path, "bob:{SHA}xyz\n").unwrap();
+    assert!(!dir.reload_now());
+    assert!(!dir.reload_now(), "the same broken content again");
+    let status = dir.reload_status();
+    assert_eq!(status.failed_reloads, 1);
+    assert!(
+        status.last_error.as_deref().unwrap().contains("line 1"),
+        "{status:?}"
+    );
+    assert!(status.last_attempt.is_some());
+
+    std::fs::remove_file(&path).unwrap();
+    assert!(!dir.reload_now());
+    assert!(!dir.reload_now());
+    let status = dir.reload_status();
+    assert_eq!(
+        status.failed_reloads, 2,
+        "a missing file is one more failure"
+    );
+    assert!(
+        status
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("cannot read"),
+        "{status:?}"
+    );
+    assert!(dir.verify("bob", "pw1").is_ok(), "the last good set stays");
+
+    std::fs::write(&path, format!("bob:{}\n", bcrypt::hash("pw2", 4).unwrap())).unwrap();
+    assert!(dir.reload_now());
+    let status = dir.reload_status();
+    assert_eq!(status.failed_reloads, 2);
+    assert_eq!(status.last_error, None);
+}

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -90,6 +91,19 @@ struct UserSet {
     dummy_hash: SecretString,
 }
 
+/// What the htpasswd reloads have done since start: the state a failed reload leaves, since a
+/// failed reload changes no user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadStatus {
+    /// Reloads that could not read the file or could not use its content. The same broken
+    /// content, or the same read error again, counts once however often the watch re-reads.
+    pub failed_reloads: u64,
+    /// Why the latest failed reload failed; `None` again once a reload succeeds.
+    pub last_error: Option<String>,
+    /// When the file was last re-read (or a read was attempted); `None` before any reload.
+    pub last_attempt: Option<DateTime<Utc>>,
+}
+
 /// Who can sign in, and the password check.
 pub struct UserDirectory {
     shared: Arc<Shared>,
@@ -103,6 +117,8 @@ struct Shared {
     generation: AtomicU64,
     /// The htpasswd content behind the current set, to skip unchanged re-reads.
     last_text: Mutex<Option<String>>,
+    /// What the reloads did, for [`UserDirectory::reload_status`].
+    status: Mutex<ReloadStatus>,
 }
 
 fn read_htpasswd(path: &Path) -> Result<String, UsersError> {
@@ -188,6 +204,7 @@ impl UserDirectory {
             current: ArcSwap::from_pointee(set),
             generation: AtomicU64::new(0),
             last_text: Mutex::new(text),
+            status: Mutex::new(ReloadStatus::default()),
         });
         let watch = htpasswd.map(|path| {
             let weak: Weak<Shared> = Arc::downgrade(&shared);
@@ -252,6 +269,15 @@ impl UserDirectory {
     pub fn reload_now(&self) -> bool {
         self.shared.reload()
     }
+
+    /// What the htpasswd reloads have done so far (all zero without an htpasswd file).
+    pub fn reload_status(&self) -> ReloadStatus {
+        self.shared
+            .status
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
 }
 
 impl Shared {
@@ -263,6 +289,13 @@ impl Shared {
             Ok(text) => text,
             Err(e) => {
                 log::debug!("htpasswd reload skipped: {e}");
+                let error = e.to_string();
+                self.note_attempt(|s| {
+                    if s.last_error.as_deref() != Some(error.as_str()) {
+                        s.failed_reloads += 1;
+                    }
+                    s.last_error = Some(error);
+                });
                 return false;
             }
         };
@@ -270,6 +303,7 @@ impl Shared {
             return false;
         };
         if last.as_deref() == Some(text.as_str()) {
+            self.note_attempt(|_| {});
             return false;
         }
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
@@ -282,14 +316,27 @@ impl Shared {
                 );
                 self.current.store(Arc::new(set));
                 *last = Some(text);
+                self.note_attempt(|s| s.last_error = None);
                 true
             }
             Err(e) => {
                 log::error!("new content is not usable, keeping the previous users: {e}");
-                // Remember it so the same broken content is logged once.
+                // Remember it so the same broken content is logged and counted once.
                 *last = Some(text);
+                self.note_attempt(|s| {
+                    s.failed_reloads += 1;
+                    s.last_error = Some(e.to_string());
+                });
                 false
             }
+        }
+    }
+
+    /// Stamps a reload attempt and applies its outcome to the status.
+    fn note_attempt(&self, outcome: impl FnOnce(&mut ReloadStatus)) {
+        if let Ok(mut status) = self.status.lock() {
+            status.last_attempt = Some(Utc::now());
+            outcome(&mut status);
         }
     }
 }

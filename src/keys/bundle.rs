@@ -82,39 +82,25 @@ pub fn to_pem(certificates: &[Vec<u8>]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::keys::{Algorithm, KeySpec, generate};
+    use crate::test_support;
 
-    fn self_signed() -> SigningKey {
-        let g = generate::generate(Algorithm::ES256).unwrap();
-        SigningKey::from_bytes(
-            g.key_pem.as_bytes(),
-            g.cert_pem.as_deref().map(str::as_bytes),
-            KeySpec::default(),
-        )
-        .unwrap()
-    }
-
-    fn bare(alg: Algorithm) -> SigningKey {
-        let g = generate::generate(alg).unwrap();
-        let spec = KeySpec {
-            algorithm: Some(alg),
-            ..KeySpec::default()
-        };
-        SigningKey::from_bytes(g.key_pem.as_bytes(), None, spec).unwrap()
+    fn self_signed() -> Arc<SigningKey> {
+        test_support::key_with(Algorithm::ES256, KeySpec::default(), true)
     }
 
     /// A leaf key with the chain leaf, CA.
     fn under_ca() -> (SigningKey, Vec<u8>) {
-        let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+        let ca = test_support::new_ca();
         let g = generate::generate(Algorithm::ES256).unwrap();
-        let leaf_key = rcgen::KeyPair::from_pem(&g.key_pem).unwrap();
-        let params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        let leaf = params.signed_by(&leaf_key, &ca).unwrap();
-        let chain = format!("{}{}", leaf.pem(), ca.pem());
+        let chain = format!(
+            "{}{}",
+            test_support::leaf_certificate(&ca, &g.key_pem),
+            ca.pem()
+        );
         let key = SigningKey::from_bytes(
             g.key_pem.as_bytes(),
             Some(chain.as_bytes()),
@@ -177,7 +163,7 @@ mod tests {
                 BundleKey {
                     role: "the next key (key.next)",
                     setting: "key.next_certificate",
-                    key: &bare(Algorithm::ES256),
+                    key: &test_support::key(Algorithm::ES256),
                 },
             ],
             false,
@@ -187,7 +173,11 @@ mod tests {
             err.to_string(),
             "the next key (key.next) has no certificate: set key.next_certificate to its certificate chain (leaf first)"
         );
-        let err = trust_anchors(&[entry("current", &bare(Algorithm::HS256))], false).unwrap_err();
+        let err = trust_anchors(
+            &[entry("current", &test_support::key(Algorithm::HS256))],
+            false,
+        )
+        .unwrap_err();
         assert!(matches!(err, BundleError::Secret { .. }), "{err}");
     }
 }

@@ -342,24 +342,9 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
     use crate::keys::{Algorithm, generate};
-    use chrono::{DateTime, Utc};
-
-    /// A clock the test moves by hand.
-    struct ManualClock(Mutex<DateTime<Utc>>);
-
-    impl ManualClock {
-        fn advance(&self, seconds: i64) {
-            let mut now = self.0.lock().unwrap();
-            *now += chrono::Duration::seconds(seconds);
-        }
-    }
-
-    impl Clock for ManualClock {
-        fn now(&self) -> DateTime<Utc> {
-            *self.0.lock().unwrap()
-        }
-    }
+    use chrono::{TimeDelta, Utc};
 
     fn write_key(path: &Path) -> String {
         let g = generate::generate(Algorithm::ES256).unwrap();
@@ -385,7 +370,7 @@ mod tests {
     /// the test drives reloads with `reload_now`.
     fn start(dir: &Path, with_next: bool) -> (FileKeyProvider, Arc<ManualClock>, PathBuf, PathBuf) {
         let (key, next) = (dir.join("signing.key"), dir.join("next.key"));
-        let clock = Arc::new(ManualClock(Mutex::new(Utc::now())));
+        let clock = Arc::new(ManualClock::new(Utc::now()));
         let files = KeyFiles {
             next: with_next.then(|| next.clone()),
             ..KeyFiles::new(&key)
@@ -430,9 +415,9 @@ mod tests {
         assert!(status.next_error.unwrap().contains("no next key"));
         assert_eq!(status.last_reload, Some(status.loaded_at));
 
-        clock.advance(359);
+        clock.advance(TimeDelta::seconds(359));
         assert_eq!(kids(&provider).len(), 2, "still inside the window");
-        clock.advance(1);
+        clock.advance(TimeDelta::seconds(1));
         assert_eq!(
             kids(&provider),
             std::slice::from_ref(&second),

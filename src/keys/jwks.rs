@@ -110,26 +110,16 @@ impl Jwks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::{Algorithm, KeySpec, KidFormat, generate};
+    use crate::keys::{Algorithm, KeySpec, KidFormat};
     use aws_lc_rs::digest;
     use serde_json::Value;
 
     fn key(alg: Algorithm, kid_format: KidFormat, with_cert: bool) -> Arc<SigningKey> {
-        let generated = generate::generate(alg).unwrap();
         let spec = KeySpec {
-            algorithm: Some(alg),
             kid_format,
             ..KeySpec::default()
         };
-        let cert = generated.cert_pem.filter(|_| with_cert);
-        Arc::new(
-            SigningKey::from_bytes(
-                generated.key_pem.as_bytes(),
-                cert.as_deref().map(str::as_bytes),
-                spec,
-            )
-            .unwrap(),
-        )
+        crate::test_support::key_with(alg, spec, with_cert)
     }
 
     /// RFC 7638 computed from the published JSON alone: the required members, sorted,

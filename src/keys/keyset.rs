@@ -100,16 +100,8 @@ impl KeySet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::{Algorithm, KeySpec, generate};
-
-    fn key(alg: Algorithm) -> Arc<SigningKey> {
-        let generated = generate::generate(alg).unwrap();
-        let spec = KeySpec {
-            algorithm: Some(alg),
-            ..KeySpec::default()
-        };
-        Arc::new(SigningKey::from_bytes(generated.key_pem.as_bytes(), None, spec).unwrap())
-    }
+    use crate::keys::Algorithm;
+    use crate::test_support::key;
 
     fn kids(keys: &[Arc<SigningKey>]) -> Vec<String> {
         keys.iter().map(|k| k.kid().unwrap().to_owned()).collect()

@@ -23,6 +23,20 @@ pub struct RuleSettings {
     pub comment: Option<String>,
 }
 
+impl RuleSettings {
+    /// A rule allowing `actions` to requests that fit the match `fill` writes (an untouched
+    /// match fits every request): rules built in code, as tests and tools write them.
+    pub fn new(fill: impl FnOnce(&mut MatchSettings), actions: &[&str]) -> RuleSettings {
+        let mut matches = MatchSettings::default();
+        fill(&mut matches);
+        RuleSettings {
+            matches,
+            actions: actions.iter().map(|a| a.to_string()).collect(),
+            comment: None,
+        }
+    }
+}
+
 /// The `match` of a rule. Omitted fields match anything.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]

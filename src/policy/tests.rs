@@ -3,68 +3,54 @@
 use super::*;
 use crate::scope::parse_all;
 
-fn rule(m: MatchSettings, actions: &[&str]) -> RuleSettings {
-    RuleSettings {
-        matches: m,
-        actions: actions.iter().map(|s| s.to_string()).collect(),
-        comment: None,
-    }
-}
-
-fn m(f: impl FnOnce(&mut MatchSettings)) -> MatchSettings {
-    let mut s = MatchSettings::default();
-    f(&mut s);
-    s
-}
-
 fn sample_acl() -> Acl {
     Acl::compile(&[
         // 1: admins may do anything, from the office network only
-        rule(
-            m(|m| {
+        RuleSettings::new(
+            |m| {
                 m.group = Some("admins".into());
                 m.ip = Some("10.0.0.0/8".into());
-            }),
+            },
             &["*"],
         ),
         // 2: everyone signed in owns their namespace
-        rule(
-            m(|m| {
+        RuleSettings::new(
+            |m| {
                 m.account = Some("/.+/".into());
                 m.name = Some("${account}/**".into());
-            }),
+            },
             &["pull", "push", "delete"],
         ),
         // 3: CI bots (regex, anchored) may push to team/*
-        rule(
-            m(|m| {
+        RuleSettings::new(
+            |m| {
                 m.account = Some("/ci-[0-9]+/".into());
                 m.name = Some("team/*".into());
-            }),
+            },
             &["pull", "push"],
         ),
         // 4: nobody touches secret repos on prod
-        rule(
-            m(|m| {
+        RuleSettings::new(
+            |m| {
                 m.name = Some("secret/**".into());
                 m.service = Some("prod.*".into());
-            }),
+            },
             &[],
         ),
         // 5: anonymous may pull public/**
-        rule(
-            m(|m| {
+        RuleSettings::new(
+            |m| {
                 m.account = Some(String::new());
                 m.name = Some("public/**".into());
-            }),
+            },
             &["pull"],
         ),
         // 6: any signed-in user may pull repositories
-        rule(
-            m(|m| {
+        RuleSettings::new(
+            |m| {
                 m.account = Some("*".into());
                 m.resource_type = Some("repository".into());
-            }),
+            },
             &["pull"],
         ),
     ])
@@ -220,18 +206,18 @@ fn default_rules_let_anonymous_pull_and_users_push_repositories_only() {
 fn bad_rules_are_named_at_load() {
     let cases: Vec<(RuleSettings, &str)> = vec![
         (
-            rule(m(|m| m.ip = Some("10.0.0.0/33".into())), &["pull"]),
+            RuleSettings::new(|m| m.ip = Some("10.0.0.0/33".into()), &["pull"]),
             "rule 1: ip",
         ),
         (
-            rule(m(|m| m.account = Some("/(/".into())), &["pull"]),
+            RuleSettings::new(|m| m.account = Some("/(/".into()), &["pull"]),
             "rule 1: pattern",
         ),
         (
-            rule(m(|m| m.account = Some("${account}".into())), &["pull"]),
+            RuleSettings::new(|m| m.account = Some("${account}".into()), &["pull"]),
             "name pattern",
         ),
-        (rule(MatchSettings::default(), &["Pull"]), "action \"Pull\""),
+        (RuleSettings::new(|_| {}, &["Pull"]), "action \"Pull\""),
     ];
     for (r, expected) in cases {
         let err = Acl::compile(&[r]).unwrap_err().to_string();
@@ -241,7 +227,11 @@ fn bad_rules_are_named_at_load() {
 
 #[test]
 fn a_bare_address_is_a_single_host_range() {
-    let acl = Acl::compile(&[rule(m(|m| m.ip = Some("127.0.0.1".into())), &["pull"])]).unwrap();
+    let acl = Acl::compile(&[RuleSettings::new(
+        |m| m.ip = Some("127.0.0.1".into()),
+        &["pull"],
+    )])
+    .unwrap();
     let anon = Identity::anonymous();
     let scopes = parse_all(["repository:a:pull"]).unwrap();
     for (ip, expected) in [("127.0.0.1", "pull"), ("127.0.0.2", ""), ("::1", "")] {

@@ -1,8 +1,12 @@
 //! Liveness and readiness.
 
+use std::sync::Arc;
+
+use chrono::TimeDelta;
+use regauth::clock::{Clock, ManualClock};
 use serde_json::Value;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_app_with_clock};
 
 #[tokio::test]
 async fn healthz_answers_ok() {
@@ -28,4 +32,34 @@ async fn readyz_reports_the_loaded_key() {
         app.keys.signing_key().thumbprint().unwrap()
     );
     assert!(body["source"].as_str().unwrap().starts_with("file "));
+}
+
+#[tokio::test]
+async fn readyz_answers_503_once_the_signing_certificate_has_expired() {
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let app = spawn_app_with_clock(
+        |s| s.key.certificate = Some(s.key.path.with_extension("crt")),
+        Arc::clone(&clock) as Arc<dyn Clock>,
+    )
+    .await;
+    let not_after = app
+        .keys
+        .signing_key()
+        .certificate()
+        .expect("the certificate is loaded")
+        .not_after;
+
+    clock.set(not_after - TimeDelta::seconds(1));
+    let response = app.get("/readyz").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap()["status"], "ready");
+
+    clock.set(not_after + TimeDelta::seconds(1));
+    let response = app.get("/readyz").await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "certificate expired");
+    assert_eq!(body["kid"], app.keys.signing_key().kid().unwrap());
+    assert_eq!(app.get("/healthz").await.status(), 200, "still alive");
 }

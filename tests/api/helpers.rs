@@ -1,23 +1,26 @@
 //! Spawning regauth on a free port with a fresh key, and reading what it answers.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use data_encoding::BASE64URL_NOPAD;
 use regauth::clock::Clock;
 use regauth::config::{Settings, Validated};
-use regauth::keys::{Algorithm, KeyProvider, KeySpec, SigningKey, generate};
+use regauth::identity::UserDirectory;
+use regauth::keys::{Algorithm, KeyProvider, generate};
 use regauth::startup::Application;
 use serde_json::Value;
 use tempfile::TempDir;
+
+pub use crate::support::{kid_of, new_key, replace_file};
 
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub dir: TempDir,
     pub keys: Arc<dyn KeyProvider>,
+    pub users: Arc<UserDirectory>,
     pub key_path: PathBuf,
     pub logins: Arc<regauth::identity::Logins>,
     pub shutdown: Arc<regauth::shutdown::Shutdown>,
@@ -48,29 +51,26 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     spawn_app_with_clock(customize, Arc::new(regauth::clock::SystemClock)).await
 }
 
-/// A clock the test moves by hand.
-pub struct ManualClock(Mutex<DateTime<Utc>>);
-
-impl ManualClock {
-    pub fn new() -> Arc<ManualClock> {
-        Arc::new(ManualClock(Mutex::new(Utc::now())))
-    }
-
-    pub fn advance(&self, seconds: i64) {
-        *self.0.lock().unwrap() += chrono::Duration::seconds(seconds);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap()
-    }
+/// With `TEST_LOG` set, the in-process servers log through env_logger's test writer (shown
+/// for failing tests, or all with `--nocapture`); the level comes from `RUST_LOG`, default
+/// `info`. Without it, tests log nothing.
+fn init_test_log() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ =
+                env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+                    .is_test(true)
+                    .try_init();
+        }
+    });
 }
 
 pub async fn spawn_app_with_clock(
     customize: impl FnOnce(&mut Settings),
     clock: Arc<dyn Clock>,
 ) -> TestApp {
+    init_test_log();
     let dir = tempfile::tempdir().expect("temp dir");
     generate::write(dir.path(), Algorithm::ES256, false).expect("keygen");
     regauth::refresh::write_secret(&dir.path().join("refresh.secret")).expect("refresh secret");
@@ -83,12 +83,14 @@ pub async fn spawn_app_with_clock(
     let keys = app.keys();
     let logins = app.logins();
     let shutdown = app.shutdown();
+    let users = Arc::clone(logins.users());
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
         client: reqwest::Client::new(),
         dir,
         keys,
+        users,
         key_path,
         logins,
         shutdown,
@@ -147,13 +149,6 @@ impl TestApp {
     }
 }
 
-/// Writes `text` to `path` through a rename, as operators and keygen do.
-pub fn replace_file(path: &Path, text: &str) {
-    let staged = path.with_extension("staged");
-    std::fs::write(&staged, text).expect("write");
-    std::fs::rename(&staged, path).expect("rename");
-}
-
 /// The decoded JWT header.
 pub fn header(token: &str) -> Value {
     part(token, 0)
@@ -172,20 +167,4 @@ fn part(token: &str, index: usize) -> Value {
             .expect("base64url"),
     )
     .expect("json")
-}
-
-/// The libtrust kid of a key file.
-pub fn kid_of(key_pem: &[u8]) -> String {
-    SigningKey::from_bytes(key_pem, None, KeySpec::default())
-        .expect("key loads")
-        .kid()
-        .expect("kid")
-        .to_owned()
-}
-
-/// A new ES256 key as PEM text, with its libtrust kid.
-pub fn new_key() -> (String, String) {
-    let generated = generate::generate(Algorithm::ES256).expect("keygen");
-    let kid = kid_of(generated.key_pem.as_bytes());
-    (generated.key_pem, kid)
 }

@@ -4,13 +4,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::TimeDelta;
 use jsonwebtoken as jwt;
+use regauth::clock::ManualClock;
 use regauth::keys::{Algorithm, KidFormat, generate};
 use serde_json::Value;
 
 use crate::helpers::{
-    ManualClock, TestApp, header, kid_of, new_key, replace_file, spawn_app, spawn_app_with,
-    spawn_app_with_clock,
+    TestApp, header, kid_of, new_key, replace_file, spawn_app, spawn_app_with, spawn_app_with_clock,
 };
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -139,7 +140,7 @@ async fn a_next_key_is_published_when_written_and_unpublished_when_removed() {
 
 #[tokio::test]
 async fn a_replaced_key_stays_published_for_ttl_plus_60_seconds_then_is_dropped() {
-    let clock = ManualClock::new();
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
     let app = spawn_app_with_clock(
         |s| s.token.ttl_seconds = 60,
         Arc::clone(&clock) as Arc<dyn regauth::clock::Clock>,
@@ -153,9 +154,9 @@ async fn a_replaced_key_stays_published_for_ttl_plus_60_seconds_then_is_dropped(
     assert_eq!(ready["retired_keys"], 1);
     assert_eq!(ready["kid"], new.as_str());
 
-    clock.advance(119);
+    clock.advance(TimeDelta::seconds(119));
     assert_eq!(kids(&jwks(&app).await), [new.clone(), old.clone()]);
-    clock.advance(1);
+    clock.advance(TimeDelta::seconds(1));
     assert_eq!(kids(&jwks(&app).await), std::slice::from_ref(&new));
     let ready: Value = app.get("/readyz").await.json().await.unwrap();
     assert_eq!(ready["retired_keys"], 0);

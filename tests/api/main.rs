@@ -1,4 +1,6 @@
 //! Integration tests over real HTTP on port 0.
+//!
+//! `TEST_LOG=1` (with `-- --nocapture`) shows the servers' log; `RUST_LOG` sets the level.
 
 // Helpers outside #[test] functions fail by panicking too.
 #![allow(
@@ -19,6 +21,10 @@ mod publish_cli;
 mod reload;
 mod rules;
 mod secrets;
+mod serve_log;
+mod server_errors;
 mod shutdown;
+#[path = "../support/mod.rs"]
+mod support;
 mod token;
 mod users;

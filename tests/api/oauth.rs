@@ -2,6 +2,8 @@
 //! podman use them.
 
 use regauth::config::Settings;
+use regauth::identity::UserSettings;
+use regauth::policy::RuleSettings;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, claims, spawn_app_with, user};
@@ -99,7 +101,7 @@ async fn a_wrong_password_on_post_is_a_401_so_containerd_falls_back() {
 }
 
 #[tokio::test]
-async fn docker_refresh_grant_returns_the_same_refresh_token_and_reevaluates_scope() {
+async fn docker_refresh_grant_returns_the_same_refresh_token_and_grants_the_asked_scope() {
     let app = spawn_app_with(with_alice).await;
     let refresh = refresh_token(&app).await;
     for _ in 0..2 {
@@ -145,6 +147,101 @@ async fn docker_refresh_grant_returns_the_same_refresh_token_and_reevaluates_sco
     .unwrap();
     let access = claims(body["access_token"].as_str().unwrap())["access"].clone();
     assert_eq!(access.as_array().unwrap().len(), 2);
+}
+
+/// A refresh grant for `scope` on `app`: the access it got.
+async fn refreshed_access(app: &TestApp, refresh: &str, scope: &str) -> Value {
+    let response = post(
+        app,
+        &[
+            ("grant_type", "refresh_token"),
+            ("service", "registry.test"),
+            ("client_id", "docker"),
+            ("refresh_token", refresh),
+            ("scope", scope),
+        ],
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    claims(body["access_token"].as_str().unwrap())["access"].clone()
+}
+
+#[tokio::test]
+async fn a_refresh_is_decided_by_the_rules_and_groups_in_force_when_it_is_presented() {
+    // Rules are not hot-reloaded, but refresh tokens are stateless: an instance started later
+    // with the same refresh secret and the same password hash accepts the token, so
+    // instances with other rules stand for a rule change between login and refresh.
+    let alice = user("s3cret", &[]);
+    let a = alice.clone();
+    let login = spawn_app_with(move |s| {
+        s.users.insert("alice".into(), a);
+        s.acl = Some(vec![RuleSettings::new(
+            |m| m.name = Some("team/**".into()),
+            &["pull"],
+        )]);
+    })
+    .await;
+    let refresh = refresh_token(&login).await;
+    let scope = "repository:team/app:pull,push,delete";
+    let pull_only = json!([{"type": "repository", "name": "team/app", "actions": ["pull"]}]);
+    assert_eq!(refreshed_access(&login, &refresh, scope).await, pull_only);
+
+    let secret = login.dir.path().join("refresh.secret");
+    let with_rules = |acl: Vec<RuleSettings>, user: UserSettings| {
+        let secret = secret.clone();
+        spawn_app_with(move |s| {
+            s.users.insert("alice".into(), user);
+            s.auth.refresh_secret_file = secret;
+            s.acl = Some(acl);
+        })
+    };
+
+    // Wider rules: push is granted now.
+    let wider = with_rules(
+        vec![RuleSettings::new(
+            |m| m.name = Some("team/**".into()),
+            &["pull", "push"],
+        )],
+        alice.clone(),
+    )
+    .await;
+    assert_eq!(
+        refreshed_access(&wider, &refresh, scope).await,
+        json!([{"type": "repository", "name": "team/app", "actions": ["pull", "push"]}])
+    );
+
+    // Narrower rules: nothing on team/**.
+    let narrower = with_rules(
+        vec![
+            RuleSettings::new(|m| m.name = Some("team/**".into()), &[]),
+            RuleSettings::new(|_| {}, &["pull"]),
+        ],
+        alice.clone(),
+    )
+    .await;
+    assert_eq!(
+        refreshed_access(&narrower, &refresh, scope).await,
+        json!([{"type": "repository", "name": "team/app", "actions": []}])
+    );
+
+    // Same rules, but alice joined a group since she signed in: the group's rule applies.
+    let release = UserSettings {
+        groups: vec!["release".into()],
+        ..alice.clone()
+    };
+    let grouped = with_rules(
+        vec![
+            RuleSettings::new(|m| m.group = Some("release".into()), &["*"]),
+            RuleSettings::new(|m| m.name = Some("team/**".into()), &["pull"]),
+        ],
+        release,
+    )
+    .await;
+    assert_eq!(
+        refreshed_access(&grouped, &refresh, scope).await,
+        json!([{"type": "repository", "name": "team/app", "actions": ["pull", "push", "delete"]}])
+    );
 }
 
 #[tokio::test]
@@ -322,4 +419,35 @@ async fn without_a_refresh_secret_no_refresh_tokens_are_issued() {
     )
     .await;
     assert_eq!(response.status(), 400);
+}
+
+#[tokio::test]
+async fn post_token_refuses_a_service_outside_the_allow_list() {
+    let app = spawn_app_with(|s| {
+        with_alice(s);
+        s.token.services = vec!["registry.test".into()];
+    })
+    .await;
+    let grant = |service: &'static str| {
+        [
+            ("grant_type", "password"),
+            ("service", service),
+            ("client_id", "docker"),
+            ("username", "alice"),
+            ("password", "s3cret"),
+            ("scope", "repository:team/app:pull"),
+        ]
+    };
+    let response = post(&app, &grant("other.test")).await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "INVALID_REQUEST");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("other.test"),
+        "{body}"
+    );
+    assert_eq!(post(&app, &grant("registry.test")).await.status(), 200);
 }

@@ -7,6 +7,8 @@ use std::process::{Command, Output};
 use regauth::keys::{Algorithm, generate};
 use serde_json::Value;
 
+use crate::support::{certificates_der, leaf_signed_by, new_ca};
+
 const BIN: &str = env!("CARGO_BIN_EXE_regauth");
 
 fn run(command: &str, config: &Path) -> Output {
@@ -16,15 +18,6 @@ fn run(command: &str, config: &Path) -> Output {
         .env_remove("REGAUTH_CONFIG")
         .output()
         .unwrap()
-}
-
-fn certificates_der(pem_text: &[u8]) -> Vec<Vec<u8>> {
-    pem::parse_many(pem_text)
-        .unwrap()
-        .into_iter()
-        .filter(|b| b.tag() == "CERTIFICATE")
-        .map(|b| b.into_contents())
-        .collect()
 }
 
 /// keys/signing.{key,crt} and keys/next.{key,crt}, and a kid-mode config naming all four.
@@ -71,22 +64,10 @@ fn bundle_prints_the_current_and_next_certificates_in_kid_mode() {
 #[test]
 fn bundle_prints_the_ca_when_an_x5c_chain_is_configured() {
     let dir = tempfile::tempdir().unwrap();
-    let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let generated = generate::generate(Algorithm::ES256).unwrap();
-    let leaf_key = rcgen::KeyPair::from_pem(&generated.key_pem).unwrap();
-    let leaf = rcgen::CertificateParams::new(Vec::<String>::new())
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
-    std::fs::write(dir.path().join("signing.key"), &generated.key_pem).unwrap();
-    std::fs::write(
-        dir.path().join("chain.pem"),
-        format!("{}{}", leaf.pem(), ca.pem()),
-    )
-    .unwrap();
+    let ca = new_ca("regauth test CA");
+    let (leaf, leaf_key) = leaf_signed_by(&ca, "regauth test signer");
+    std::fs::write(dir.path().join("signing.key"), &leaf_key).unwrap();
+    std::fs::write(dir.path().join("chain.pem"), format!("{leaf}{}", ca.pem())).unwrap();
     let config = dir.path().join("regauth.toml");
     std::fs::write(
         &config,

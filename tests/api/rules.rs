@@ -3,17 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::helpers::{claims, spawn_app_with, user};
-use regauth::policy::{MatchSettings, RuleSettings};
-
-fn rule(f: impl FnOnce(&mut MatchSettings), actions: &[&str]) -> RuleSettings {
-    let mut matches = MatchSettings::default();
-    f(&mut matches);
-    RuleSettings {
-        matches,
-        actions: actions.iter().map(|s| s.to_string()).collect(),
-        comment: None,
-    }
-}
+use regauth::policy::RuleSettings;
 
 async fn token_as(app: &crate::helpers::TestApp, query: &str, user: &str) -> Value {
     app.client
@@ -33,16 +23,16 @@ async fn rules_decide_per_scope_with_account_namespaces_groups_and_addresses() {
         s.users.insert("alice".into(), user("pw", &["dev"]));
         s.users.insert("bob".into(), user("pw", &[]));
         s.acl = Some(vec![
-            rule(|m| m.name = Some("${account}/**".into()), &["*"]),
-            rule(|m| m.group = Some("dev".into()), &["pull", "push"]),
-            rule(
+            RuleSettings::new(|m| m.name = Some("${account}/**".into()), &["*"]),
+            RuleSettings::new(|m| m.group = Some("dev".into()), &["pull", "push"]),
+            RuleSettings::new(
                 |m| {
                     m.account = Some(String::new());
                     m.ip = Some("10.0.0.0/8".into());
                 },
                 &["pull"],
             ),
-            rule(
+            RuleSettings::new(
                 |m| {
                     m.account = Some("/.+/".into());
                     m.resource_type = Some("repository".into());

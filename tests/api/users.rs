@@ -141,9 +141,22 @@ async fn htpasswd_users_can_sign_in_and_changes_apply_without_a_restart() {
         401
     );
 
-    // A broken file keeps carol.
+    // A broken file keeps carol, once the watch has seen it and refused it.
+    let failed_before = app.users.reload_status().failed_reloads;
     std::fs::write(&htpasswd, "carol:{SHA}abc\n").unwrap();
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.users.reload_status().failed_reloads == failed_before {
+        assert!(
+            Instant::now() < deadline,
+            "the broken file was never reported"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = app.users.reload_status();
+    assert!(
+        status.last_error.as_deref().unwrap().contains("line 1"),
+        "{status:?}"
+    );
     assert_eq!(
         get_with(&app, "service=s", "carol", "pw2").await.status(),
         200

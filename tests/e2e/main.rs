@@ -9,6 +9,8 @@ mod oci;
 mod registry;
 mod rotation;
 mod stack;
+#[path = "../support/mod.rs"]
+mod support;
 
 use std::fs;
 use std::sync::Arc;

@@ -12,7 +12,6 @@
 //!    tokens signed before each swap.
 
 use std::fs;
-use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,8 +27,9 @@ use serde_json::Value;
 
 use crate::skopeo_push;
 use crate::stack::{
-    ISSUER, SERVICE, Stack, jwt_header, leaf_signed_by, pull, start_registry, token, tools_present,
+    ISSUER, SERVICE, Stack, jwt_header, pull, start_registry, token, tools_present,
 };
+use crate::support::{certificates_der, k8s_swap, leaf_signed_by, new_ca, replace_file};
 
 /// Longest wait for regauth to sign with a new key.
 const SWAP_DEADLINE: Duration = Duration::from_secs(10);
@@ -169,22 +169,6 @@ fn regauth_cli(command: &str, config: &Path) -> String {
     String::from_utf8(out.stdout).expect("utf8")
 }
 
-fn certificates_der(pem_text: &str) -> Vec<Vec<u8>> {
-    pem::parse_many(pem_text.as_bytes())
-        .expect("pem")
-        .into_iter()
-        .filter(|b| b.tag() == "CERTIFICATE")
-        .map(|b| b.into_contents())
-        .collect()
-}
-
-/// Writes `text` next to `path` and renames it over `path`.
-fn replace(path: &Path, text: &str) {
-    let staged = path.with_extension("staged");
-    fs::write(&staged, text).expect("write");
-    fs::rename(&staged, path).expect("rename");
-}
-
 fn write_config(dir: &Path, kid_format: &str, key_yaml: &str) -> PathBuf {
     let config = format!(
         "server:\n  listen: 127.0.0.1:0\n\
@@ -195,20 +179,6 @@ fn write_config(dir: &Path, kid_format: &str, key_yaml: &str) -> PathBuf {
     let path = dir.join("regauth.yaml");
     fs::write(&path, config).expect("write config");
     path
-}
-
-fn new_ca() -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
-    let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("ca key");
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "regauth rotation CA");
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    rcgen::CertifiedIssuer::self_signed(params, ca_key).expect("ca")
 }
 
 /// A new leaf under `ca`: (chain PEM leaf then CA, key PEM, leaf DER).
@@ -351,23 +321,6 @@ fn kid_mode_rotation_with_a_pre_published_next_certificate_fails_no_pull_or_push
 // recipe 2: x5c under a CA
 // ---------------------------------------------------------------------------------------
 
-/// Lays out `dir` as a Kubernetes Secret mount: `signing.key` and `signing.crt` are symlinks
-/// through `..data`, which is swapped atomically to a new timestamped directory.
-fn k8s_swap(dir: &Path, generation: usize, key: &str, chain: &str) {
-    let real = format!("..gen-{generation}");
-    fs::create_dir_all(dir.join(&real)).unwrap();
-    fs::write(dir.join(&real).join("signing.key"), key).unwrap();
-    fs::write(dir.join(&real).join("signing.crt"), chain).unwrap();
-    let tmp = dir.join("..data_tmp");
-    symlink(&real, &tmp).unwrap();
-    fs::rename(&tmp, dir.join("..data")).unwrap();
-    for file in ["signing.key", "signing.crt"] {
-        if fs::symlink_metadata(dir.join(file)).is_err() {
-            symlink(format!("..data/{file}"), dir.join(file)).unwrap();
-        }
-    }
-}
-
 #[test]
 fn x5c_mode_rotates_the_leaf_repeatedly_with_no_registry_change_and_fails_nothing() {
     if !tools_present(&["skopeo"]) {
@@ -375,9 +328,13 @@ fn x5c_mode_rotates_the_leaf_repeatedly_with_no_registry_change_and_fails_nothin
     }
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
-    let ca = new_ca();
+    let ca = new_ca("regauth rotation CA");
     let (chain, key, _) = leaf(&ca, 0);
-    k8s_swap(&keys, 0, &key, &chain);
+    k8s_swap(
+        &keys,
+        "gen-0",
+        &[("signing.key", &key), ("signing.crt", &chain)],
+    );
     let k = keys.display();
     let config = write_config(
         dir.path(),
@@ -400,7 +357,11 @@ fn x5c_mode_rotates_the_leaf_repeatedly_with_no_registry_change_and_fails_nothin
     let mut swaps = Vec::new();
     for generation in 1..=3 {
         let (chain, key, leaf_der) = leaf(&ca, generation);
-        k8s_swap(&keys, generation, &key, &chain);
+        k8s_swap(
+            &keys,
+            &format!("gen-{generation}"),
+            &[("signing.key", &key), ("signing.crt", &chain)],
+        );
         swaps.push(time_to_new_key(&stack, |h| {
             h.get("kid").is_none() && x5c_leaf(h).as_deref() == Some(leaf_der.as_slice())
         }));
@@ -513,8 +474,8 @@ fn publish_next(
     .kid()
     .unwrap()
     .to_owned();
-    replace(&keys.join("next.crt"), &chain);
-    replace(&keys.join("next.key"), &key);
+    replace_file(&keys.join("next.crt"), &chain);
+    replace_file(&keys.join("next.key"), &key);
     let started = Instant::now();
     while !jwks_kids(stack).contains(&kid) {
         assert!(
@@ -534,7 +495,7 @@ fn a_jwks_verifier_verifies_every_token_across_repeated_swaps() {
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
     fs::create_dir_all(&keys).unwrap();
-    let ca = new_ca();
+    let ca = new_ca("regauth rotation CA");
     let (chain, key, _) = leaf(&ca, 0);
     fs::write(keys.join("signing.key"), key).unwrap();
     fs::write(keys.join("signing.crt"), chain).unwrap();

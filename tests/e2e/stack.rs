@@ -14,6 +14,7 @@ use tempfile::TempDir;
 use crate::registry::{
     Clients, HttpResponse, Registry, RegistryOptions, http_request, require_registry, require_tool,
 };
+use crate::support::{leaf_signed_by, new_ca};
 
 pub const SERVICE: &str = "registry.test";
 pub const ISSUER: &str = "regauth-e2e";
@@ -162,38 +163,12 @@ fn tail(text: &str, lines: usize) -> String {
 /// The leaf key goes to `dir/signing.key`.
 pub fn ca_signed_leaf(dir: &Path) -> (PathBuf, String) {
     fs::create_dir_all(dir).expect("mkdir");
-    let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("ca key");
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "regauth e2e CA");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("ca cert");
+    let ca = new_ca("regauth e2e CA");
     let (leaf_cert, leaf_key) = leaf_signed_by(&ca, "regauth e2e signer");
     fs::write(dir.join("signing.key"), leaf_key).expect("write leaf key");
     let leaf_path = dir.join("signing.crt");
     fs::write(&leaf_path, leaf_cert).expect("write leaf cert");
     (leaf_path, ca.pem())
-}
-
-/// A fresh ES256 key and a certificate for it signed by `ca`: (cert PEM, key PEM).
-pub fn leaf_signed_by(
-    ca: &rcgen::CertifiedIssuer<'_, rcgen::KeyPair>,
-    name: &str,
-) -> (String, String) {
-    let generated = generate::generate(Algorithm::ES256).expect("leaf key");
-    let leaf_key = rcgen::KeyPair::from_pem(&generated.key_pem).expect("leaf key parses");
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
-    let cert = params.signed_by(&leaf_key, ca).expect("leaf cert");
-    (cert.pem(), generated.key_pem)
 }
 
 /// The `regauth serve` process.

@@ -1,0 +1,160 @@
+//! What `regauth serve` writes to its log while people sign in: never a password, at any
+//! log level.
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_regauth");
+const RIGHT: &str = "Right-Pw-7f3a";
+const WRONG: &str = "Wrong-Pw-91c2";
+/// What a person types in the user name field by mistake: their password.
+const TYPED_AS_USER: &str = "Typed-As-User-55d0";
+
+/// `regauth serve` on a free port with user alice (password [`RIGHT`]) and everything logged.
+struct Serve {
+    child: Child,
+    address: String,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Serve {
+    fn start() -> Serve {
+        let dir = tempfile::tempdir().unwrap();
+        regauth::keys::generate::write(
+            &dir.path().join("keys"),
+            regauth::keys::Algorithm::ES256,
+            false,
+        )
+        .unwrap();
+        let hash = bcrypt::hash(RIGHT, 4).unwrap();
+        std::fs::write(
+            dir.path().join("regauth.yaml"),
+            format!(
+                "server:\n  listen: 127.0.0.1:0\nkey:\n  path: keys/signing.key\n\
+                 users:\n  alice:\n    password: '{hash}'\n"
+            ),
+        )
+        .unwrap();
+        let log = dir.path().join("serve.log");
+        let child = Command::new(BIN)
+            .args(["serve", "--config", "regauth.yaml"])
+            .current_dir(dir.path())
+            .env_remove("REGAUTH_CONFIG")
+            .env("RUST_LOG", "trace")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let address = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(rest) = text.split("listening on ").nth(1) {
+                let addr = rest.lines().next().unwrap().trim();
+                break format!("http://{addr}");
+            }
+            assert!(Instant::now() < deadline, "regauth did not start:\n{text}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Serve {
+            child,
+            address,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// Stops the server and returns everything it logged.
+    fn stop(mut self) -> String {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let mut text = String::new();
+        std::fs::File::open(&self.log)
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        text
+    }
+}
+
+async fn basic(serve: &Serve, client: &reqwest::Client, query: &str, user: &str, pw: &str) -> u16 {
+    client
+        .get(format!("{}/token?{query}", serve.address))
+        .basic_auth(user, Some(pw))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn password_grant(serve: &Serve, client: &reqwest::Client, user: &str, pw: &str) -> u16 {
+    client
+        .post(format!("{}/token", serve.address))
+        .form(&[
+            ("grant_type", "password"),
+            ("service", "registry.test"),
+            ("client_id", "docker"),
+            ("access_type", "offline"),
+            ("username", user),
+            ("password", pw),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn right_and_wrong_passwords_never_reach_the_log() {
+    let serve = Serve::start();
+    let client = reqwest::Client::new();
+    let q = "service=registry.test&scope=repository:alice/app:pull,push";
+    assert_eq!(basic(&serve, &client, q, "alice", RIGHT).await, 200);
+    assert_eq!(basic(&serve, &client, q, "alice", WRONG).await, 401);
+    assert_eq!(password_grant(&serve, &client, "alice", RIGHT).await, 200);
+    assert_eq!(password_grant(&serve, &client, "alice", WRONG).await, 401);
+    // A Basic value with no `:` at all, as a broken client might send the bare password.
+    let bare = client
+        .get(format!("{}/token?{q}", serve.address))
+        .header(
+            "Authorization",
+            format!("Basic {}", data_encoding::BASE64.encode(WRONG.as_bytes())),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bare.status(), 401);
+    let log = serve.stop();
+    assert!(
+        log.contains("authentication failed"),
+        "the failures are logged:\n{log}"
+    );
+    for secret in [RIGHT, WRONG] {
+        assert!(!log.contains(secret), "{secret:?} is in the log:\n{log}");
+    }
+}
+
+// The access log's request line carries docker's `account=<name>` query; http::request_line
+// redacts its value.
+#[tokio::test]
+async fn a_password_typed_as_the_user_name_never_reaches_the_log() {
+    let serve = Serve::start();
+    let client = reqwest::Client::new();
+    // docker login sends the user name twice: as `account=` and in the Basic header.
+    let q = format!(
+        "account={TYPED_AS_USER}&client_id=docker&offline_token=true&service=registry.test"
+    );
+    assert_eq!(basic(&serve, &client, &q, TYPED_AS_USER, RIGHT).await, 401);
+    assert_eq!(
+        password_grant(&serve, &client, TYPED_AS_USER, RIGHT).await,
+        401
+    );
+    let log = serve.stop();
+    for secret in [TYPED_AS_USER, RIGHT] {
+        assert!(!log.contains(secret), "{secret:?} is in the log:\n{log}");
+    }
+}

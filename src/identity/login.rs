@@ -295,7 +295,8 @@ impl Inner {
             .acquire()
             .await
             .map_err(|e| LoginError::Failed(e.to_string()))?;
-        self.counters.checks.fetch_add(1, Ordering::Relaxed);
+        let n = self.counters.checks.fetch_add(1, Ordering::Relaxed) + 1;
+        log::debug!("password check {n}");
         let users = Arc::clone(&self.users);
         let name = credentials.username.clone();
         let password = credentials.password.clone();

@@ -19,6 +19,8 @@ pub const ENV_PREFIX: &str = "REGAUTH";
 pub const MIN_TTL_SECONDS: u32 = 60;
 /// Longest token lifetime accepted.
 pub const MAX_TTL_SECONDS: u32 = 86_400;
+/// Longest refresh token lifetime accepted: a stolen refresh token works until it expires.
+pub const MAX_REFRESH_TTL_SECONDS: u64 = 366 * 86_400;
 
 /// All settings. `Debug` never shows a password hash: they are secrets (see `UserSettings`).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -425,8 +427,11 @@ impl Settings {
                 ));
             }
         }
-        if self.auth.refresh_ttl_seconds < 60 {
-            return Err(invalid("auth.refresh_ttl_seconds", "must be at least 60"));
+        if !(60..=MAX_REFRESH_TTL_SECONDS).contains(&self.auth.refresh_ttl_seconds) {
+            return Err(invalid(
+                "auth.refresh_ttl_seconds",
+                format!("must be at least 60 and at most {MAX_REFRESH_TTL_SECONDS} (a year)"),
+            ));
         }
         if let Some(name) = self.users.keys().find(|n| n.is_empty() || n.contains(':')) {
             return Err(invalid(
@@ -653,6 +658,31 @@ mod tests {
                 "auth:\n  refresh_ttl_seconds: 59\n",
                 &[],
                 "auth.refresh_ttl_seconds: must be at least 60",
+            ),
+            (
+                "auth:\n  refresh_ttl_seconds: 40000000\n",
+                &[],
+                "auth.refresh_ttl_seconds: must be at least 60 and at most 31622400",
+            ),
+            (
+                "server:\n  shutdown_timeout_seconds: 0\n",
+                &[],
+                "server.shutdown_timeout_seconds: must be at least 1",
+            ),
+            (
+                "auth:\n  check_queue: 0\n",
+                &[],
+                "auth.check_queue: must be at least 1",
+            ),
+            (
+                "auth:\n  limits:\n    window_seconds: 0\n",
+                &[],
+                "auth.limits: window_seconds, backoff_seconds and max_entries must be at least 1",
+            ),
+            (
+                "auth:\n  limits:\n    backoff_seconds: 10\n    max_backoff_seconds: 5\n",
+                &[],
+                "auth.limits.max_backoff_seconds: must be at least backoff_seconds",
             ),
             (
                 "users:\n  'ci:bot': {}\n",

@@ -144,8 +144,9 @@ impl Acl {
     /// The rules used when none are configured: anonymous callers get `anonymous` on
     /// repositories, signed-in users `pull` and `push` on repositories.
     pub fn default_rules(anonymous: &Actions) -> Acl {
-        let repo = |account: &str, actions: Actions, text: &str| Rule {
-            account: Pattern::new(account, false).ok(),
+        // `account: Some(..)` always: `None` would mean "any caller".
+        let repo = |account: Pattern, actions: Actions, text: &str| Rule {
+            account: Some(account),
             group: None,
             resource_type: Some("repository".into()),
             name: None,
@@ -161,7 +162,7 @@ impl Acl {
         Acl {
             rules: vec![
                 repo(
-                    "",
+                    Pattern::exact(""),
                     anonymous.clone(),
                     &format!(
                         "default rule: anonymous callers may {} repositories",
@@ -169,7 +170,7 @@ impl Acl {
                     ),
                 ),
                 repo(
-                    "**",
+                    Pattern::any_signed_in(),
                     pull_push,
                     "default rule: signed-in users may pull and push repositories",
                 ),

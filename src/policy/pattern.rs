@@ -31,6 +31,8 @@ enum Kind {
         regex: Regex,
         account_groups: usize,
     },
+    /// Any non-empty value.
+    NonEmpty,
 }
 
 const ACCOUNT: &str = "${account}";
@@ -53,6 +55,9 @@ impl Pattern {
             if inner.contains(ACCOUNT) {
                 return Err(err("${account} can be used in globs, not in a /regex/"));
             }
+            // Compiled alone first: `a)|(b` would otherwise close the anchoring group and
+            // leave each side of the `|` unanchored.
+            Regex::new(inner).map_err(|e| err(&e.to_string()))?;
             let regex = Regex::new(&format!("^(?:{inner})$")).map_err(|e| err(&e.to_string()))?;
             Kind::Regex {
                 regex,
@@ -74,6 +79,22 @@ impl Pattern {
         })
     }
 
+    /// A pattern matching exactly `value` (no glob or regex), which cannot fail.
+    pub fn exact(value: &str) -> Pattern {
+        Pattern {
+            source: value.to_owned(),
+            kind: Kind::Exact(value.to_owned()),
+        }
+    }
+
+    /// A pattern matching any non-empty value: every signed-in account. Cannot fail.
+    pub fn any_signed_in() -> Pattern {
+        Pattern {
+            source: "**".to_owned(),
+            kind: Kind::NonEmpty,
+        }
+    }
+
     /// The pattern as written.
     pub fn as_str(&self) -> &str {
         &self.source
@@ -83,6 +104,7 @@ impl Pattern {
     pub fn matches(&self, value: &str, account: &str) -> bool {
         match &self.kind {
             Kind::Exact(s) => s == value,
+            Kind::NonEmpty => !value.is_empty(),
             Kind::Regex {
                 regex,
                 account_groups: 0,
@@ -179,6 +201,8 @@ mod tests {
 
     #[test]
     fn bad_patterns_are_load_errors() {
+        let escape = Pattern::new("/a)|(b/", false).unwrap_err();
+        assert!(escape.reason.contains("regex"), "{escape:?}");
         assert!(
             Pattern::new("/(unclosed/", false)
                 .unwrap_err()

@@ -8,6 +8,7 @@
 //! stateless [`refresh`] tokens; key and password files reload through [`watch`]. [`publish`]
 //! says what registries and verifiers should trust (`regauth bundle`, `regauth jwks`).
 
+pub mod atomic_file;
 pub mod claims;
 pub mod clock;
 pub mod config;

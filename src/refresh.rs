@@ -13,6 +13,8 @@ use chrono::{DateTime, Utc};
 use data_encoding::{BASE64, BASE64_NOPAD, BASE64URL_NOPAD};
 use serde::{Deserialize, Serialize};
 
+use crate::atomic_file::{self, Existing, WriteError};
+
 const PREFIX: &str = "rt1.";
 /// Shortest refresh secret accepted, in bytes.
 pub const MIN_SECRET: usize = 32;
@@ -50,6 +52,17 @@ pub enum SecretError {
     /// Not base64, or too short.
     #[error("refresh secret {0} must hold base64 of at least {MIN_SECRET} random bytes")]
     Format(String),
+    /// The system's random source failed while making a new secret.
+    #[error("cannot make a random refresh secret")]
+    Random,
+    /// A new secret could not be written.
+    #[error("cannot write refresh secret {path}: {source}")]
+    Write {
+        /// The path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -186,22 +199,20 @@ impl RefreshTokens {
     }
 }
 
-/// Writes a new secret to `path` (mode 0600) unless the file exists.
-pub fn write_secret(path: &Path) -> Result<bool, crate::keys::generate::GenerateError> {
-    if path.exists() {
-        return Ok(false);
+/// Writes a new secret to `path` (mode 0600) unless the name exists (as a file or a symlink,
+/// which is never followed); true when it wrote one. See [`crate::atomic_file`].
+pub fn write_secret(path: &Path) -> Result<bool, SecretError> {
+    let write_error = |source| SecretError::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    let secret = new_secret().ok_or(SecretError::Random)?;
+    std::fs::create_dir_all(atomic_file::directory_of(path)).map_err(write_error)?;
+    match atomic_file::write(path, secret.as_bytes(), 0o600, Existing::Keep) {
+        Ok(()) => Ok(true),
+        Err(WriteError::Exists(_)) => Ok(false),
+        Err(WriteError::Io { source, .. }) => Err(write_error(source)),
     }
-    let secret = new_secret().ok_or(crate::keys::generate::GenerateError::Crypto)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| {
-            crate::keys::generate::GenerateError::Io {
-                path: dir.to_path_buf(),
-                source,
-            }
-        })?;
-    }
-    crate::keys::generate::write_file(path, secret.as_bytes(), 0o600)?;
-    Ok(true)
 }
 
 /// A new random secret, base64, for a refresh secret file.

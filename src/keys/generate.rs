@@ -1,7 +1,6 @@
 //! New signing keys and their self-signed certificates (`regauth keygen`, first start).
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::encoding::AsDer;
@@ -11,6 +10,7 @@ use chrono::{Datelike, Utc};
 use data_encoding::BASE64;
 
 use super::{Algorithm, KeyKind, KeySpec, SigningKey};
+use crate::atomic_file::{self, Existing, WriteError};
 
 /// Key file name inside the output directory.
 pub const KEY_FILE: &str = "signing.key";
@@ -132,17 +132,23 @@ pub struct Written {
     pub thumbprint: Option<String>,
 }
 
-/// Generates a key for `alg` and writes `DIR/signing.key` (0600) and `DIR/signing.crt`.
+/// Generates a key for `alg` and writes `DIR/signing.key` (0600) and `DIR/signing.crt`
+/// through [`atomic_file`]: without `force` an existing file (or symlink) at either name is
+/// left alone and reported; with it, both are replaced, a symlink by a file.
 pub fn write(dir: &Path, alg: Algorithm, force: bool) -> Result<Written, GenerateError> {
     let key_path = dir.join(KEY_FILE);
     let cert_path = dir.join(CERT_FILE);
-    if !force {
+    let existing = if force {
+        Existing::Replace
+    } else {
+        // Only to fail before a slow RSA generation; the no-clobber rename is the guard.
         for path in [&key_path, &cert_path] {
-            if path.exists() {
+            if fs::symlink_metadata(path).is_ok() {
                 return Err(GenerateError::Exists(path.clone()));
             }
         }
-    }
+        Existing::Keep
+    };
     let generated = generate(alg)?;
     let spec = KeySpec {
         algorithm: Some(alg),
@@ -157,10 +163,17 @@ pub fn write(dir: &Path, alg: Algorithm, force: bool) -> Result<Written, Generat
         path: dir.to_path_buf(),
         source,
     })?;
-    write_file(&key_path, generated.key_pem.as_bytes(), 0o600)?;
+    atomic_file::write(&key_path, generated.key_pem.as_bytes(), 0o600, existing)?;
     let certificate = match &generated.cert_pem {
         Some(cert) => {
-            write_file(&cert_path, cert.as_bytes(), 0o644)?;
+            if let Err(e) = atomic_file::write(&cert_path, cert.as_bytes(), 0o644, existing) {
+                // Half a pair is worse than none: take back the key this call just wrote
+                // (without `force` it cannot have replaced anything).
+                if existing == Existing::Keep {
+                    let _ = fs::remove_file(&key_path);
+                }
+                return Err(e.into());
+            }
             Some(cert_path)
         }
         None => None,
@@ -173,26 +186,11 @@ pub fn write(dir: &Path, alg: Algorithm, force: bool) -> Result<Written, Generat
     })
 }
 
-/// Writes through a temporary file and a rename, so a watcher never sees half a key.
-pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), GenerateError> {
-    let io = |source| GenerateError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let tmp = path.with_extension("tmp");
-    let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(mode);
+impl From<WriteError> for GenerateError {
+    fn from(e: WriteError) -> GenerateError {
+        match e {
+            WriteError::Exists(path) => GenerateError::Exists(path),
+            WriteError::Io { path, source } => GenerateError::Io { path, source },
+        }
     }
-    #[cfg(not(unix))]
-    let _ = mode;
-    // A leftover temporary file would keep its old mode; start from none.
-    let _ = fs::remove_file(&tmp);
-    let mut file = options.open(&tmp).map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    fs::rename(&tmp, path).map_err(io)
 }

@@ -139,8 +139,70 @@ fn a_first_start_without_configuration_generates_a_key() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(body.contains("\"ready\""), "{body}");
-    assert!(dir.path().join("keys/signing.key").exists());
-    assert!(dir.path().join("keys/signing.crt").exists());
+    for (file, expected) in [
+        ("keys/signing.key", 0o600),
+        ("keys/refresh.secret", 0o600),
+        ("keys/signing.crt", 0o644),
+    ] {
+        let mode = std::fs::metadata(dir.path().join(file))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, expected, "{file}: {mode:o}");
+    }
+    let names: Vec<String> = std::fs::read_dir(dir.path().join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 3, "no temporary file is left: {names:?}");
+}
+
+#[test]
+fn keygen_never_writes_through_a_planted_symlink() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, "untouched").unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    // The temporary names the old writer used, and the target itself.
+    for name in ["signing.tmp", "signing.key", "refresh.secret"] {
+        std::os::unix::fs::symlink(&victim, keys.join(name)).unwrap();
+    }
+    let run = |force: bool| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["keygen", "--refresh-secret", "--out"]).arg(&keys);
+        if force {
+            cmd.arg("--force");
+        }
+        cmd.output().unwrap()
+    };
+    let refused = run(false);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--force"));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+    assert!(!keys.join("signing.crt").exists(), "nothing half written");
+
+    let forced = run(true);
+    assert!(
+        forced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+    let key = keys.join("signing.key");
+    assert!(!std::fs::symlink_metadata(&key).unwrap().is_symlink());
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(
+        std::fs::symlink_metadata(keys.join("refresh.secret"))
+            .unwrap()
+            .is_symlink(),
+        "an existing refresh secret is kept, even with --force, and not written through"
+    );
 }
 
 /// Starts `regauth serve` on port 0 and returns it with its address, read from the log.

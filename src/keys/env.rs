@@ -52,6 +52,10 @@ impl EnvKeyProvider {
                     error,
                 }
             })?;
+        super::warn_registry_thumbprint(
+            &key,
+            &format!("signing key from environment variable {var}"),
+        );
         let status = KeyStatus::new(format!("env {var}"), &key, Utc::now());
         Ok(EnvKeyProvider {
             key: Arc::new(key),

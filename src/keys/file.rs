@@ -114,6 +114,7 @@ impl FileKeyProvider {
         clock: Arc<dyn Clock>,
     ) -> Result<FileKeyProvider, ProviderError> {
         let key = load_key_file(&files.key, files.certificate.as_deref(), spec)?;
+        super::warn_registry_thumbprint(&key, &format!("signing key from {}", files.key.display()));
         let status = KeyStatus::new(format!("file {}", files.key.display()), &key, clock.now());
         let shared = Arc::new(Shared {
             files,
@@ -246,6 +247,10 @@ impl Shared {
                 let new = key.label();
                 let now = self.clock.now();
                 state.set.replaced(Arc::clone(&current), &key, now);
+                super::warn_registry_thumbprint(
+                    &key,
+                    &format!("signing key from {}", self.files.key.display()),
+                );
                 state.status.kid = key.kid().map(str::to_owned);
                 self.current.store(Arc::new(key));
                 state.status.loaded_at = now;
@@ -315,6 +320,7 @@ impl Shared {
                     describe(path, cert),
                     key.label()
                 );
+                super::warn_registry_thumbprint(&key, &format!("next key from {}", path.display()));
                 state.status.next_kid = key.published_id().map(str::to_owned);
                 state.status.next_error = None;
                 state.next_failed = None;

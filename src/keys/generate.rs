@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::KeySize;
-use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair};
+use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair};
 use chrono::{Datelike, Utc};
 use data_encoding::BASE64;
 
@@ -68,7 +68,7 @@ pub fn generate(alg: Algorithm) -> Result<Generated, GenerateError> {
                 super::Curve::P384 => &aws_lc_rs::signature::ECDSA_P384_SHA384_FIXED_SIGNING,
                 super::Curve::P521 => &aws_lc_rs::signature::ECDSA_P521_SHA512_FIXED_SIGNING,
             };
-            let pair = EcdsaKeyPair::generate(sign_alg).map_err(|_| GenerateError::Crypto)?;
+            let pair = ec_pair_without_zero_led_coordinate(sign_alg)?;
             pair.to_pkcs8v1()
                 .map_err(|_| GenerateError::Crypto)?
                 .as_ref()
@@ -99,6 +99,30 @@ pub fn generate(alg: Algorithm) -> Result<Generated, GenerateError> {
         key_pem,
         cert_pem: Some(cert_pem),
     })
+}
+
+/// How many EC keys to try before giving up on one without a 0x00-led coordinate: a P-521
+/// key has one in 3 of 4 draws, so 200 draws all failing is a broken random source.
+const EC_ATTEMPTS: usize = 200;
+
+/// A new EC key whose public `x` and `y` both start with a non-zero byte, so every verifier
+/// computes the same thumbprint for it (registry 3.1.x drops leading zeros, see
+/// [`super::kid::unpadded_thumbprint_problem`]). P-256 keys are redrawn 1 time in 64.
+fn ec_pair_without_zero_led_coordinate(
+    alg: &'static aws_lc_rs::signature::EcdsaSigningAlgorithm,
+) -> Result<EcdsaKeyPair, GenerateError> {
+    for _ in 0..EC_ATTEMPTS {
+        let pair = EcdsaKeyPair::generate(alg).map_err(|_| GenerateError::Crypto)?;
+        // Uncompressed point: 0x04, then x and y of equal length.
+        let point = pair.public_key().as_ref();
+        let coordinate = point.len().saturating_sub(1) / 2;
+        let x_first = point.get(1);
+        let y_first = point.get(1 + coordinate);
+        if x_first.is_some_and(|b| *b != 0) && y_first.is_some_and(|b| *b != 0) {
+            return Ok(pair);
+        }
+    }
+    Err(GenerateError::Crypto)
 }
 
 /// A self-signed certificate for the key in `key_pem`, valid from yesterday for ten years.
@@ -191,6 +215,25 @@ impl From<WriteError> for GenerateError {
         match e {
             WriteError::Exists(path) => GenerateError::Exists(path),
             WriteError::Io { path, source } => GenerateError::Io { path, source },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without the redraw, 500 P-256 keys hold a 0x00-led coordinate with probability
+    /// 1 - (63/64)^500 > 99.9 %, and 30 P-521 keys with probability 1 - (1/4)^30.
+    #[test]
+    fn generated_ec_keys_never_have_a_zero_led_coordinate() {
+        for (alg, count) in [(Algorithm::ES256, 500), (Algorithm::ES512, 30)] {
+            for _ in 0..count {
+                let pem = generate(alg).unwrap().key_pem;
+                let key = SigningKey::from_bytes(pem.as_bytes(), None, KeySpec::default()).unwrap();
+                let jwk = &key.public_key().unwrap().jwk;
+                assert_eq!(jwk.zero_led_coordinate(), None, "{alg}");
+            }
         }
     }
 }

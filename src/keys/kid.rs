@@ -83,6 +83,32 @@ impl PublicJwk {
     }
 }
 
+impl PublicJwk {
+    /// The EC coordinate (`x` or `y`) that starts with a 0x00 byte, if any. RFC 7518 keeps
+    /// such bytes (coordinates are padded to the field size), but registry 3.1.x drops them
+    /// when it computes the thumbprint of a certificate, so it names such a key differently.
+    pub fn zero_led_coordinate(&self) -> Option<&'static str> {
+        match self {
+            PublicJwk::Ec { x, .. } if x.first() == Some(&0) => Some("x"),
+            PublicJwk::Ec { y, .. } if y.first() == Some(&0) => Some("y"),
+            _ => None,
+        }
+    }
+}
+
+/// What to tell an operator whose tokens name an EC key by a thumbprint that registry 3.1.x
+/// computes differently (see [`PublicJwk::zero_led_coordinate`]).
+pub fn unpadded_thumbprint_problem(coordinate: &str) -> String {
+    format!(
+        "the key's {coordinate} coordinate starts with a 0x00 byte: registry 3.1.x computes the \
+         RFC 7638 thumbprint of its rootcertbundle certificates without left-padding the \
+         coordinates, so with token.kid_format: thumbprint it will refuse every token as signed \
+         by an untrusted key; send the certificate as x5c (key.certificate, key.x5c: true) or \
+         give the registry a jwks file (regauth jwks), both of which work, or make a new key \
+         with regauth keygen, which never writes such keys"
+    )
+}
+
 /// The libtrust key ID of a DER SubjectPublicKeyInfo: SHA-256, first 240 bits, base32,
 /// twelve groups of four joined by `:`.
 pub fn libtrust(spki_der: &[u8]) -> String {
@@ -185,6 +211,49 @@ mod tests {
             thumbprint(&jwk),
             "8qjioA3ZA7ti2JIE7c-U8smBFuZolQZvhSHDPU3hhB8"
         );
+        assert_eq!(jwk.zero_led_coordinate(), None);
+    }
+
+    #[test]
+    fn thumbprint_matches_the_rfc_8037_ed25519_example() {
+        let jwk = PublicJwk::Ed25519 {
+            x: b64url("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"),
+        };
+        assert_eq!(
+            thumbprint(&jwk),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
+    }
+
+    #[test]
+    fn a_zero_led_coordinate_is_named_and_kept_in_the_thumbprint() {
+        // A P-256 point whose x starts with 0x00 (tests/fixtures/ec256-x-leading-zero.pem).
+        let point = data_encoding::HEXLOWER
+            .decode(
+                b"00ff711ba237fea7d0d756157b7ef1a69e3b4487eb94350ebce70340ce3913fa\
+                  35bd444cb11d9a99bb3342e4c3ec7e390f3ef68ec31cc2aecc2769ca403b30d5",
+            )
+            .unwrap();
+        let (x, y) = point.split_at(32);
+        let jwk = PublicJwk::Ec {
+            curve: Curve::P256,
+            x: x.to_vec(),
+            y: y.to_vec(),
+        };
+        assert_eq!(jwk.zero_led_coordinate(), Some("x"));
+        // Padded, as RFC 7518 says (known answers computed with Python hashlib); the
+        // unpadded form registry 3.1.x computes is NtXJnj8I7gXACUkyuCe2NrVgMPl6lhDiqOa-iAnY_uU.
+        assert_eq!(
+            thumbprint(&jwk),
+            "zg9qfwo6ZfN0ihG9LfvxwWu8QO0PRDGfC88NCnKx_LQ"
+        );
+        let swapped = PublicJwk::Ec {
+            curve: Curve::P256,
+            x: y.to_vec(),
+            y: x.to_vec(),
+        };
+        assert_eq!(swapped.zero_led_coordinate(), Some("y"));
+        assert!(unpadded_thumbprint_problem("y").contains("registry 3.1.x"));
     }
 
     #[test]

@@ -143,6 +143,8 @@ pub struct SigningKey {
     certificate: Option<CertificateInfo>,
     /// base64url of the JWT header, computed once per key.
     header_b64: String,
+    /// Whether the header carries the certificate chain (`x5c`).
+    sends_x5c: bool,
     /// SHA-256 over the key and certificate bytes it was loaded from.
     fingerprint: [u8; 32],
     rng: SystemRandom,
@@ -212,6 +214,7 @@ impl SigningKey {
                 .filter(|_| spec.x5c)
                 .map(|c| c.chain_der.iter().map(|d| BASE64.encode(d)).collect()),
         };
+        let sends_x5c = header.x5c.is_some();
         let header_json = serde_json::to_vec(&header).map_err(|e| KeyError::Pem(e.to_string()))?;
         let fingerprint = content_digest(key, certificate_pem);
         Ok(SigningKey {
@@ -223,6 +226,7 @@ impl SigningKey {
             public,
             certificate,
             header_b64: BASE64URL_NOPAD.encode(&header_json),
+            sends_x5c,
             fingerprint,
             rng: SystemRandom::new(),
         })
@@ -252,6 +256,18 @@ impl SigningKey {
     /// The RFC 7638 thumbprint of an asymmetric key, whatever the header carries.
     pub fn thumbprint(&self) -> Option<&str> {
         self.thumbprint.as_deref()
+    }
+
+    /// Why registry 3.1.x will refuse every token this key signs, if it will: the tokens
+    /// name the key by its thumbprint alone (no `x5c`), and one of its EC coordinates starts
+    /// with a 0x00 byte, which that registry drops (see [`kid::unpadded_thumbprint_problem`]).
+    pub fn registry_thumbprint_problem(&self) -> Option<String> {
+        let by_thumbprint = self.kid.is_some() && self.kid == self.thumbprint;
+        if !by_thumbprint || self.sends_x5c {
+            return None;
+        }
+        let coordinate = self.public.as_ref()?.jwk.zero_led_coordinate()?;
+        Some(kid::unpadded_thumbprint_problem(coordinate))
     }
 
     /// The public key, for asymmetric keys.
@@ -526,6 +542,8 @@ mod tests {
     const X25519: &[u8] = include_bytes!("../../tests/fixtures/x25519.pem");
     const SECP256K1: &[u8] = include_bytes!("../../tests/fixtures/secp256k1.pem");
     const ENCRYPTED: &[u8] = include_bytes!("../../tests/fixtures/ec256-encrypted.pem");
+    const X_ZERO: &str = include_str!("../../tests/fixtures/ec256-x-leading-zero.pem");
+    const Y_ZERO: &str = include_str!("../../tests/fixtures/ec256-y-leading-zero.pem");
 
     fn load(bytes: &[u8], alg: Option<Algorithm>) -> Result<SigningKey, KeyError> {
         SigningKey::from_bytes(
@@ -718,5 +736,42 @@ mod tests {
                 .unwrap();
         assert!(header.get("x5c").is_none(), "{header}");
         assert_eq!(header["kid"], key.kid().unwrap());
+    }
+
+    #[test]
+    fn a_zero_led_ec_key_named_by_thumbprint_alone_is_reported_for_registry_3_1() {
+        let spec = |kid_format, x5c| KeySpec {
+            algorithm: None,
+            kid_format,
+            x5c,
+        };
+        for (pem, coordinate) in [(X_ZERO, "x"), (Y_ZERO, "y")] {
+            let cert = generate::self_signed_certificate(pem).unwrap();
+            let problem = |cert: Option<&str>, kid_format, x5c| {
+                SigningKey::from_bytes(
+                    pem.as_bytes(),
+                    cert.map(str::as_bytes),
+                    spec(kid_format, x5c),
+                )
+                .unwrap()
+                .registry_thumbprint_problem()
+            };
+            let text = problem(None, KidFormat::Thumbprint, true).unwrap();
+            assert!(
+                text.contains(&format!("{coordinate} coordinate")) && text.contains("x5c"),
+                "{text}"
+            );
+            assert!(
+                problem(Some(&cert), KidFormat::Thumbprint, false).is_some(),
+                "a certificate that is not sent does not help"
+            );
+            assert_eq!(problem(Some(&cert), KidFormat::Thumbprint, true), None);
+            assert_eq!(problem(None, KidFormat::Libtrust, true), None);
+            assert_eq!(problem(None, KidFormat::None, true), None);
+        }
+        let fine = load(EC256_SEC1, None).unwrap();
+        assert_eq!(fine.registry_thumbprint_problem(), None);
+        let fine = SigningKey::from_bytes(EC256_SEC1, None, spec(KidFormat::Thumbprint, true));
+        assert_eq!(fine.unwrap().registry_thumbprint_problem(), None);
     }
 }

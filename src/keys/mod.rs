@@ -87,6 +87,15 @@ impl KeyStatus {
     }
 }
 
+/// Logs a warning when registry 3.1.x will refuse every token `key` signs (see
+/// [`SigningKey::registry_thumbprint_problem`]); `role` names the key, e.g. `signing key
+/// from file keys/signing.key`.
+fn warn_registry_thumbprint(key: &SigningKey, role: &str) {
+    if let Some(problem) = key.registry_thumbprint_problem() {
+        log::warn!("{role} ({}): {problem}", key.label());
+    }
+}
+
 /// Reads an optional certificate chain file.
 fn read_certificate(path: Option<&std::path::Path>) -> Result<Option<Vec<u8>>, ProviderError> {
     path.map(|path| {

@@ -210,6 +210,16 @@ fn start_serve(
     envs: &[(&str, &str)],
     cwd: Option<&std::path::Path>,
 ) -> (std::process::Child, String) {
+    let (child, addr, _log) = start_serve_logging(envs, cwd);
+    (child, addr)
+}
+
+/// [`start_serve`], also returning the log: the lines up to the address, then a channel
+/// with the lines that follow.
+fn start_serve_logging(
+    envs: &[(&str, &str)],
+    cwd: Option<&std::path::Path>,
+) -> (std::process::Child, String, ServeLog) {
     let scratch = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
         .arg("serve")
@@ -225,16 +235,84 @@ fn start_serve(
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.split("listening on ").nth(1) {
-                let _ = tx.send(addr.trim().to_owned());
+            if tx.send(line).is_err() {
+                return;
             }
         }
     });
     let deadline = Instant::now() + Duration::from_secs(20);
-    let addr = rx
-        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        .expect("regauth did not log its address");
-    (child, addr)
+    let mut before = Vec::new();
+    let addr = loop {
+        let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
+            break None;
+        };
+        if let Some(addr) = line.split("listening on ").nth(1) {
+            break Some(addr.trim().to_owned());
+        }
+        before.push(line);
+    };
+    let Some(addr) = addr else {
+        child.kill().unwrap();
+        child.wait().unwrap();
+        panic!("regauth did not log its address: {before:?}");
+    };
+    (child, addr, ServeLog { before, rx })
+}
+
+/// What a server started by [`start_serve_logging`] logs.
+struct ServeLog {
+    /// The lines before `listening on`.
+    before: Vec<String>,
+    rx: std::sync::mpsc::Receiver<String>,
+}
+
+impl ServeLog {
+    /// The first later line containing `needle`, waiting at most 20 s for it.
+    fn wait_for(&self, needle: &str) -> Option<String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while let Ok(line) = self
+            .rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            if line.contains(needle) {
+                return Some(line);
+            }
+        }
+        None
+    }
+}
+
+const X_ZERO: &str = include_str!("../fixtures/ec256-x-leading-zero.pem");
+const Y_ZERO: &str = include_str!("../fixtures/ec256-y-leading-zero.pem");
+
+#[test]
+fn a_zero_led_key_in_thumbprint_mode_is_warned_about_at_start_and_on_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("signing.key");
+    std::fs::write(&key, X_ZERO).unwrap();
+    let (mut child, _addr, log) = start_serve_logging(
+        &[
+            ("REGAUTH_KEY__PATH", key.to_str().unwrap()),
+            ("REGAUTH_TOKEN__KID_FORMAT", "thumbprint"),
+        ],
+        None,
+    );
+    let warning = log
+        .before
+        .iter()
+        .find(|l| l.contains("registry 3.1.x"))
+        .cloned();
+    crate::helpers::replace_file(&key, Y_ZERO);
+    let reloaded = log.wait_for("registry 3.1.x");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let warning = warning.unwrap_or_else(|| panic!("no warning at start in {:?}", log.before));
+    assert!(
+        warning.contains("WARN") && warning.contains("x coordinate") && warning.contains("x5c"),
+        "{warning}"
+    );
+    let reloaded = reloaded.expect("no warning after the reload");
+    assert!(reloaded.contains("y coordinate"), "{reloaded}");
 }
 
 /// A minimal HTTP/1.1 GET, so these tests need no async runtime.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::identity::{LimitSettings, UserSettings};
-use crate::keys::{Algorithm, KidFormat};
+use crate::keys::{Algorithm, KeySpec, KidFormat};
 use crate::policy::{Acl, RuleSettings};
 use crate::scope::{Action, Actions};
 
@@ -237,6 +237,21 @@ impl Validated {
     /// `key.poll_interval_seconds` as a duration: the backstop re-read of watched files.
     pub fn poll_interval(&self) -> Duration {
         Duration::from_secs(self.settings.key.poll_interval_seconds)
+    }
+
+    /// How keys are built: algorithm override, `kid` format, `x5c` or not.
+    pub fn key_spec(&self) -> KeySpec {
+        KeySpec {
+            algorithm: self.algorithm,
+            kid_format: self.settings.token.kid_format,
+            x5c: self.settings.key.x5c,
+        }
+    }
+
+    /// How long a replaced key stays published: every token it signed must expire first,
+    /// and registries allow 60 s of clock leeway.
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(u64::from(self.settings.token.ttl_seconds) + 60)
     }
 }
 

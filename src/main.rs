@@ -9,9 +9,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use regauth::config::{self, KeySource, Validated};
+use regauth::config::{self, Validated};
 use regauth::identity::{Identity, MAX_PASSWORD_BYTES, UserDirectory};
-use regauth::keys::{Algorithm, SigningKey, generate};
+use regauth::keys::{self, Algorithm, NextKey, generate};
 use regauth::policy::{Policy, RequestContext};
 use regauth::startup::Application;
 use regauth::{publish, refresh, scope, watch};
@@ -227,27 +227,7 @@ fn check(config_path: Option<PathBuf>) -> anyhow::Result<()> {
             ""
         }
     );
-    let spec = regauth::startup::key_spec(&config);
-    let key = match settings.key.source {
-        KeySource::File => std::fs::read(&settings.key.path)
-            .with_context(|| format!("reading key file {}", settings.key.path.display())),
-        KeySource::Env => std::env::var(&settings.key.env)
-            .map(String::into_bytes)
-            .with_context(|| format!("reading environment variable {}", settings.key.env)),
-    };
-    let certificate = settings
-        .key
-        .certificate
-        .as_ref()
-        .map(|p| std::fs::read(p).with_context(|| format!("reading certificate {}", p.display())))
-        .transpose();
-    match (key, certificate) {
-        (Ok(key), Ok(cert)) => match SigningKey::from_bytes(&key, cert.as_deref(), spec) {
-            Ok(key) => println!("key: {}", key.label()),
-            Err(e) => problems.push(format!("key: {e}")),
-        },
-        (Err(e), _) | (_, Err(e)) => problems.push(format!("key: {e:#}")),
-    }
+    check_keys(&config, &mut problems);
     if settings.auth.refresh_secret_file.exists() {
         match refresh::RefreshTokens::load(&settings.auth.refresh_secret_file, 60) {
             Ok(_) => println!("refresh tokens: on"),
@@ -267,6 +247,33 @@ fn check(config_path: Option<PathBuf>) -> anyhow::Result<()> {
             eprintln!("error: {p}");
         }
         anyhow::bail!("{} problem(s) found", problems.len())
+    }
+}
+
+/// Loads the keys as `serve` does and reports them, and anything that stops a registry from
+/// accepting their tokens.
+fn check_keys(config: &Validated, problems: &mut Vec<String>) {
+    let loaded = match keys::load_from_settings(config) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            problems.push(format!("key: {e}"));
+            return;
+        }
+    };
+    let mut published = vec![("key", loaded.signing.key)];
+    match loaded.next {
+        NextKey::NotConfigured => {}
+        NextKey::Missing(path) => {
+            println!("next key: none ({} does not exist)", path.display());
+        }
+        NextKey::Loaded(next) => published.push(("next key", next.key)),
+        NextKey::Unusable(e) => problems.push(format!("next key: {e}")),
+    }
+    for (what, key) in published {
+        println!("{what}: {}", key.label());
+        if let Some(problem) = key.registry_thumbprint_problem() {
+            problems.push(format!("{what}: {problem}"));
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Building and running the service: key provider, shared state, listener, HTTP server.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,9 +15,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{KeySource, Validated};
 use crate::http::{self, AppState};
 use crate::identity::{LoginOptions, Logins, UserDirectory};
-use crate::keys::{
-    EnvKeyProvider, FileKeyProvider, KeyFiles, KeyProvider, KeySpec, ReloadOptions, generate,
-};
+use crate::keys::{self, KeyProvider, KeySpec, generate};
 use crate::refresh::{self, RefreshTokens};
 use crate::shutdown::{Seal, Shutdown};
 use crate::watch;
@@ -187,52 +185,14 @@ fn login_options(config: &Validated) -> LoginOptions {
     }
 }
 
-/// How keys are built from the settings: algorithm override, `kid` format, `x5c` or not.
-pub fn key_spec(config: &Validated) -> KeySpec {
-    KeySpec {
-        algorithm: config.algorithm,
-        kid_format: config.settings.token.kid_format,
-        x5c: config.settings.key.x5c,
-    }
-}
-
-/// How long a replaced key stays published: every token it signed must expire first, and
-/// registries allow 60 s of clock leeway.
-pub fn retention(config: &Validated) -> std::time::Duration {
-    std::time::Duration::from_secs(u64::from(config.settings.token.ttl_seconds) + 60)
-}
-
+/// The key provider from the settings (see [`keys::provider_from_settings`]); a first start
+/// without configuration generates the default key first.
 fn key_provider(config: &Validated, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<dyn KeyProvider>> {
     let key = &config.settings.key;
-    let spec = key_spec(config);
-    match key.source {
-        KeySource::Env => {
-            let provider = EnvKeyProvider::from_env(&key.env, key.certificate.clone(), spec)?;
-            Ok(Arc::new(provider))
-        }
-        KeySource::File => {
-            let mut certificate = key.certificate.clone();
-            if config.zero_config && !key.path.exists() {
-                generate_default_key(&key.path, spec)?;
-                certificate = None;
-            }
-            let options = ReloadOptions {
-                watch: watch::WatchOptions {
-                    poll_interval: config.poll_interval(),
-                    ..watch::WatchOptions::default()
-                },
-                retain: retention(config),
-            };
-            let files = KeyFiles {
-                key: key.path.clone(),
-                certificate,
-                next: key.next.clone(),
-                next_certificate: key.next_certificate.clone(),
-            };
-            let provider = FileKeyProvider::start_with_clock(files, spec, options, clock)?;
-            Ok(Arc::new(provider))
-        }
+    if config.zero_config && key.source == KeySource::File && !key.path.exists() {
+        generate_default_key(&key.path, config.key_spec())?;
     }
+    Ok(keys::provider_from_settings(config, clock)?)
 }
 
 /// Refresh tokens are issued while the secret file exists; a first start without
@@ -257,10 +217,7 @@ fn refresh_tokens(config: &Validated) -> anyhow::Result<Option<RefreshTokens>> {
 
 /// First start without configuration: make `keys/signing.key` and its certificate.
 fn generate_default_key(path: &Path, spec: KeySpec) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = crate::atomic_file::directory_of(path);
     let alg = spec.algorithm.unwrap_or(crate::keys::Algorithm::ES256);
     let written = generate::write(&dir, alg, false)
         .with_context(|| format!("generating a first signing key in {}", dir.display()))?;
@@ -295,10 +252,7 @@ fn log_summary(config: &Validated, addr: std::net::SocketAddr, keys: &dyn KeyPro
         .unwrap_or_else(|| "registry.example.com".into());
     let bundle = match (&settings.key.certificate, settings.key.source) {
         (Some(cert), _) => cert.display().to_string(),
-        (None, KeySource::File) => settings
-            .key
-            .path
-            .with_file_name(generate::CERT_FILE)
+        (None, KeySource::File) => keys::certificate_beside(&settings.key.path)
             .display()
             .to_string(),
         (None, KeySource::Env) => "<certificate of the signing key>".into(),

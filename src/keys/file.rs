@@ -6,7 +6,6 @@
 //! content replaces the key only when it parses and fits; otherwise the last good key keeps
 //! signing and the failure is logged once.
 
-use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -15,7 +14,7 @@ use arc_swap::ArcSwap;
 
 use super::keyset::KeySet;
 use super::material::content_digest;
-use super::{KeyProvider, KeySpec, KeyStatus, ProviderError, SigningKey};
+use super::{FileKind, KeyProvider, KeySpec, KeyStatus, ProviderError, SigningKey};
 use crate::clock::{Clock, SystemClock};
 use crate::watch::{self, FileWatch};
 
@@ -199,7 +198,7 @@ fn read_files(
     cert: Option<&Path>,
 ) -> Result<(Vec<u8>, Option<Vec<u8>>), ProviderError> {
     let key_bytes = std::fs::read(key).map_err(|source| ProviderError::Read {
-        what: "key file",
+        what: FileKind::Key,
         path: key.display().to_string(),
         source,
     })?;
@@ -287,9 +286,7 @@ impl Shared {
         let cert = self.files.next_certificate.as_deref();
         let (key_bytes, cert_bytes) = match read_files(path, cert) {
             Ok(files) => files,
-            Err(ProviderError::Read { what, source, .. })
-                if what == "key file" && source.kind() == ErrorKind::NotFound =>
-            {
+            Err(e) if e.is_missing(FileKind::Key) => {
                 if let Some(old) = state.set.next() {
                     log::info!(
                         "next key {} is gone; {} is no longer published as the next key",

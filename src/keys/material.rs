@@ -270,6 +270,12 @@ impl SigningKey {
         Some(kid::unpadded_thumbprint_problem(coordinate))
     }
 
+    /// Whether tokens carry the certificate chain as `x5c` (a certificate is configured and
+    /// `key.x5c` is on).
+    pub fn sends_x5c(&self) -> bool {
+        self.sends_x5c
+    }
+
     /// The public key, for asymmetric keys.
     pub fn public_key(&self) -> Option<&PublicKeyInfo> {
         self.public.as_ref()

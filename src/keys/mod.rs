@@ -9,6 +9,7 @@ pub mod generate;
 pub mod jwks;
 pub mod keyset;
 pub mod kid;
+mod load;
 mod material;
 
 use std::sync::Arc;
@@ -19,6 +20,9 @@ pub use algorithm::{Algorithm, Curve, KeyKind, UnknownAlgorithm};
 pub use env::EnvKeyProvider;
 pub use file::{FileKeyProvider, KeyFiles, ReloadOptions, load_key_file};
 pub use kid::KidFormat;
+pub use load::{
+    LoadedKey, LoadedKeys, NextKey, certificate_beside, load_from_settings, provider_from_settings,
+};
 pub use material::{
     CertificateInfo, KeyError, KeySpec, MIN_HMAC_SECRET, PublicKeyInfo, SignError, SigningKey,
 };
@@ -100,12 +104,30 @@ fn warn_registry_thumbprint(key: &SigningKey, role: &str) {
 fn read_certificate(path: Option<&std::path::Path>) -> Result<Option<Vec<u8>>, ProviderError> {
     path.map(|path| {
         std::fs::read(path).map_err(|source| ProviderError::Read {
-            what: "certificate file",
+            what: FileKind::Certificate,
             path: path.display().to_string(),
             source,
         })
     })
     .transpose()
+}
+
+/// Which of a key's files an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// The private key.
+    Key,
+    /// Its certificate chain.
+    Certificate,
+}
+
+impl std::fmt::Display for FileKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FileKind::Key => "key file",
+            FileKind::Certificate => "certificate file",
+        })
+    }
 }
 
 /// Errors starting a key provider.
@@ -115,8 +137,8 @@ pub enum ProviderError {
     /// A file could not be read.
     #[error("cannot read {what} {path}: {source}")]
     Read {
-        /// `key file` or `certificate file`.
-        what: &'static str,
+        /// Which file.
+        what: FileKind,
         /// The path as configured.
         path: String,
         /// The I/O error.

@@ -364,8 +364,17 @@ fn config_dir(yaml: &str) -> tempfile::TempDir {
 }
 
 fn run_in(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    run_in_env(dir, args, &[])
+}
+
+fn run_in_env(
+    dir: &std::path::Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (bool, String, String) {
     let output = Command::new(BIN)
         .args(args)
+        .envs(envs.iter().copied())
         .current_dir(dir)
         .output()
         .unwrap();
@@ -398,13 +407,79 @@ fn check_passes_a_good_configuration_and_lists_each_problem_of_a_bad_one() {
         stderr.contains("line 1") && stderr.contains("not bcrypt"),
         "{stderr}"
     );
-    assert!(stderr.contains("key: no PEM private key"), "{stderr}");
+    assert!(
+        stderr.contains("error: key: key file") && stderr.contains("no PEM private key"),
+        "{stderr}"
+    );
     assert!(stderr.contains("2 problem(s)"), "{stderr}");
 
     let broken_rule = config_dir("acl:\n  - match: {name: '/(/'}\n    actions: [pull]\n");
     let (ok, _, stderr) = run_in(broken_rule.path(), &["check", "--config", "regauth.yaml"]);
     assert!(!ok);
     assert!(stderr.contains("acl: rule 1"), "{stderr}");
+}
+
+#[test]
+fn check_reads_an_environment_key_as_serve_does_including_a_flattened_pem() {
+    let dir = config_dir("key:\n  source: env\n");
+    let generated = regauth::keys::generate::generate(regauth::keys::Algorithm::ES384).unwrap();
+    let flattened = generated.key_pem.trim_end().replace('\n', "\\n");
+    assert!(!flattened.contains('\n'));
+    let args = ["check", "--config", "regauth.yaml"];
+    let (ok, stdout, stderr) =
+        run_in_env(dir.path(), &args, &[("REGAUTH_SIGNING_KEY", &flattened)]);
+    assert!(ok, "{stdout}{stderr}");
+    let kid = crate::helpers::kid_of(generated.key_pem.as_bytes());
+    assert!(
+        stdout.contains(&format!("key: ES384 kid {kid}")),
+        "{stdout}"
+    );
+
+    let (ok, _, stderr) = run_in_env(dir.path(), &args, &[("REGAUTH_SIGNING_KEY", "")]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("REGAUTH_SIGNING_KEY is unset or empty"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_fails_for_a_zero_led_key_named_by_thumbprint_unless_tokens_carry_x5c() {
+    let dir = config_dir("token:\n  kid_format: thumbprint\nkey:\n  path: zero.key\n");
+    std::fs::write(dir.path().join("zero.key"), Y_ZERO).unwrap();
+    let (ok, stdout, stderr) = run_in(dir.path(), &["check", "--config", "regauth.yaml"]);
+    assert!(!ok, "{stdout}");
+    assert!(
+        stderr.contains("error: key: the key's y coordinate starts with a 0x00 byte")
+            && stderr.contains("registry 3.1.x")
+            && stderr.contains("x5c")
+            && stderr.contains("jwks"),
+        "{stderr}"
+    );
+
+    // The same key as the next key is reported too.
+    std::fs::write(
+        dir.path().join("regauth.yaml"),
+        "token:\n  kid_format: thumbprint\nkey:\n  next: zero.key\n",
+    )
+    .unwrap();
+    let (ok, _, stderr) = run_in(dir.path(), &["check", "--config", "regauth.yaml"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("error: next key: the key's y coordinate"),
+        "{stderr}"
+    );
+
+    // Sent as x5c, the registry verifies the chain and never computes the thumbprint.
+    let cert = regauth::keys::generate::self_signed_certificate(Y_ZERO).unwrap();
+    std::fs::write(dir.path().join("zero.crt"), cert).unwrap();
+    std::fs::write(
+        dir.path().join("regauth.yaml"),
+        "token:\n  kid_format: thumbprint\nkey:\n  path: zero.key\n  certificate: zero.crt\n",
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = run_in(dir.path(), &["check", "--config", "regauth.yaml"]);
+    assert!(ok, "{stdout}{stderr}");
 }
 
 #[test]

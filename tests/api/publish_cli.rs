@@ -206,3 +206,57 @@ fn jwks_of_an_hmac_key_is_empty_and_says_why_on_stderr() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("HMAC secret"));
 }
+
+/// `regauth jwks` and the server's `GET /.well-known/jwks.json` for the same settings: the
+/// same keys, ids and `x5c` presence, with and without configured certificates.
+#[tokio::test]
+async fn regauth_jwks_prints_what_the_server_publishes() {
+    for configured in [false, true] {
+        let app = crate::helpers::spawn_app_with(|s| {
+            let dir = s.key.path.parent().unwrap().to_path_buf();
+            // keygen's layout: next.key with next.crt beside it.
+            let staging = dir.join("staging");
+            let next = generate::write(&staging, Algorithm::ES256, false).unwrap();
+            std::fs::rename(&next.key, dir.join("next.key")).unwrap();
+            std::fs::rename(next.certificate.unwrap(), dir.join("next.crt")).unwrap();
+            s.key.next = Some(dir.join("next.key"));
+            if configured {
+                s.key.certificate = Some(dir.join("signing.crt"));
+                s.key.next_certificate = Some(dir.join("next.crt"));
+                s.key.x5c = false;
+            }
+        })
+        .await;
+        let dir = app.dir.path();
+        let mut yaml = format!(
+            "key:\n  path: {d}/signing.key\n  next: {d}/next.key\n",
+            d = dir.display()
+        );
+        if configured {
+            yaml += &format!(
+                "  certificate: {d}/signing.crt\n  next_certificate: {d}/next.crt\n  x5c: false\n",
+                d = dir.display()
+            );
+        }
+        let config = dir.join("regauth.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        let out = run("jwks", &config);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let served: Value = app
+            .get("/.well-known/jwks.json")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(cli, served, "configured certificates: {configured}");
+        assert_eq!(served["keys"].as_array().unwrap().len(), 2);
+        for key in served["keys"].as_array().unwrap() {
+            assert_eq!(key["x5c"].is_array(), configured, "{key}");
+        }
+    }
+}

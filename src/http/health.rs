@@ -12,7 +12,9 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// 200 while a signing key is loaded and its certificate (if any) has not expired; 503 once
-/// shutdown has begun, so load balancers stop sending new requests.
+/// shutdown has begun, so load balancers stop sending new requests. Reload trouble (an
+/// unreadable key file, failed or panicked reloads, a directory that had to be watched
+/// again) is reported in the body without failing readiness: the loaded key signs.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if state.shutdown.is_draining() {
         return HttpResponse::ServiceUnavailable().json(json!({"status": "shutting down"}));
@@ -36,6 +38,12 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         "next_kid": status.next_kid,
         "next_key_error": status.next_error,
         "retired_keys": status.retired,
+        "last_check": status.last_check.map(rfc3339),
+        "key_file_error": status.key_file_error,
+        "key_file_missing_since": status.key_file_missing_since.map(rfc3339),
+        "reload_panics": status.reload_panics,
+        "watch_rearmed": status.watch_rearmed,
+        "watch_problem": status.watch_problem,
     });
     if expired {
         HttpResponse::ServiceUnavailable().json(body)

@@ -1,10 +1,15 @@
 //! A key read from a PEM file and hot-reloaded when the file is replaced, published with the
 //! next key (`key.next`) and the keys it recently replaced (see [`super::keyset`]).
 //!
-//! The files are watched through [`crate::watch`] (their directories, so `mv`, editors and the
-//! Kubernetes `..data` symlink swap are all seen, with a periodic re-read as a backstop). New
-//! content replaces the key only when it parses and fits; otherwise the last good key keeps
-//! signing and the failure is logged once.
+//! The files are watched through [`crate::watch`] (their directories and, for symlinks, their
+//! targets' directories, so `mv`, editors and the Kubernetes `..data` symlink swap are all
+//! seen, with a periodic re-read as a backstop). New content replaces the key only when it
+//! parses and fits; otherwise the last good key keeps signing and the failure is logged once.
+//! A key and its certificate are read as a pair: when they do not match, they are read again
+//! after a moment (a rotation may have replaced one and not yet the other) before the reload
+//! counts as failed. A key file that cannot be read is reported (and logged once) until it
+//! can be read again. Files are read and parsed without holding the state lock that
+//! `/readyz` and the JWKS take.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -14,7 +19,7 @@ use arc_swap::ArcSwap;
 
 use super::keyset::KeySet;
 use super::material::content_digest;
-use super::{FileKind, KeyProvider, KeySpec, KeyStatus, ProviderError, SigningKey};
+use super::{FileKind, KeyError, KeyProvider, KeySpec, KeyStatus, ProviderError, SigningKey};
 use crate::clock::{Clock, SystemClock};
 use crate::watch::{self, FileWatch};
 
@@ -26,6 +31,8 @@ pub struct ReloadOptions {
     /// How long a replaced signing key stays published: the token lifetime plus the
     /// registry's 60 s leeway, so every token it signed expires first.
     pub retain: Duration,
+    /// How long to wait before reading a key and a certificate that do not match once more.
+    pub pair_retry: Duration,
 }
 
 impl Default for ReloadOptions {
@@ -33,6 +40,7 @@ impl Default for ReloadOptions {
         ReloadOptions {
             watch: watch::WatchOptions::default(),
             retain: Duration::from_secs(300 + 60),
+            pair_retry: Duration::from_millis(500),
         }
     }
 }
@@ -73,14 +81,19 @@ impl KeyFiles {
 pub struct FileKeyProvider {
     shared: Arc<Shared>,
     // Dropping the watch ends the reload thread.
-    _watch: FileWatch,
+    watch: FileWatch,
 }
 
 struct Shared {
     files: KeyFiles,
     spec: KeySpec,
     clock: Arc<dyn Clock>,
+    pair_retry: Duration,
     current: ArcSwap<SigningKey>,
+    /// Held for a whole reload (file I/O included), so reloads run one at a time; readers
+    /// never take it.
+    reloading: Mutex<()>,
+    /// Held only to read or update the bookkeeping, never across file I/O.
     state: Mutex<ReloadState>,
 }
 
@@ -91,6 +104,23 @@ struct ReloadState {
     last_failed: Option<[u8; 32]>,
     /// The same for the next key.
     next_failed: Option<[u8; 32]>,
+}
+
+/// What reading a key file and its certificate gave.
+enum PairRead {
+    /// A file cannot be read.
+    Unreadable(ProviderError),
+    /// The same content as before (loaded, or known to fail).
+    Unchanged,
+    /// New content, parsed (or not), with its digest. Boxed: a key is large.
+    New([u8; 32], Result<Box<SigningKey>, KeyError>),
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
 }
 
 impl FileKeyProvider {
@@ -114,12 +144,15 @@ impl FileKeyProvider {
     ) -> Result<FileKeyProvider, ProviderError> {
         let key = load_key_file(&files.key, files.certificate.as_deref(), spec)?;
         super::warn_registry_thumbprint(&key, &format!("signing key from {}", files.key.display()));
-        let status = KeyStatus::new(format!("file {}", files.key.display()), &key, clock.now());
+        let mut status = KeyStatus::new(format!("file {}", files.key.display()), &key, clock.now());
+        status.last_check = Some(status.loaded_at);
         let shared = Arc::new(Shared {
             files,
             spec,
             clock,
+            pair_retry: options.pair_retry,
             current: ArcSwap::from_pointee(key),
+            reloading: Mutex::new(()),
             state: Mutex::new(ReloadState {
                 status,
                 set: KeySet::new(options.retain),
@@ -127,17 +160,14 @@ impl FileKeyProvider {
                 next_failed: None,
             }),
         });
-        shared.reload_next(&mut shared.lock());
+        shared.reload_next();
 
         let weak: Weak<Shared> = Arc::downgrade(&shared);
         let paths: Vec<PathBuf> = shared.files.all().cloned().collect();
         let watch = FileWatch::start("regauth-key-reload", &paths, options.watch, move || {
             weak.upgrade().map(|shared| shared.reload()).is_some()
         });
-        Ok(FileKeyProvider {
-            shared,
-            _watch: watch,
-        })
+        Ok(FileKeyProvider { shared, watch })
     }
 
     /// Re-reads the files now; true when a new signing key was swapped in.
@@ -159,9 +189,16 @@ impl KeyProvider for FileKeyProvider {
     }
 
     fn status(&self) -> KeyStatus {
-        let state = self.shared.lock();
-        let mut status = state.status.clone();
-        status.retired = state.set.retired(self.shared.clock.now()).count();
+        let mut status = {
+            let state = self.shared.lock();
+            let mut status = state.status.clone();
+            status.retired = state.set.retired(self.shared.clock.now()).count();
+            status
+        };
+        let watch = self.watch.report();
+        status.reload_panics = watch.reload_panics;
+        status.watch_rearmed = watch.rearmed;
+        status.watch_problem = watch.problem;
         status
     }
 }
@@ -207,51 +244,91 @@ fn read_files(
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, ReloadState> {
-        match self.state.lock() {
-            Ok(state) => state,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        lock(&self.state)
     }
 
     /// Re-reads every file; swaps in a new signing key when its content changed and is
     /// usable (the old one is retired, still published), then refreshes the next key and
     /// drops retired keys past their window. Returns true on a swap.
     fn reload(&self) -> bool {
-        let mut state = self.lock();
-        let swapped = self.reload_current(&mut state);
-        self.reload_next(&mut state);
-        state.set.prune(self.clock.now());
+        let _one_at_a_time = lock(&self.reloading);
+        self.lock().status.last_check = Some(self.clock.now());
+        let swapped = self.reload_current();
+        self.reload_next();
+        self.lock().set.prune(self.clock.now());
         swapped
     }
 
-    fn reload_current(&self, state: &mut ReloadState) -> bool {
-        let files = read_files(&self.files.key, self.files.certificate.as_deref());
-        let (key_bytes, cert_bytes) = match files {
-            Ok(files) => files,
-            Err(e) => {
-                // A file missing for a moment (mid-rename) is not worth a failure count;
-                // the next event or poll will find the new one.
-                log::debug!("key reload skipped: {e}");
-                return false;
+    /// Reads `key` and `cert` as one pair and parses them unless `known` says the content
+    /// is the same as before. A key and certificate that do not match are read again after
+    /// [`Shared::pair_retry`]: a rotation that replaces them one after the other (or a
+    /// symlink swap between the two reads) is seen whole rather than counted as a failure.
+    fn read_pair(
+        &self,
+        key: &Path,
+        cert: Option<&Path>,
+        known: impl Fn(&[u8; 32]) -> bool,
+    ) -> PairRead {
+        let mut retried = false;
+        loop {
+            let (key_bytes, cert_bytes) = match read_files(key, cert) {
+                Ok(files) => files,
+                Err(e) => return PairRead::Unreadable(e),
+            };
+            let digest = content_digest(&key_bytes, cert_bytes.as_deref());
+            if known(&digest) {
+                return PairRead::Unchanged;
             }
-        };
-        let digest_now = content_digest(&key_bytes, cert_bytes.as_deref());
-        let current = self.current.load_full();
-        if current.fingerprint() == &digest_now || state.last_failed == Some(digest_now) {
-            return false;
+            let parsed = SigningKey::from_bytes(&key_bytes, cert_bytes.as_deref(), self.spec);
+            if matches!(parsed, Err(KeyError::CertificateMismatch)) && !retried {
+                log::debug!(
+                    "{} do not match; reading them again in {:?}",
+                    describe(key, cert),
+                    self.pair_retry
+                );
+                std::thread::sleep(self.pair_retry);
+                retried = true;
+                continue;
+            }
+            return PairRead::New(digest, parsed.map(Box::new));
         }
-        match SigningKey::from_bytes(&key_bytes, cert_bytes.as_deref(), self.spec) {
-            Ok(key) => {
+    }
+
+    fn reload_current(&self) -> bool {
+        let cert = self.files.certificate.as_deref();
+        let current = self.current.load_full();
+        let read = self.read_pair(&self.files.key, cert, |digest| {
+            current.fingerprint() == digest || self.lock().last_failed == Some(*digest)
+        });
+        let now = self.clock.now();
+        let mut state = self.lock();
+        if !matches!(read, PairRead::Unreadable(_)) {
+            self.readable_again(&mut state, &current);
+        }
+        match read {
+            PairRead::Unchanged => false,
+            PairRead::Unreadable(e) => {
+                let reason = e.to_string();
+                if state.status.key_file_error.as_deref() != Some(reason.as_str()) {
+                    log::warn!(
+                        "{reason}; still signing with {}, which a restart could not load",
+                        current.label()
+                    );
+                }
+                state.status.key_file_missing_since.get_or_insert(now);
+                state.status.key_file_error = Some(reason);
+                false
+            }
+            PairRead::New(_, Ok(key)) => {
                 let old = current.label();
                 let new = key.label();
-                let now = self.clock.now();
-                state.set.replaced(Arc::clone(&current), &key, now);
                 super::warn_registry_thumbprint(
                     &key,
                     &format!("signing key from {}", self.files.key.display()),
                 );
+                state.set.replaced(Arc::clone(&current), &key, now);
                 state.status.kid = key.kid().map(str::to_owned);
-                self.current.store(Arc::new(key));
+                self.current.store(Arc::from(key));
                 state.status.loaded_at = now;
                 state.status.last_reload = Some(now);
                 state.status.last_error = None;
@@ -262,13 +339,13 @@ impl Shared {
                 );
                 true
             }
-            Err(error) => {
+            PairRead::New(digest, Err(error)) => {
                 state.status.failed_reloads += 1;
                 state.status.last_error = Some(error.to_string());
-                state.last_failed = Some(digest_now);
+                state.last_failed = Some(digest);
                 log::error!(
                     "new content of {} is not usable, still signing with {}: {error}",
-                    describe(&self.files.key, self.files.certificate.as_deref()),
+                    describe(&self.files.key, cert),
                     current.label()
                 );
                 false
@@ -276,17 +353,35 @@ impl Shared {
         }
     }
 
+    /// Clears a recorded read failure once the files can be read again.
+    fn readable_again(&self, state: &mut ReloadState, current: &SigningKey) {
+        if state.status.key_file_error.take().is_some() {
+            state.status.key_file_missing_since = None;
+            log::info!(
+                "{} can be read again (signing with {})",
+                describe(&self.files.key, self.files.certificate.as_deref()),
+                current.label()
+            );
+        }
+    }
+
     /// Loads, replaces or drops the next key. Never touches the signing key: a broken next
     /// key is reported in the status and the last good one (if any) stays published; a
     /// missing one is no longer published.
-    fn reload_next(&self, state: &mut ReloadState) {
+    fn reload_next(&self) {
         let Some(path) = &self.files.next else {
             return;
         };
         let cert = self.files.next_certificate.as_deref();
-        let (key_bytes, cert_bytes) = match read_files(path, cert) {
-            Ok(files) => files,
-            Err(e) if e.is_missing(FileKind::Key) => {
+        let read = self.read_pair(path, cert, |digest| {
+            let state = self.lock();
+            state.set.next().is_some_and(|k| k.fingerprint() == digest)
+                || state.next_failed == Some(*digest)
+        });
+        let mut state = self.lock();
+        match read {
+            PairRead::Unchanged => {}
+            PairRead::Unreadable(e) if e.is_missing(FileKind::Key) => {
                 if let Some(old) = state.set.next() {
                     log::info!(
                         "next key {} is gone; {} is no longer published as the next key",
@@ -298,20 +393,9 @@ impl Shared {
                 state.status.next_kid = None;
                 state.status.next_error = Some(format!("no next key at {}", path.display()));
                 state.next_failed = None;
-                return;
             }
-            Err(e) => {
-                self.next_failed(state, e.to_string());
-                return;
-            }
-        };
-        let digest = content_digest(&key_bytes, cert_bytes.as_deref());
-        let unchanged = state.set.next().is_some_and(|k| k.fingerprint() == &digest);
-        if unchanged || state.next_failed == Some(digest) {
-            return;
-        }
-        match SigningKey::from_bytes(&key_bytes, cert_bytes.as_deref(), self.spec) {
-            Ok(key) => {
+            PairRead::Unreadable(e) => self.next_failed(&mut state, e.to_string()),
+            PairRead::New(_, Ok(key)) => {
                 log::info!(
                     "next key loaded from {}: {} (published, not signing)",
                     describe(path, cert),
@@ -321,11 +405,11 @@ impl Shared {
                 state.status.next_kid = key.published_id().map(str::to_owned);
                 state.status.next_error = None;
                 state.next_failed = None;
-                state.set.set_next(Some(Arc::new(key)));
+                state.set.set_next(Some(Arc::from(key)));
             }
-            Err(error) => {
+            PairRead::New(digest, Err(error)) => {
                 state.next_failed = Some(digest);
-                self.next_failed(state, format!("{}: {error}", describe(path, cert)));
+                self.next_failed(&mut state, format!("{}: {error}", describe(path, cert)));
             }
         }
     }
@@ -385,6 +469,7 @@ mod tests {
                 ..watch::WatchOptions::default()
             },
             retain: Duration::from_secs(360),
+            pair_retry: Duration::from_millis(50),
         };
         let provider = FileKeyProvider::start_with_clock(
             files,
@@ -468,5 +553,104 @@ mod tests {
         let (provider, _clock, _key, _next) = start(dir.path(), false);
         assert_eq!(kids(&provider), [first]);
         assert_eq!(provider.status().next_error, None);
+    }
+
+    #[test]
+    fn an_unreadable_key_file_is_reported_since_it_went_missing_and_cleared_when_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = write_key(&dir.path().join("signing.key"));
+        let (provider, clock, key, _next) = start(dir.path(), false);
+        let gone = std::fs::read(&key).unwrap();
+        std::fs::remove_file(&key).unwrap();
+        assert!(!provider.reload_now());
+        let status = provider.status();
+        let since = status.key_file_missing_since.unwrap();
+        assert!(
+            status
+                .key_file_error
+                .unwrap()
+                .contains("cannot read key file"),
+            "the reason is recorded"
+        );
+        assert_eq!(status.last_check, Some(clock.now()));
+        assert_eq!(status.failed_reloads, 0, "not a bad key, just no file");
+        assert_eq!(provider.signing_key().kid(), Some(first.as_str()));
+
+        clock.advance(TimeDelta::seconds(30));
+        provider.reload_now();
+        let status = provider.status();
+        assert_eq!(
+            status.key_file_missing_since,
+            Some(since),
+            "since the first miss"
+        );
+        assert_eq!(status.last_check, Some(clock.now()));
+
+        std::fs::write(&key, gone).unwrap();
+        assert!(!provider.reload_now(), "the same key is back");
+        let status = provider.status();
+        assert_eq!(
+            (status.key_file_error, status.key_file_missing_since),
+            (None, None)
+        );
+    }
+
+    fn with_certificate(dir: &Path) -> (FileKeyProvider, PathBuf, PathBuf) {
+        let (key, cert) = (dir.join("signing.key"), dir.join("signing.crt"));
+        generate::write(dir, Algorithm::ES256, false).unwrap();
+        let files = KeyFiles {
+            certificate: Some(cert.clone()),
+            ..KeyFiles::new(&key)
+        };
+        let options = ReloadOptions {
+            watch: watch::WatchOptions {
+                debounce: Duration::from_secs(3600),
+                poll_interval: Duration::from_secs(3600),
+                ..watch::WatchOptions::default()
+            },
+            pair_retry: Duration::from_millis(1000),
+            ..ReloadOptions::default()
+        };
+        let provider = FileKeyProvider::start(files, KeySpec::default(), options).unwrap();
+        (provider, key, cert)
+    }
+
+    #[test]
+    fn a_certificate_replaced_before_its_key_is_read_again_before_counting_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let (provider, key, cert) = with_certificate(dir.path());
+        let staging = tempfile::tempdir().unwrap();
+        let next = generate::write(staging.path(), Algorithm::ES256, false).unwrap();
+        let new_kid =
+            SigningKey::from_bytes(&std::fs::read(&next.key).unwrap(), None, KeySpec::default())
+                .unwrap()
+                .kid()
+                .unwrap()
+                .to_owned();
+
+        // Certificate first; the key follows while the reload waits to read the pair again.
+        std::fs::rename(next.certificate.unwrap(), &cert).unwrap();
+        let (new_key, target) = (next.key.clone(), key.clone());
+        let follower = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            std::fs::rename(new_key, target).unwrap();
+        });
+        assert!(provider.reload_now());
+        follower.join().unwrap();
+        assert_eq!(provider.signing_key().kid(), Some(new_kid.as_str()));
+        assert_eq!(provider.status().failed_reloads, 0);
+
+        // A certificate whose key never comes is a failure, counted once.
+        let other = generate::generate(Algorithm::ES256)
+            .unwrap()
+            .cert_pem
+            .unwrap();
+        std::fs::write(&cert, other).unwrap();
+        assert!(!provider.reload_now());
+        assert!(!provider.reload_now());
+        let status = provider.status();
+        assert_eq!(status.failed_reloads, 1);
+        assert!(status.last_error.unwrap().contains("does not match"));
+        assert_eq!(provider.signing_key().kid(), Some(new_kid.as_str()));
     }
 }

@@ -128,6 +128,7 @@ pub fn provider_from_settings(
                     ..WatchOptions::default()
                 },
                 retain: config.retention(),
+                ..ReloadOptions::default()
             };
             Ok(Arc::new(FileKeyProvider::start_with_clock(
                 files, spec, options, clock,

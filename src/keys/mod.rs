@@ -67,6 +67,19 @@ pub struct KeyStatus {
     pub next_error: Option<String>,
     /// Replaced keys still published.
     pub retired: usize,
+    /// When the files were last checked (after a file event, or at a poll).
+    pub last_check: Option<DateTime<Utc>>,
+    /// Why the key file (or its certificate) cannot be read now, while the last good key
+    /// keeps signing, e.g. `cannot read key file keys/signing.key: No such file or directory`.
+    pub key_file_error: Option<String>,
+    /// Since when [`KeyStatus::key_file_error`] holds.
+    pub key_file_missing_since: Option<DateTime<Utc>>,
+    /// Reloads that panicked (caught; reloading goes on).
+    pub reload_panics: u64,
+    /// Watched directories watched again after being re-created (or created after the start).
+    pub watch_rearmed: u64,
+    /// Why some watched directory is not watched now (only the poll sees its files).
+    pub watch_problem: Option<String>,
 }
 
 impl KeyStatus {
@@ -82,6 +95,12 @@ impl KeyStatus {
             next_kid: None,
             next_error: None,
             retired: 0,
+            last_check: None,
+            key_file_error: None,
+            key_file_missing_since: None,
+            reload_panics: 0,
+            watch_rearmed: 0,
+            watch_problem: None,
         }
     }
 

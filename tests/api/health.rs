@@ -32,6 +32,13 @@ async fn readyz_reports_the_loaded_key() {
         app.keys.signing_key().thumbprint().unwrap()
     );
     assert!(body["source"].as_str().unwrap().starts_with("file "));
+    // Reload health: checked at the start, nothing wrong.
+    assert_eq!(body["last_check"], body["key_loaded_at"]);
+    for field in ["key_file_error", "key_file_missing_since", "watch_problem"] {
+        assert!(body[field].is_null(), "{field}: {body}");
+    }
+    assert_eq!(body["reload_panics"], 0);
+    assert_eq!(body["watch_rearmed"], 0);
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 
 use std::os::unix::fs::symlink;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -115,18 +115,160 @@ async fn a_garbage_key_file_keeps_the_old_key_signing_and_the_service_ready() {
     assert_rotates_to(&app, &kid).await;
 }
 
+/// `/readyz` as JSON, once `done` holds for it (or the deadline passes).
+async fn readyz_when(app: &TestApp, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let response = app.get("/readyz").await;
+        assert_eq!(response.status(), 200, "ready while a good key signs");
+        let body: Value = response.json().await.unwrap();
+        if done(&body) {
+            return body;
+        }
+        assert!(start.elapsed() < DEADLINE, "{what} not seen: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// No backstop poll within any test's lifetime: only the watcher can see a change.
+fn watcher_only(s: &mut regauth::config::Settings) {
+    s.key.poll_interval_seconds = 3600;
+}
+
 #[tokio::test]
-async fn a_deleted_key_file_keeps_the_old_key_signing() {
-    let app = spawn_app().await;
+async fn a_deleted_key_file_keeps_the_old_key_signing_and_shows_in_readyz() {
+    let app = spawn_app_with(watcher_only).await;
     let old = current_kid(&app);
     std::fs::remove_file(&app.key_path).unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let body = readyz_when(&app, "the missing key file", |b| {
+        !b["key_file_error"].is_null()
+    })
+    .await;
+    let reason = body["key_file_error"].as_str().unwrap();
+    assert!(
+        reason.contains("cannot read key file") && reason.contains("signing.key"),
+        "{reason}"
+    );
+    assert!(body["key_file_missing_since"].is_string(), "{body}");
+    assert_eq!(body["kid"], old.as_str());
+    assert_eq!(body["failed_reloads"], 0);
     assert_eq!(header(&app.pull_token().await)["kid"], old.as_str());
-    assert_eq!(app.get("/readyz").await.status(), 200);
 
     let (pem, kid) = new_key();
     std::fs::write(&app.key_path, pem).unwrap();
     assert_rotates_to(&app, &kid).await;
+    let body = readyz_when(&app, "the key file back", |b| b["key_file_error"].is_null()).await;
+    assert!(body["key_file_missing_since"].is_null(), "{body}");
+}
+
+#[tokio::test]
+async fn a_key_path_symlinked_into_another_directory_is_reloaded_by_the_watcher() {
+    let target_dir = tempfile::tempdir().unwrap();
+    let (first, first_kid) = new_key();
+    let target = target_dir.path().join("real.pem");
+    std::fs::write(&target, first).unwrap();
+    let link_dir = tempfile::tempdir().unwrap();
+    let link = link_dir.path().join("signing.key");
+    symlink(&target, &link).unwrap();
+    let app = spawn_app_with(|s| {
+        watcher_only(s);
+        s.key.path = link.clone();
+    })
+    .await;
+    assert_eq!(current_kid(&app), first_kid);
+
+    // Replaced in the target's directory; nothing happens beside the symlink.
+    let (second, second_kid) = new_key();
+    let staged = target_dir.path().join("real.pem.new");
+    std::fs::write(&staged, second).unwrap();
+    std::fs::rename(&staged, &target).unwrap();
+    assert_rotates_to(&app, &second_kid).await;
+}
+
+#[tokio::test]
+async fn a_next_key_directory_missing_at_start_is_watched_once_it_exists() {
+    let later = tempfile::tempdir().unwrap();
+    let next_dir = later.path().join("next");
+    let next = next_dir.join("next.key");
+    let app = spawn_app_with(|s| {
+        watcher_only(s);
+        s.key.next = Some(next.clone());
+    })
+    .await;
+    let body = readyz_when(&app, "the missing directory", |b| {
+        b["watch_problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("missing"))
+    })
+    .await;
+    assert!(body["next_kid"].is_null());
+
+    std::fs::create_dir(&next_dir).unwrap();
+    let (pem, kid) = new_key();
+    crate::helpers::replace_file(&next, &pem);
+    let body = readyz_when(&app, "the next key", |b| b["next_kid"] == kid.as_str()).await;
+    assert_eq!(body["watch_rearmed"], 1, "{body}");
+    assert!(body["watch_problem"].is_null(), "{body}");
+}
+
+#[tokio::test]
+async fn a_key_directory_deleted_and_recreated_is_watched_again() {
+    let root = tempfile::tempdir().unwrap();
+    let keys = root.path().join("keys");
+    let app = spawn_app_with(|s| {
+        watcher_only(s);
+        regauth::keys::generate::write(&keys, regauth::keys::Algorithm::ES256, false).unwrap();
+        s.key.path = keys.join("signing.key");
+    })
+    .await;
+    let old = current_kid(&app);
+
+    std::fs::remove_dir_all(&keys).unwrap();
+    readyz_when(&app, "the missing directory", |b| {
+        !b["key_file_error"].is_null() && !b["watch_problem"].is_null()
+    })
+    .await;
+    assert_eq!(header(&app.pull_token().await)["kid"], old.as_str());
+
+    std::fs::create_dir(&keys).unwrap();
+    let body = readyz_when(&app, "the re-armed watch", |b| b["watch_rearmed"] == 1).await;
+    assert!(body["watch_problem"].is_null(), "{body}");
+    // A key written into the new directory is seen by the watcher (no poll for an hour).
+    let (pem, kid) = new_key();
+    crate::helpers::replace_file(&app.key_path, &pem);
+    assert_rotates_to(&app, &kid).await;
+    readyz_when(&app, "the key file back", |b| b["key_file_error"].is_null()).await;
+}
+
+#[tokio::test]
+async fn a_certificate_then_key_rotation_seen_halfway_is_not_a_failed_reload() {
+    let app = spawn_app_with(|s| {
+        watcher_only(s);
+        s.key.certificate = Some(s.key.path.with_file_name("signing.crt"));
+    })
+    .await;
+    let staging = tempfile::tempdir().unwrap();
+    let written =
+        regauth::keys::generate::write(staging.path(), regauth::keys::Algorithm::ES256, false)
+            .unwrap();
+    let kid = kid_of(&std::fs::read(&written.key).unwrap());
+    let checked = app.keys.status().last_check;
+
+    // The certificate first; the key only once a reload has seen the certificate alone.
+    std::fs::rename(
+        written.certificate.unwrap(),
+        app.dir.path().join("signing.crt"),
+    )
+    .unwrap();
+    let start = Instant::now();
+    while app.keys.status().last_check == checked {
+        assert!(start.elapsed() < DEADLINE, "the certificate was never read");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    std::fs::rename(&written.key, &app.key_path).unwrap();
+    assert_rotates_to(&app, &kid).await;
+    let status = app.keys.status();
+    assert_eq!(status.failed_reloads, 0, "{:?}", status.last_error);
 }
 
 #[tokio::test]

@@ -143,7 +143,7 @@ pub fn self_signed_certificate(key_pem: &str) -> Result<String, GenerateError> {
     Ok(cert.pem())
 }
 
-/// Paths written by [`write`].
+/// Paths written by [`write()`].
 #[derive(Debug, Clone)]
 pub struct Written {
     /// The key file (mode 0600).

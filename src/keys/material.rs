@@ -291,7 +291,8 @@ impl SigningKey {
         &self.header_b64
     }
 
-    /// [`content_digest`] of the bytes the key was loaded from.
+    /// `content_digest` of the bytes the key was loaded from (SHA-256 over the key and
+    /// certificate bytes).
     pub fn fingerprint(&self) -> &[u8; 32] {
         &self.fingerprint
     }

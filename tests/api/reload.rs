@@ -292,6 +292,7 @@ async fn a_key_with_its_certificate_rotates_together_and_x5c_follows() {
     .unwrap();
     std::fs::rename(&written.key, &app.key_path).unwrap();
     assert_rotates_to(&app, &kid).await;
+    assert_eq!(app.keys.status().failed_reloads, 0, "renamed back to back");
     let x5c = header(&app.pull_token().await)["x5c"][0]
         .as_str()
         .unwrap()

@@ -161,9 +161,9 @@ impl FileWatch {
             ignored_events: h.ignored_events.load(Ordering::Relaxed),
             received: h.received.load(Ordering::Relaxed),
             reloads: h.reloads.load(Ordering::Relaxed),
-            reload_panics: h.reload_panics.load(Ordering::Relaxed),
+            reload_panics: h.reload_panics.load(Ordering::Acquire),
             last_panic: text.last_panic.clone(),
-            rearmed: h.rearmed.load(Ordering::Relaxed),
+            rearmed: h.rearmed.load(Ordering::Acquire),
             last_rearm: text.last_rearm.clone(),
             problem: text.problem.clone(),
         }
@@ -272,6 +272,7 @@ impl Directories {
         let (wanted, names) = self.wanted();
         self.names.store(Arc::new(names));
         let mut problems = Vec::new();
+        let mut rearmed = Vec::new();
         let mut parents = HashSet::new();
         for dir in &wanted {
             let now = identity(dir);
@@ -300,8 +301,7 @@ impl Directories {
                     };
                     let what = format!("{} ({how})", dir.display());
                     log::warn!("watching {what} again");
-                    self.health.rearmed.fetch_add(1, Ordering::Relaxed);
-                    self.health.text().last_rearm = Some(what);
+                    rearmed.push(what);
                 }
                 (before, None) => {
                     if before.is_none_or(|b| b.is_some()) {
@@ -366,8 +366,16 @@ impl Directories {
             }
         }
         self.parents = parents;
-        let problem = (!problems.is_empty()).then(|| problems.join("; "));
-        self.health.text().problem = problem;
+        // Text first, counter last: a reader that sees the new count sees the state with it.
+        let mut text = self.health.text();
+        text.problem = (!problems.is_empty()).then(|| problems.join("; "));
+        if let Some(last) = rearmed.last() {
+            text.last_rearm = Some(last.clone());
+        }
+        drop(text);
+        self.health
+            .rearmed
+            .fetch_add(rearmed.len() as u64, Ordering::Release);
     }
 
     fn watch(&mut self, dir: &Path) -> Result<(), String> {
@@ -434,8 +442,8 @@ fn reload_loop<F: FnMut() -> bool>(
             Err(payload) => {
                 let message = panic_message(payload.as_ref());
                 log::error!("{name}: a reload panicked ({message}); the watch keeps running");
-                health.reload_panics.fetch_add(1, Ordering::Relaxed);
                 health.text().last_panic = Some(message);
+                health.reload_panics.fetch_add(1, Ordering::Release);
             }
         }
     }

@@ -304,7 +304,9 @@ impl Directories {
                     rearmed.push(what);
                 }
                 (before, None) => {
-                    if before.is_none_or(|b| b.is_some()) {
+                    // Logged when it goes missing (or is missing at the start), not at every
+                    // check while it stays missing.
+                    if !matches!(before, Some(None)) {
                         log::warn!(
                             "watched directory {} is missing; its files are re-read when it \
                              comes back",
@@ -312,27 +314,14 @@ impl Directories {
                         );
                     }
                     self.armed.insert(dir.clone(), None);
-                    let parent = dir.ancestors().skip(1).find(|a| {
-                        let a = if a.as_os_str().is_empty() {
-                            Path::new(".")
-                        } else {
-                            a
-                        };
-                        a.is_dir()
-                    });
-                    match parent {
-                        Some(p) => {
-                            let p = if p.as_os_str().is_empty() {
-                                PathBuf::from(".")
-                            } else {
-                                p.to_path_buf()
-                            };
+                    match existing_ancestor(dir) {
+                        Some(parent) => {
                             problems.push(format!(
                                 "directory {} is missing (watching {} for it)",
                                 dir.display(),
-                                p.display()
+                                parent.display()
                             ));
-                            parents.insert(p);
+                            parents.insert(parent);
                         }
                         None => problems.push(format!("directory {} is missing", dir.display())),
                     }
@@ -393,6 +382,21 @@ impl Directories {
             let _ = w.unwatch(dir);
         }
     }
+}
+
+/// The nearest existing directory above `dir` (`.` for a relative path's start).
+fn existing_ancestor(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .skip(1)
+        .map(|a| {
+            if a.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                a
+            }
+        })
+        .find(|a| a.is_dir())
+        .map(Path::to_path_buf)
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> String {

@@ -215,6 +215,15 @@ fn check(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         Ok(users) => {
             let (total, from_file) = users.counts();
             println!("users: {total} ({from_file} from the htpasswd file)");
+            let costs = users.costs();
+            if costs.len() > 1 {
+                println!(
+                    "warning: the users' bcrypt hashes use costs {costs:?}: unknown names are \
+                     checked at cost {}, so a user with a cheaper hash answers measurably faster \
+                     and an attacker can tell which names exist; re-hash them at one cost",
+                    users.dummy_cost()
+                );
+            }
         }
         Err(e) => problems.push(format!("users: {e:#}")),
     }

@@ -241,6 +241,19 @@ impl UserDirectory {
             .unwrap_or(0)
     }
 
+    /// The distinct bcrypt costs of the users' hashes, lowest first. More than one means a
+    /// login's speed tells a cheap-hash user from an unknown name.
+    pub fn costs(&self) -> Vec<u32> {
+        let set = self.shared.current.load();
+        let costs: std::collections::BTreeSet<u32> = set
+            .users
+            .values()
+            .filter_map(|u| u.hash.expose_secret().parse::<bcrypt::HashParts>().ok())
+            .map(|p| p.get_cost())
+            .collect();
+        costs.into_iter().collect()
+    }
+
     /// The user called `name`, if any.
     pub fn lookup(&self, name: &str) -> Option<Arc<User>> {
         self.shared.current.load().users.get(name).cloned()

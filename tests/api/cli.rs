@@ -397,6 +397,17 @@ fn check_passes_a_good_configuration_and_lists_each_problem_of_a_bad_one() {
         stdout.contains("users: 1") && stdout.contains("rules: 1") && stdout.contains("key: ES256"),
         "{stdout}"
     );
+    assert!(!stdout.contains("warning"), "{stdout}");
+    let mixed = config_dir(&format!(
+        "users:\n  alice: {{password: '{hash}'}}\n  bob: {{password: '{}'}}\n",
+        bcrypt::hash("pw", 5).unwrap()
+    ));
+    let (ok, stdout, stderr) = run_in(mixed.path(), &["check", "--config", "regauth.yaml"]);
+    assert!(ok, "a warning, not a failure: {stdout}{stderr}");
+    assert!(
+        stdout.contains("warning: the users' bcrypt hashes use costs [4, 5]"),
+        "{stdout}"
+    );
 
     let bad = config_dir("auth:\n  htpasswd: htpasswd\n");
     std::fs::write(bad.path().join("htpasswd"), "bob:{SHA}abc\n").unwrap();

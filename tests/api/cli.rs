@@ -1,9 +1,9 @@
 //! The `regauth` binary: keygen, startup errors, zero-config start.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+
+use crate::helpers::{start_serve, start_serve_logging};
 
 const BIN: &str = env!("CARGO_BIN_EXE_regauth");
 
@@ -205,83 +205,6 @@ fn keygen_never_writes_through_a_planted_symlink() {
     );
 }
 
-/// Starts `regauth serve` on port 0 and returns it with its address, read from the log.
-fn start_serve(
-    envs: &[(&str, &str)],
-    cwd: Option<&std::path::Path>,
-) -> (std::process::Child, String) {
-    let (child, addr, _log) = start_serve_logging(envs, cwd);
-    (child, addr)
-}
-
-/// [`start_serve`], also returning the log: the lines up to the address, then a channel
-/// with the lines that follow.
-fn start_serve_logging(
-    envs: &[(&str, &str)],
-    cwd: Option<&std::path::Path>,
-) -> (std::process::Child, String, ServeLog) {
-    let scratch = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .env("REGAUTH_SERVER__LISTEN", "127.0.0.1:0")
-        .envs(envs.iter().copied())
-        .current_dir(cwd.unwrap_or(scratch.path()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut before = Vec::new();
-    let addr = loop {
-        let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
-            break None;
-        };
-        if let Some(addr) = line.split("listening on ").nth(1) {
-            break Some(addr.trim().to_owned());
-        }
-        before.push(line);
-    };
-    let Some(addr) = addr else {
-        child.kill().unwrap();
-        child.wait().unwrap();
-        panic!("regauth did not log its address: {before:?}");
-    };
-    (child, addr, ServeLog { before, rx })
-}
-
-/// What a server started by [`start_serve_logging`] logs.
-struct ServeLog {
-    /// The lines before `listening on`.
-    before: Vec<String>,
-    rx: std::sync::mpsc::Receiver<String>,
-}
-
-impl ServeLog {
-    /// The first later line containing `needle`, waiting at most 20 s for it.
-    fn wait_for(&self, needle: &str) -> Option<String> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while let Ok(line) = self
-            .rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
-            if line.contains(needle) {
-                return Some(line);
-            }
-        }
-        None
-    }
-}
-
 const X_ZERO: &str = include_str!("../fixtures/ec256-x-leading-zero.pem");
 const Y_ZERO: &str = include_str!("../fixtures/ec256-y-leading-zero.pem");
 
@@ -296,6 +219,7 @@ fn a_zero_led_key_in_thumbprint_mode_is_warned_about_at_start_and_on_reload() {
             ("REGAUTH_TOKEN__KID_FORMAT", "thumbprint"),
         ],
         None,
+        &[],
     );
     let warning = log
         .before

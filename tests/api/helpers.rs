@@ -168,3 +168,105 @@ fn part(token: &str, index: usize) -> Value {
     )
     .expect("json")
 }
+
+/// Starts `regauth serve` on port 0 and returns it with its address, read from the log.
+pub fn start_serve(
+    envs: &[(&str, &str)],
+    cwd: Option<&std::path::Path>,
+) -> (std::process::Child, String) {
+    let (child, addr, _log) = start_serve_logging(envs, cwd, &[]);
+    (child, addr)
+}
+
+/// [`start_serve`], also returning the log: the lines up to the address, then a channel
+/// with the lines that follow.
+pub fn start_serve_logging(
+    envs: &[(&str, &str)],
+    cwd: Option<&std::path::Path>,
+    args: &[&str],
+) -> (std::process::Child, String, ServeLog) {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_regauth"))
+        .arg("serve")
+        .args(args)
+        .env_remove("REGAUTH_CONFIG")
+        .env("REGAUTH_SERVER__LISTEN", "127.0.0.1:0")
+        .envs(envs.iter().copied())
+        .current_dir(cwd.unwrap_or(scratch.path()))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut before = Vec::new();
+    let addr = loop {
+        let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
+            break None;
+        };
+        if let Some(addr) = line.split("listening on ").nth(1) {
+            break Some(addr.trim().to_owned());
+        }
+        before.push(line);
+    };
+    let Some(addr) = addr else {
+        child.kill().unwrap();
+        child.wait().unwrap();
+        panic!("regauth did not log its address: {before:?}");
+    };
+    (child, addr, ServeLog { before, rx })
+}
+
+/// What a server started by [`start_serve_logging`] logs.
+pub struct ServeLog {
+    /// The lines before `listening on`.
+    pub before: Vec<String>,
+    rx: std::sync::mpsc::Receiver<String>,
+}
+
+impl ServeLog {
+    /// The first later line containing `needle`, waiting at most 20 s for it.
+    pub fn wait_for(&self, needle: &str) -> Option<String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while let Ok(line) = self
+            .rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            if line.contains(needle) {
+                return Some(line);
+            }
+        }
+        None
+    }
+
+    /// Every later line, until the process closes its log (it exited) or 30 s pass.
+    pub fn rest(self) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut lines = Vec::new();
+        while let Ok(line) = self
+            .rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            lines.push(line);
+        }
+        lines
+    }
+}
+
+/// Sends `signal` (`TERM`, `HUP`...) to a child process.
+pub fn signal(child: &std::process::Child, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([format!("-{signal}"), child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -{signal} failed");
+}

@@ -1,11 +1,10 @@
 //! What `regauth serve` writes to its log while people sign in: never a password, at any
 //! log level.
 
-use std::io::Read;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Child;
 
-const BIN: &str = env!("CARGO_BIN_EXE_regauth");
+use crate::helpers::{ServeLog, start_serve_logging};
+
 const RIGHT: &str = "Right-Pw-7f3a";
 const WRONG: &str = "Wrong-Pw-91c2";
 /// What a person types in the user name field by mistake: their password.
@@ -15,7 +14,7 @@ const TYPED_AS_USER: &str = "Typed-As-User-55d0";
 struct Serve {
     child: Child,
     address: String,
-    log: std::path::PathBuf,
+    log: ServeLog,
     _dir: tempfile::TempDir,
 }
 
@@ -37,30 +36,14 @@ impl Serve {
             ),
         )
         .unwrap();
-        let log = dir.path().join("serve.log");
-        let child = Command::new(BIN)
-            .args(["serve", "--config", "regauth.yaml"])
-            .current_dir(dir.path())
-            .env_remove("REGAUTH_CONFIG")
-            .env("RUST_LOG", "trace")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let address = loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(rest) = text.split("listening on ").nth(1) {
-                let addr = rest.lines().next().unwrap().trim();
-                break format!("http://{addr}");
-            }
-            assert!(Instant::now() < deadline, "regauth did not start:\n{text}");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let (child, addr, log) = start_serve_logging(
+            &[("RUST_LOG", "trace")],
+            Some(dir.path()),
+            &["--config", "regauth.yaml"],
+        );
         Serve {
             child,
-            address,
+            address: format!("http://{addr}"),
             log,
             _dir: dir,
         }
@@ -70,12 +53,9 @@ impl Serve {
     fn stop(mut self) -> String {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
-        let mut text = String::new();
-        std::fs::File::open(&self.log)
-            .unwrap()
-            .read_to_string(&mut text)
-            .unwrap();
-        text
+        let mut lines = std::mem::take(&mut self.log.before);
+        lines.extend(self.log.rest());
+        lines.join("\n")
     }
 }
 

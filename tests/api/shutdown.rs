@@ -3,14 +3,11 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::helpers::spawn_app_with;
-
-const BIN: &str = env!("CARGO_BIN_EXE_regauth");
+use crate::helpers::{signal, spawn_app_with, start_serve_logging};
 
 /// What one request on a keep-alive connection came to.
 #[derive(Debug, PartialEq, Eq)]
@@ -164,33 +161,14 @@ async fn shutdown_turns_readyz_503_closes_keep_alive_connections_cleanly_and_dro
 
 #[test]
 fn sigterm_drains_then_exits_zero_and_client_protocol_errors_are_not_logged_as_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .env("REGAUTH_SERVER__LISTEN", "127.0.0.1:0")
-        .env("REGAUTH_SERVER__SHUTDOWN_DELAY_SECONDS", "1")
-        .env("RUST_LOG", "info")
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let log = std::thread::spawn(move || {
-        let mut all = Vec::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.split("listening on ").nth(1) {
-                let _ = tx.send(addr.trim().to_owned());
-            }
-            all.push(line);
-        }
-        all
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("address logged");
+    let (mut child, addr, log) = start_serve_logging(
+        &[
+            ("REGAUTH_SERVER__SHUTDOWN_DELAY_SECONDS", "1"),
+            ("RUST_LOG", "info"),
+        ],
+        None,
+        &[],
+    );
     // A request line that is not HTTP, and one far over the access log's cut.
     let mut garbage = TcpStream::connect(&addr).unwrap();
     garbage
@@ -209,14 +187,7 @@ fn sigterm_drains_then_exits_zero_and_client_protocol_errors_are_not_logged_as_e
     long.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(&child, "TERM");
     // During the drain delay the listener still answers, with readyz at 503 once the signal
     // is handled.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -249,7 +220,7 @@ fn sigterm_drains_then_exits_zero_and_client_protocol_errors_are_not_logged_as_e
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");
-    let lines = log.join().unwrap();
+    let lines = log.rest();
     let text = lines.join("\n");
     assert!(!lines.iter().any(|l| l.contains(" ERROR ")), "{text}");
     let access = lines

@@ -153,8 +153,17 @@ impl ApiError {
             ApiError::TooManyAttempts(_) => "TOO_MANY_REQUESTS",
             ApiError::Busy => "UNAVAILABLE",
             ApiError::NotFound => "NOT_FOUND",
-            ApiError::Status(status) if status.is_server_error() => "INTERNAL_ERROR",
-            ApiError::Status(_) => "INVALID_REQUEST",
+            ApiError::Status(status) => match *status {
+                StatusCode::NOT_FOUND => "NOT_FOUND",
+                StatusCode::METHOD_NOT_ALLOWED | StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                    "UNSUPPORTED"
+                }
+                StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
+                StatusCode::TOO_MANY_REQUESTS => "TOO_MANY_REQUESTS",
+                StatusCode::SERVICE_UNAVAILABLE => "UNAVAILABLE",
+                s if s.is_server_error() => "INTERNAL_ERROR",
+                _ => "INVALID_REQUEST",
+            },
             ApiError::Internal(_) => "INTERNAL_ERROR",
         }
     }
@@ -260,4 +269,43 @@ pub fn json_fallback<B: MessageBody>(
     Ok(ErrorHandlerResponse::Response(
         ServiceResponse::new(req, response).map_into_right_body::<B>(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::body::to_bytes;
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_framework_error_that_is_not_json_becomes_the_json_body_for_its_status() {
+        let plain = TestRequest::default().to_srv_response(
+            HttpResponse::PayloadTooLarge()
+                .content_type("text/plain")
+                .body("payload reached size limit: internal detail"),
+        );
+        let ErrorHandlerResponse::Response(res) = json_fallback(plain).unwrap() else {
+            panic!("a response is expected");
+        };
+        assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            res.headers().get(header::CONTENT_TYPE).unwrap(),
+            "application/json"
+        );
+        let body = to_bytes(res.into_body()).await.unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains(r#""code":"PAYLOAD_TOO_LARGE""#), "{body}");
+        assert!(!body.contains("internal detail"), "{body}");
+
+        let json = TestRequest::default().to_srv_response(ApiError::NotFound.error_response());
+        let ErrorHandlerResponse::Response(res) = json_fallback(json).unwrap() else {
+            panic!("a response is expected");
+        };
+        let body = to_bytes(res.into_body()).await.unwrap();
+        assert!(
+            String::from_utf8_lossy(&body).contains("no such endpoint"),
+            "kept as it was"
+        );
+    }
 }

@@ -1,11 +1,14 @@
 //! End to end: the `regauth` binary, the CNCF distribution registry 2.8 (`docker-registry`),
-//! skopeo and podman, all on loopback. Each test prints why and skips when a program is
+//! skopeo, podman, dockerd and containerd, all on loopback. Each test prints why and skips when a program is
 //! missing on a developer machine, and fails instead when `CI` is set (`.ci/run` installs them).
 
 // Helpers outside #[test] functions fail by panicking too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod daemons;
+mod docker;
 mod oci;
+mod recorder;
 mod registry;
 mod rotation;
 mod stack;

@@ -87,7 +87,7 @@ pub fn require_tool(name: &str) -> bool {
     }
     let msg = format!(
         "e2e: required tool `{name}` not found on PATH \
-         (Debian/Ubuntu: apt-get install -y docker-registry skopeo podman)"
+         (Debian/Ubuntu: apt-get install -y docker-registry skopeo podman docker.io containerd buildah)"
     );
     if in_ci() {
         panic!("{msg}; CI is set, so this is a failure, not a skip");
@@ -468,19 +468,38 @@ pub fn run_with_timeout(
     envs: &[(&str, &str)],
     timeout: Duration,
 ) -> Result<CmdOutput, String> {
+    run_with_input(program, args, envs, None, timeout)
+}
+
+/// Like [`run_with_timeout`], writing `input` to the program's stdin (then closing it).
+pub fn run_with_input(
+    program: &str,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    input: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<CmdOutput, String> {
     let command = std::iter::once(program)
         .chain(args.iter().copied())
         .collect::<Vec<_>>()
         .join(" ");
     let mut cmd = Command::new(program);
     cmd.args(args)
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (k, v) in envs {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().map_err(|e| format!("spawn `{command}`: {e}"))?;
+    if let (Some(mut stdin), Some(input)) = (child.stdin.take(), input) {
+        // Small inputs (a password) fit the pipe buffer; stdin closes when dropped.
+        let _ = stdin.write_all(input);
+    }
     let out_reader = child.stdout.take().map(spawn_reader);
     let err_reader = child.stderr.take().map(spawn_reader);
 

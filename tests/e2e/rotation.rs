@@ -286,7 +286,7 @@ fn kid_mode_rotation_with_a_pre_published_next_certificate_fails_no_pull_or_push
     let retired_path = stack.dir.path().join("bundle-retired.pem");
     fs::write(&retired_path, &bundle).unwrap();
     let fresh = start_registry(
-        &stack.regauth,
+        stack.regauth.addr,
         &stack.dir.path().join("registry-retired"),
         retired_path,
     );

@@ -11,6 +11,7 @@ use regauth::keys::{Algorithm, generate};
 use serde_json::Value;
 use tempfile::TempDir;
 
+use crate::recorder::Recorder;
 use crate::registry::{
     Clients, HttpResponse, Registry, RegistryOptions, http_request, require_registry, require_tool,
 };
@@ -36,6 +37,11 @@ pub struct StackOptions<'a> {
     pub extra_trust: Vec<PathBuf>,
     /// YAML for users, auth and acl; when given it replaces the `access.anonymous` line.
     pub access_yaml: Option<String>,
+    /// Issue refresh tokens (`auth.refresh_secret_file` exists). `access_yaml` must not
+    /// carry an `auth:` section of its own.
+    pub refresh_tokens: bool,
+    /// Point the registry's realm at a [`Recorder`] in front of regauth.
+    pub record_token_requests: bool,
 }
 
 impl Default for StackOptions<'_> {
@@ -45,6 +51,8 @@ impl Default for StackOptions<'_> {
             key: KeyForm::Libtrust(Algorithm::ES256),
             extra_trust: Vec::new(),
             access_yaml: None,
+            refresh_tokens: false,
+            record_token_requests: false,
         }
     }
 }
@@ -52,6 +60,7 @@ impl Default for StackOptions<'_> {
 pub struct Stack {
     pub dir: TempDir,
     pub regauth: Regauth,
+    pub recorder: Option<Recorder>,
     pub registry: Registry,
     pub clients: Clients,
 }
@@ -103,27 +112,55 @@ impl Stack {
         if let Some(cert) = &certificate {
             config.push_str(&format!("  certificate: {}\n", cert.display()));
         }
+        let refresh_secret = dir.path().join("refresh.secret");
+        if options.refresh_tokens {
+            regauth::refresh::write_secret(&refresh_secret).expect("refresh secret");
+        }
+        config.push_str(&format!(
+            "auth:\n  refresh_secret_file: {}\n",
+            refresh_secret.display()
+        ));
         match &options.access_yaml {
             Some(yaml) => config.push_str(yaml),
             None => config.push_str(&format!("access:\n  anonymous: [{anonymous}]\n")),
         }
         let config_path = dir.path().join("regauth.yaml");
         fs::write(&config_path, config).expect("write config");
-        Stack::launch(dir, &config_path, bundle_path)
+        Stack::launch_with(
+            dir,
+            &config_path,
+            bundle_path,
+            options.record_token_requests,
+        )
     }
 
     /// Starts regauth with `config` and a registry trusting `bundle`, for tests that lay out
     /// their own keys and configuration in `dir`.
     pub fn launch(dir: TempDir, config: &Path, bundle: PathBuf) -> Stack {
+        Stack::launch_with(dir, config, bundle, false)
+    }
+
+    /// [`Stack::launch`], with a [`Recorder`] as the realm when `record` is set.
+    pub fn launch_with(dir: TempDir, config: &Path, bundle: PathBuf, record: bool) -> Stack {
         let regauth = Regauth::start(config, &dir.path().join("regauth.log"));
-        let registry = start_registry(&regauth, &dir.path().join("registry"), bundle);
+        let recorder = record.then(|| Recorder::start(regauth.addr));
+        let realm_addr = recorder.as_ref().map_or(regauth.addr, |r| r.addr);
+        let registry = start_registry(realm_addr, &dir.path().join("registry"), bundle);
         let clients = Clients::new(&dir.path().join("clients")).expect("clients");
         Stack {
             dir,
             regauth,
+            recorder,
             registry,
             clients,
         }
+    }
+
+    /// The token requests the registry's clients made (the stack must record them).
+    pub fn recorder(&self) -> &Recorder {
+        self.recorder
+            .as_ref()
+            .expect("started with record_token_requests")
     }
 
     /// The key file regauth signs with.
@@ -141,12 +178,12 @@ impl Stack {
     }
 }
 
-/// A registry in `dir` sending clients to `regauth` and trusting `bundle`.
-pub fn start_registry(regauth: &Regauth, dir: &Path, bundle: PathBuf) -> Registry {
+/// A registry in `dir` sending clients to the realm at `realm_addr` and trusting `bundle`.
+pub fn start_registry(realm_addr: SocketAddr, dir: &Path, bundle: PathBuf) -> Registry {
     Registry::start(&RegistryOptions {
         port: 0,
         dir: dir.to_path_buf(),
-        realm: format!("http://{}/token", regauth.addr),
+        realm: format!("http://{realm_addr}/token"),
         service: SERVICE.into(),
         issuer: ISSUER.into(),
         root_cert_bundle: bundle,

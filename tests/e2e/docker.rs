@@ -276,7 +276,9 @@ fn docker_login_stores_an_identity_token_and_pulls_and_pushes_with_refresh_grant
     let wrong = other.login("wrong");
     assert!(!wrong.success, "{wrong}");
     assert!(
-        wrong.stderr.contains("unauthorized") || wrong.stderr.contains("401"),
+        wrong
+            .stderr
+            .contains("unauthorized: authentication failed: invalid username or password"),
         "{wrong}"
     );
     let requests = recorder.requests();
@@ -308,6 +310,8 @@ fn docker_login_stores_an_identity_token_and_pulls_and_pushes_with_refresh_grant
         assert_eq!(r.auth, Auth::None, "{}", recorder.dump());
         assert_eq!(r.field("account"), None);
     }
+    eprintln!("docker, wrong password: {}", wrong.stderr.trim());
+    eprintln!("docker, denied push: {}", denied.stderr.trim());
     took("docker with refresh tokens", at);
 }
 

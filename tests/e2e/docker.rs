@@ -17,8 +17,13 @@ pub const PASSWORD: &str = "s3cret";
 
 /// alice may do anything under `alice/`; anonymous callers may pull.
 pub fn alice_stack(refresh_tokens: bool) -> Stack {
+    Stack::start(alice_options(refresh_tokens))
+}
+
+/// The options of [`alice_stack`].
+pub fn alice_options(refresh_tokens: bool) -> StackOptions<'static> {
     let hash = bcrypt::hash(PASSWORD, 4).unwrap();
-    Stack::start(StackOptions {
+    StackOptions {
         access_yaml: Some(format!(
             "users:\n  alice: {{password: '{hash}'}}\n\
              acl:\n  - match: {{account: '/.+/', name: '${{account}}/**'}}\n    actions: ['*']\n  \
@@ -27,7 +32,7 @@ pub fn alice_stack(refresh_tokens: bool) -> Stack {
         refresh_tokens,
         record_token_requests: true,
         ..StackOptions::default()
-    })
+    }
 }
 
 /// Pushes a fresh OCI image to `repo:v1` with skopeo as alice; returns its manifest digest.
@@ -367,4 +372,70 @@ fn docker_without_refresh_tokens_sends_basic_on_every_token_request() {
         recorder.dump()
     );
     took("docker without refresh tokens", at);
+}
+
+#[test]
+fn docker_gets_a_fresh_token_with_the_same_refresh_token_after_the_first_expired() {
+    if !tools_present(&["skopeo"]) || !docker_present() {
+        return;
+    }
+    let at = Instant::now();
+    let stack = Stack::start(StackOptions {
+        ttl_seconds: 60,
+        ..alice_options(true)
+    });
+    let daemon = Dockerd::start(&stack.dir.path().join("docker"));
+    let recorder = stack.recorder();
+    seed_image(&stack, "alice/base", "docker-ttl");
+    let client = Client {
+        stack: &stack,
+        daemon: &daemon,
+        config: stack.dir.path().join("docker-config"),
+    };
+    client.ok(&client.login(PASSWORD));
+    let identity_token = client.stored()["identitytoken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no identitytoken in {}", client.config_text()))
+        .to_owned();
+    let base = client.image("alice/base", "v1");
+
+    recorder.clear();
+    client.ok(&client.run(&["pull", &base]));
+    let first = recorder
+        .requests()
+        .iter()
+        .find_map(|r| r.issued.clone())
+        .unwrap_or_else(|| panic!("no token issued:\n{}", recorder.dump()));
+    assert_eq!(first.exp - first.iat, 60);
+
+    // Wait out the first token's lifetime (bounded: the lifetime is 60 s).
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    let wait = (first.exp + 1 - now()).clamp(0, 70) as u64;
+    std::thread::sleep(std::time::Duration::from_secs(wait));
+    assert!(now() > first.exp);
+
+    client.ok(&client.run(&["rmi", &base]));
+    recorder.clear();
+    client.ok(&client.run(&["pull", &base]));
+    let requests = recorder.requests();
+    let fresh = requests
+        .iter()
+        .find(|r| r.issued.is_some())
+        .unwrap_or_else(|| panic!("no token issued:\n{}", recorder.dump()));
+    assert_eq!(
+        fresh.grant_type(),
+        Some("refresh_token"),
+        "{}",
+        fresh.summary()
+    );
+    assert_eq!(fresh.refresh_token(), Some(identity_token.as_str()));
+    let issued = fresh.issued.clone().unwrap();
+    assert_ne!(issued.jti, first.jti);
+    assert!(issued.iat >= first.exp, "{issued:?} vs {first:?}");
+    took("docker past a token's lifetime", at);
 }

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use data_encoding::BASE64;
+use data_encoding::{BASE64, BASE64URL_NOPAD};
 
 /// Largest request head or body the relay reads.
 const MAX_PART: usize = 64 * 1024;
@@ -48,6 +48,16 @@ pub struct TokenRequest {
     refresh_token: Option<String>,
     /// Whether regauth's answer carried a `refresh_token`.
     pub answered_refresh_token: bool,
+    /// The claims of the token regauth answered with, if it did.
+    pub issued: Option<Issued>,
+}
+
+/// The claims of an issued token that tell one token from another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issued {
+    pub jti: String,
+    pub iat: i64,
+    pub exp: i64,
 }
 
 impl TokenRequest {
@@ -195,6 +205,7 @@ fn relay(mut client: TcpStream, upstream: SocketAddr, log: &Mutex<Vec<TokenReque
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     record.answered_refresh_token = String::from_utf8_lossy(&raw).contains("\"refresh_token\"");
+    record.issued = issued(&raw);
     log.lock().expect("lock").push(record);
     let _ = client.write_all(&raw);
 }
@@ -272,7 +283,23 @@ fn parse(head: &str, body: &[u8]) -> TokenRequest {
         status: 0,
         refresh_token,
         answered_refresh_token: false,
+        issued: None,
     }
+}
+
+/// The claims of the JWT in a token answer (`token` or `access_token`).
+fn issued(raw: &[u8]) -> Option<Issued> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let body: serde_json::Value = serde_json::from_slice(&raw[split + 4..]).ok()?;
+    let jwt = body["access_token"].as_str().or(body["token"].as_str())?;
+    let payload = jwt.split('.').nth(1)?;
+    let claims: serde_json::Value =
+        serde_json::from_slice(&BASE64URL_NOPAD.decode(payload.as_bytes()).ok()?).ok()?;
+    Some(Issued {
+        jti: claims["jti"].as_str()?.to_owned(),
+        iat: claims["iat"].as_i64()?,
+        exp: claims["exp"].as_i64()?,
+    })
 }
 
 fn auth_kind(value: &str) -> Auth {

@@ -42,6 +42,8 @@ pub struct StackOptions<'a> {
     pub refresh_tokens: bool,
     /// Point the registry's realm at a [`Recorder`] in front of regauth.
     pub record_token_requests: bool,
+    /// `token.ttl_seconds`.
+    pub ttl_seconds: u32,
 }
 
 impl Default for StackOptions<'_> {
@@ -53,6 +55,7 @@ impl Default for StackOptions<'_> {
             access_yaml: None,
             refresh_tokens: false,
             record_token_requests: false,
+            ttl_seconds: 300,
         }
     }
 }
@@ -105,9 +108,10 @@ impl Stack {
             .join(", ");
         let mut config = format!(
             "server:\n  listen: 127.0.0.1:0\n\
-             token:\n  issuer: {ISSUER}\n  ttl_seconds: 300\n  kid_format: {kid_format}\n  services: [{SERVICE}]\n\
+             token:\n  issuer: {ISSUER}\n  ttl_seconds: {ttl}\n  kid_format: {kid_format}\n  services: [{SERVICE}]\n\
              key:\n  source: file\n  path: {}\n",
-            keys.join("signing.key").display()
+            keys.join("signing.key").display(),
+            ttl = options.ttl_seconds,
         );
         if let Some(cert) = &certificate {
             config.push_str(&format!("  certificate: {}\n", cert.display()));

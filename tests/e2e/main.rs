@@ -5,6 +5,7 @@
 // Helpers outside #[test] functions fail by panicking too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod buildah;
 mod containerd;
 mod daemons;
 mod docker;

@@ -152,9 +152,17 @@ impl Recorder {
         self.requests.lock().expect("lock").clone()
     }
 
-    /// Forgets what was recorded (between the steps of a scenario).
+    /// Forgets what was recorded (between the steps of a scenario). With
+    /// `REGAUTH_E2E_TRACE` set, prints it first (how docs/clients.md was written).
     pub fn clear(&self) {
-        self.requests.lock().expect("lock").clear();
+        let mut requests = self.requests.lock().expect("lock");
+        if std::env::var_os("REGAUTH_E2E_TRACE").is_some() {
+            for r in requests.iter() {
+                eprintln!("token request: {}", r.summary());
+            }
+            eprintln!("token requests: ---");
+        }
+        requests.clear();
     }
 
     /// All requests, one summary a line, for assertion messages.
@@ -169,6 +177,7 @@ impl Recorder {
 
 impl Drop for Recorder {
     fn drop(&mut self) {
+        self.clear();
         self.stop.store(true, Ordering::Relaxed);
     }
 }

@@ -58,6 +58,8 @@ pub struct Issued {
     pub jti: String,
     pub iat: i64,
     pub exp: i64,
+    /// The header's `kid`, if any.
+    pub kid: Option<String>,
 }
 
 impl TokenRequest {
@@ -301,13 +303,17 @@ fn issued(raw: &[u8]) -> Option<Issued> {
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let body: serde_json::Value = serde_json::from_slice(&raw[split + 4..]).ok()?;
     let jwt = body["access_token"].as_str().or(body["token"].as_str())?;
-    let payload = jwt.split('.').nth(1)?;
-    let claims: serde_json::Value =
-        serde_json::from_slice(&BASE64URL_NOPAD.decode(payload.as_bytes()).ok()?).ok()?;
+    let mut parts = jwt.split('.');
+    let decode_part = |part: Option<&str>| -> Option<serde_json::Value> {
+        serde_json::from_slice(&BASE64URL_NOPAD.decode(part?.as_bytes()).ok()?).ok()
+    };
+    let header = decode_part(parts.next())?;
+    let claims = decode_part(parts.next())?;
     Some(Issued {
         jti: claims["jti"].as_str()?.to_owned(),
         iat: claims["iat"].as_i64()?,
         exp: claims["exp"].as_i64()?,
+        kid: header["kid"].as_str().map(str::to_owned),
     })
 }
 

@@ -10,6 +10,8 @@
 //! 3. JWKS: a small verifier that re-reads `/.well-known/jwks.json` when it meets an unknown
 //!    `kid` verifies every token across repeated swaps of a pre-published next key, including
 //!    tokens signed before each swap.
+//!
+//! Recipe 1 runs a second time with docker pulling in a loop (dockerd from `daemons.rs`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -579,5 +581,116 @@ fn a_jwks_verifier_verifies_every_token_across_repeated_swaps() {
         jwks_kids(&stack).len(),
         5,
         "current + next + three retired keys"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// recipe 1 again, with docker pulling throughout
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn kid_mode_rotation_under_a_docker_pull_loop_fails_no_pull() {
+    if !tools_present(&["skopeo"]) || !crate::daemons::docker_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let current = generate::write(&keys, Algorithm::ES256, false).unwrap();
+    let staged = generate::write(&dir.path().join("staging"), Algorithm::ES256, false).unwrap();
+    fs::rename(&staged.key, keys.join("next.key")).unwrap();
+    fs::rename(staged.certificate.unwrap(), keys.join("next.crt")).unwrap();
+    let (old_kid, new_kid) = (
+        current.libtrust_kid.clone().unwrap(),
+        staged.libtrust_kid.clone().unwrap(),
+    );
+    let k = keys.display();
+    let config = write_config(
+        dir.path(),
+        "libtrust",
+        &format!(
+            "  path: {k}/signing.key\n  certificate: {k}/signing.crt\n  x5c: false\n  \
+             next: {k}/next.key\n  next_certificate: {k}/next.crt\n"
+        ),
+    );
+    let bundle_path = dir.path().join("bundle.pem");
+    fs::write(&bundle_path, regauth_cli("bundle", &config)).unwrap();
+    let stack = Arc::new(Stack::launch_with(dir, &config, bundle_path, true));
+    first_push(&stack, "docker-rotation");
+    let daemon = Arc::new(crate::daemons::Dockerd::start(
+        &stack.dir.path().join("docker"),
+    ));
+
+    // Anonymous docker pulls in a loop: each one asks regauth for a token and sends it with
+    // the manifest request, whether the image is already local or not.
+    let stop = Arc::new(AtomicBool::new(false));
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let puller = {
+        let (stack, daemon, stop, results) = (
+            Arc::clone(&stack),
+            Arc::clone(&daemon),
+            Arc::clone(&stop),
+            Arc::clone(&results),
+        );
+        std::thread::spawn(move || {
+            let image = stack.registry.image_ref("team/app", "v1");
+            let config = stack.dir.path().join("docker-config");
+            let started = Instant::now();
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < TRAFFIC_CAP {
+                let out = daemon.docker_in(&config, &["pull", &image], None);
+                results.lock().unwrap().push(out);
+            }
+        })
+    };
+    let pulls = || results.lock().unwrap().len();
+    let wait_for_pulls = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while pulls() < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for_pulls(5);
+
+    fs::rename(keys.join("next.crt"), keys.join("signing.crt")).unwrap();
+    fs::rename(keys.join("next.key"), keys.join("signing.key")).unwrap();
+    let swap = time_to_new_key(&stack, |h| h["kid"] == new_kid.as_str());
+    let at_swap = pulls();
+    wait_for_pulls(at_swap + 5);
+    stop.store(true, Ordering::Relaxed);
+    puller.join().unwrap();
+
+    let results = results.lock().unwrap();
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|o| !o.success)
+        .map(|o| o.to_string())
+        .collect();
+    let requests = stack.recorder().requests();
+    let by_kid = |kid: &str| {
+        requests
+            .iter()
+            .filter(|r| r.issued.as_ref().and_then(|i| i.kid.as_deref()) == Some(kid))
+            .count()
+    };
+    let (old_tokens, new_tokens) = (by_kid(&old_kid), by_kid(&new_kid));
+    eprintln!(
+        "rotation under docker: {} pulls, {} failed, swap seen in tokens after {swap:?}, \
+         docker's tokens: {old_tokens} old kid, {new_tokens} new kid",
+        results.len(),
+        failed.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "failed docker pulls: {failed:#?}\n{}",
+        stack.logs()
+    );
+    assert!(
+        requests.iter().all(|r| r.status == 200),
+        "{}",
+        stack.recorder().dump()
+    );
+    assert!(
+        old_tokens > 0 && new_tokens > 0,
+        "{}",
+        stack.recorder().dump()
     );
 }

@@ -5,7 +5,9 @@
 //! tests need to assert.
 //!
 //! One request per connection: the request goes upstream with `Connection: close`, the
-//! answer comes back the same way, so clients reconnect for the next request.
+//! answer comes back the same way, so clients reconnect for the next request. Bodies must
+//! carry `Content-Length` (Go's and containers/image's form posts do; chunked bodies are not
+//! read).
 
 #![allow(dead_code)]
 

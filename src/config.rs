@@ -53,6 +53,9 @@ pub struct ServerSettings {
     pub shutdown_delay_seconds: u64,
     /// After the delay: seconds requests in flight get to finish before the process exits.
     pub shutdown_timeout_seconds: u64,
+    /// A second address for `/metrics`, `/readyz` and `/healthz`; when set, the main listener
+    /// no longer serves `/metrics` and `/readyz`.
+    pub admin_listen: Option<String>,
 }
 
 impl Default for ServerSettings {
@@ -61,6 +64,7 @@ impl Default for ServerSettings {
             listen: "127.0.0.1:5001".into(),
             shutdown_delay_seconds: 5,
             shutdown_timeout_seconds: 30,
+            admin_listen: None,
         }
     }
 }
@@ -262,6 +266,8 @@ pub struct Validated {
     pub settings: Settings,
     /// `server.listen` parsed.
     pub listen: SocketAddr,
+    /// `server.admin_listen` parsed.
+    pub admin_listen: Option<SocketAddr>,
     /// `key.algorithm` parsed.
     pub algorithm: Option<Algorithm>,
     /// The access rules, compiled (the default rules when `acl` is absent).
@@ -327,6 +333,24 @@ impl Settings {
                 ),
             )
         })?;
+        let admin_listen = match &self.server.admin_listen {
+            None => None,
+            Some(text) => {
+                let addr: SocketAddr = text.parse().map_err(|_| {
+                    invalid(
+                        "server.admin_listen",
+                        format!("{text:?} is not an address and port such as 127.0.0.1:9090"),
+                    )
+                })?;
+                if addr == listen && addr.port() != 0 {
+                    return Err(invalid(
+                        "server.admin_listen",
+                        "must differ from server.listen (or leave it out to serve everything there)",
+                    ));
+                }
+                Some(addr)
+            }
+        };
         if self.token.issuer.trim().is_empty() {
             return Err(invalid(
                 "token.issuer",
@@ -457,6 +481,7 @@ impl Settings {
         Ok(Validated {
             settings: self,
             listen,
+            admin_listen,
             algorithm,
             acl,
             zero_config,
@@ -612,6 +637,16 @@ mod tests {
             ),
             ("token:\n  ttl_seconds: lots\n", &[], "ttl_seconds"),
             ("server:\n  listen: localhost\n", &[], "server.listen"),
+            (
+                "server:\n  admin_listen: metrics\n",
+                &[],
+                "server.admin_listen: \"metrics\" is not an address",
+            ),
+            (
+                "server:\n  listen: 127.0.0.1:5001\n",
+                &[("REGAUTH_SERVER__ADMIN_LISTEN", "127.0.0.1:5001")],
+                "server.admin_listen: must differ from server.listen",
+            ),
             ("token:\n  issuer: ' '\n", &[], "token.issuer"),
             (
                 "key:\n  algorithm: ES257\n",

@@ -6,7 +6,8 @@
 //! builds the [`claims`], signs them ([`signing`]) with a hot-reloaded key ([`keys`]) and
 //! answers in the shape the distribution token spec defines ([`http`]). OAuth2 clients get
 //! stateless [`refresh`] tokens; key and password files reload through [`watch`]. [`publish`]
-//! says what registries and verifiers should trust (`regauth bundle`, `regauth jwks`).
+//! says what registries and verifiers should trust (`regauth bundle`, `regauth jwks`);
+//! [`metrics`] is what `GET /metrics` shows Prometheus.
 
 pub mod atomic_file;
 pub mod claims;
@@ -16,6 +17,7 @@ pub mod http;
 pub mod identity;
 pub mod keys;
 pub mod logging;
+pub mod metrics;
 pub mod policy;
 pub mod publish;
 pub mod refresh;

@@ -16,6 +16,7 @@ use crate::config::{KeySource, Validated};
 use crate::http::{self, AppState};
 use crate::identity::{LoginOptions, Logins, UserDirectory};
 use crate::keys::{self, KeyProvider, KeySpec, generate};
+use crate::metrics::Metrics;
 use crate::refresh::{self, RefreshTokens};
 use crate::shutdown::{Seal, Shutdown};
 use crate::watch;
@@ -24,6 +25,8 @@ use crate::watch;
 pub struct Application {
     port: u16,
     server: Server,
+    /// The `server.admin_listen` server and its port.
+    admin: Option<(Server, u16)>,
     keys: Arc<dyn KeyProvider>,
     logins: Arc<Logins>,
     shutdown: Arc<Shutdown>,
@@ -55,7 +58,14 @@ impl Application {
         let logins = Arc::new(Logins::new(Arc::clone(&users), &login_options(&config))?);
         let refresh = refresh_tokens(&config)?;
         let shutdown = Arc::new(Shutdown::default());
+        let metrics = Arc::new(Metrics::new(
+            &settings.token.services,
+            Arc::clone(&logins),
+            Arc::clone(&keys),
+            Arc::clone(&clock),
+        ));
         let state = web::Data::new(AppState {
+            metrics,
             keys: Arc::clone(&keys),
             claims: ClaimsBuilder::new(settings.token.issuer.clone(), settings.token.ttl_seconds),
             clock,
@@ -70,6 +80,20 @@ impl Application {
             .with_context(|| format!("cannot listen on {} (server.listen)", config.listen))?;
         let addr = listener.local_addr()?;
         let seal = Seal::new(&listener).context("keeping a handle on the listener")?;
+        let admin = config
+            .admin_listen
+            .map(|addr| {
+                admin_server(
+                    addr,
+                    state.clone(),
+                    settings.server.shutdown_timeout_seconds,
+                )
+            })
+            .transpose()?;
+        let routes: fn(&mut web::ServiceConfig) = match admin {
+            Some(_) => http::public_routes,
+            None => http::routes,
+        };
         let draining = Arc::clone(&shutdown);
         let server = HttpServer::new(move || {
             let draining = Arc::clone(&draining);
@@ -102,7 +126,7 @@ impl Application {
                         .exclude("/healthz"),
                 )
                 .app_data(state.clone())
-                .configure(http::routes)
+                .configure(routes)
         })
         .disable_signals()
         .shutdown_timeout(settings.server.shutdown_timeout_seconds)
@@ -113,6 +137,7 @@ impl Application {
         Ok(Application {
             port: addr.port(),
             server,
+            admin,
             keys,
             logins,
             shutdown,
@@ -124,6 +149,11 @@ impl Application {
     /// The bound port (useful with port 0).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The admin listener's port, when `server.admin_listen` is set.
+    pub fn admin_port(&self) -> Option<u16> {
+        self.admin.as_ref().map(|(_, port)| *port)
     }
 
     /// The key provider, for inspection.
@@ -148,6 +178,13 @@ impl Application {
         let shutdown = Arc::clone(&self.shutdown);
         let delay = self.shutdown_delay;
         let seal = self.seal;
+        let (admin, admin_handle) = match self.admin {
+            Some((server, _)) => {
+                let handle = server.handle();
+                (Some(server), Some(handle))
+            }
+            None => (None, None),
+        };
         tokio::spawn(async move {
             shutdown.wait(delay).await;
             // Shrink the kernel's queue, stop accepting, seal the queue, give accepted
@@ -160,11 +197,46 @@ impl Application {
             tokio::time::sleep(WORKER_HANDOFF).await;
             handle.stop(true).await;
             drop(sealed);
+            // The admin listener kept answering (`/readyz` 503) through the drain.
+            if let Some(admin) = admin_handle {
+                admin.stop(true).await;
+            }
         });
-        let result = self.server.await;
+        let admin = async move {
+            match admin {
+                Some(server) => server.await,
+                None => Ok(()),
+            }
+        };
+        let (result, admin_result) = tokio::join!(self.server, admin);
         log::info!("stopped");
-        result
+        result.and(admin_result)
     }
+}
+
+/// The `server.admin_listen` server: `/metrics`, `/readyz`, `/healthz` on one worker, not
+/// access-logged (scrapes and probes would fill the log).
+fn admin_server(
+    addr: std::net::SocketAddr,
+    state: web::Data<AppState>,
+    shutdown_timeout: u64,
+) -> anyhow::Result<(Server, u16)> {
+    let listener = TcpListener::bind(addr)
+        .with_context(|| format!("cannot listen on {addr} (server.admin_listen)"))?;
+    let bound = listener.local_addr()?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(middleware::ErrorHandlers::new().default_handler(http::json_fallback))
+            .app_data(state.clone())
+            .configure(http::admin_routes)
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(shutdown_timeout)
+    .listen(listener)?
+    .run();
+    log::info!("admin listener (/metrics, /readyz, /healthz) on {bound}");
+    Ok((server, bound.port()))
 }
 
 /// Time for connections already accepted to reach their worker before workers stop.

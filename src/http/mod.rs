@@ -1,16 +1,20 @@
 //! The HTTP surface: `GET /token`, `POST /token`, `/.well-known/jwks.json`, `/healthz`,
-//! `/readyz`, and JSON errors for everything else.
+//! `/readyz`, `/metrics`, and JSON errors for everything else.
 
 mod error;
 mod health;
 mod jwks;
+mod metrics;
 mod oauth;
 mod request;
 mod token;
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Instant;
 
+use actix_web::dev::Service;
+use actix_web::http::Method;
 use actix_web::web;
 
 pub use error::{ApiError, ErrorBody, json_fallback};
@@ -22,6 +26,7 @@ use crate::claims::ClaimsBuilder;
 use crate::clock::Clock;
 use crate::identity::{Logins, UserDirectory};
 use crate::keys::KeyProvider;
+use crate::metrics::{Metrics, TokenMethod};
 use crate::policy::Policy;
 use crate::refresh::RefreshTokens;
 use crate::shutdown::Shutdown;
@@ -46,15 +51,55 @@ pub struct AppState {
     pub refresh: Option<Arc<RefreshTokens>>,
     /// Set once the process is shutting down.
     pub shutdown: Arc<Shutdown>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Largest `POST /token` body accepted.
 pub const MAX_FORM_BYTES: usize = 64 * 1024;
 
-/// Registers every route.
+/// Every route on one listener (no `server.admin_listen`).
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    token_routes(cfg);
+    operator_routes(cfg);
+    cfg.default_service(web::to(error::not_found));
+}
+
+/// The main listener when `server.admin_listen` is set: tokens, keys and `/healthz`;
+/// `/metrics` and `/readyz` are served only on the admin listener.
+pub fn public_routes(cfg: &mut web::ServiceConfig) {
+    token_routes(cfg);
+    cfg.service(healthz())
+        .default_service(web::to(error::not_found));
+}
+
+/// The admin listener (`server.admin_listen`): `/metrics`, `/readyz`, `/healthz`.
+pub fn admin_routes(cfg: &mut web::ServiceConfig) {
+    operator_routes(cfg);
+    cfg.default_service(web::to(error::not_found));
+}
+
+fn token_routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/token")
+            // Times every /token request, whatever its outcome.
+            .wrap_fn(|req, srv| {
+                let method = match *req.method() {
+                    Method::GET => Some(TokenMethod::Get),
+                    Method::POST => Some(TokenMethod::Post),
+                    _ => None,
+                };
+                let state = req.app_data::<web::Data<AppState>>().cloned();
+                let start = Instant::now();
+                let fut = srv.call(req);
+                async move {
+                    let res = fut.await;
+                    if let (Some(method), Some(state)) = (method, state) {
+                        state.metrics.token_request(method, start.elapsed());
+                    }
+                    res
+                }
+            })
             .route(web::get().to(token::get_token))
             .route(web::post().to(oauth::post_token))
             .default_service(web::to(error::token_method_not_allowed)),
@@ -63,16 +108,25 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/.well-known/jwks.json")
             .route(web::get().to(jwks::get_jwks))
             .default_service(web::to(error::get_only)),
-    )
-    .service(
-        web::resource("/healthz")
-            .route(web::get().to(health::healthz))
-            .default_service(web::to(error::get_only)),
-    )
-    .service(
-        web::resource("/readyz")
-            .route(web::get().to(health::readyz))
-            .default_service(web::to(error::get_only)),
-    )
-    .default_service(web::to(error::not_found));
+    );
+}
+
+fn healthz() -> actix_web::Resource {
+    web::resource("/healthz")
+        .route(web::get().to(health::healthz))
+        .default_service(web::to(error::get_only))
+}
+
+fn operator_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(healthz())
+        .service(
+            web::resource("/readyz")
+                .route(web::get().to(health::readyz))
+                .default_service(web::to(error::get_only)),
+        )
+        .service(
+            web::resource("/metrics")
+                .route(web::get().to(metrics::get_metrics))
+                .default_service(web::to(error::get_only)),
+        );
 }

@@ -12,6 +12,7 @@ use super::request::{client_ip, form_body};
 use super::token::{authenticate, issue, no_store, refresh_token_for, validate};
 use super::{ApiError, AppState, MAX_FORM_BYTES};
 use crate::identity::Credentials;
+use crate::metrics::Grant;
 
 /// The `POST /token` form. Unknown fields are ignored; `Debug` never shows the password or
 /// the refresh token.
@@ -73,7 +74,7 @@ pub async fn post_token(
     let scopes = validate(&state, &service, form.scope.iter().map(String::as_str))?;
     let ip = client_ip(&req);
 
-    let (identity, refresh_token) = match grant_type.as_str() {
+    let (identity, refresh_token, grant) = match grant_type.as_str() {
         "password" => {
             let username = required(form.username, "username")?;
             let credentials = Credentials {
@@ -86,7 +87,7 @@ pub async fn post_token(
             } else {
                 None
             };
-            (identity, refresh)
+            (identity, refresh, Grant::Password)
         }
         "refresh_token" => {
             let token = form
@@ -104,17 +105,26 @@ pub async fn post_token(
                         "refresh token refused from {}: {e}",
                         ip.map(|i| i.to_string()).unwrap_or_default()
                     );
+                    state.metrics.refresh_refused();
                     ApiError::RefreshRefused
                 })?;
             let identity = users
                 .lookup(&claims.subject)
                 .map(|u| u.identity())
-                .ok_or(ApiError::RefreshRefused)?;
-            (identity, Some(token.expose_secret().to_owned()))
+                .ok_or_else(|| {
+                    state.metrics.refresh_refused();
+                    ApiError::RefreshRefused
+                })?;
+            (
+                identity,
+                Some(token.expose_secret().to_owned()),
+                Grant::RefreshToken,
+            )
         }
         other => return Err(ApiError::UnsupportedGrant(shorten(other))),
     };
     let issued = issue(&state, &identity, &service, &scopes, ip)?;
+    state.metrics.token_issued(&service, grant);
     let scope = issued
         .claims
         .access

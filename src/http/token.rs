@@ -15,7 +15,8 @@ use super::error::shorten;
 use super::request::{client_ip, credentials};
 use super::{ApiError, AppState};
 use crate::claims::Claims;
-use crate::identity::{Credentials, Identity, LoginError};
+use crate::identity::{AuthError, Credentials, Identity, LoginError};
+use crate::metrics::{AuthFailure, Grant};
 use crate::policy::{self, RequestContext};
 use crate::scope::{self, ResourceScope};
 use crate::signing;
@@ -84,6 +85,19 @@ pub(super) async fn authenticate(
         .login(credentials, account, ip)
         .await
         .map_err(|e| {
+            // Limited and shed logins are counted by `Logins` itself.
+            match &e {
+                LoginError::Invalid(AuthError::AccountMismatch) => {
+                    state.metrics.auth_failed(AuthFailure::AccountMismatch);
+                }
+                LoginError::Invalid(AuthError::MalformedHeader) => {
+                    state.metrics.auth_failed(AuthFailure::MalformedHeader);
+                }
+                LoginError::Invalid(_) => {
+                    state.metrics.auth_failed(AuthFailure::InvalidCredentials);
+                }
+                _ => {}
+            }
             if !matches!(e, LoginError::Busy) {
                 log::info!(
                     "authentication failed from {}: {e}",
@@ -139,6 +153,7 @@ pub(super) fn refresh_token_for(
     }
     let refresh = state.refresh.as_ref()?;
     let user = state.users.lookup(identity.subject())?;
+    state.metrics.refresh_issued();
     Some(refresh.issue(
         user.name(),
         user.password_hash(),
@@ -169,9 +184,16 @@ pub async fn get_token(
         .ok_or(ApiError::MissingField("service"))?;
     let scopes = validate(&state, &service, query.scope.iter().map(String::as_str))?;
     let ip = client_ip(&req);
-    let credentials = credentials(req.headers(), ip)?;
+    let credentials = credentials(req.headers(), ip)
+        .inspect_err(|_| state.metrics.auth_failed(AuthFailure::MalformedHeader))?;
     let identity = authenticate(&state, credentials, query.account.as_deref(), ip).await?;
     let issued = issue(&state, &identity, &service, &scopes, ip)?;
+    let grant = if identity.is_anonymous() {
+        Grant::Anonymous
+    } else {
+        Grant::Basic
+    };
+    state.metrics.token_issued(&service, grant);
     let offline = query.offline_token.as_deref() == Some("true");
     let refresh_token = if offline {
         refresh_token_for(&state, &identity, &service)

@@ -17,6 +17,8 @@ pub use crate::support::{kid_of, new_key, replace_file};
 
 pub struct TestApp {
     pub address: String,
+    /// `server.admin_listen`'s address, when set.
+    pub admin_address: Option<String>,
     pub client: reqwest::Client,
     pub dir: TempDir,
     pub keys: Arc<dyn KeyProvider>,
@@ -80,6 +82,9 @@ pub async fn spawn_app_with_clock(
     let config: Validated = settings.validate(false).expect("valid settings");
     let app = Application::build_with_clock(config, clock).expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let admin_address = app
+        .admin_port()
+        .map(|port| format!("http://127.0.0.1:{port}"));
     let keys = app.keys();
     let logins = app.logins();
     let shutdown = app.shutdown();
@@ -87,6 +92,7 @@ pub async fn spawn_app_with_clock(
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
+        admin_address,
         client: reqwest::Client::new(),
         dir,
         keys,

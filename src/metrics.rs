@@ -151,14 +151,16 @@ impl IssuedTokens {
 
     fn count(&self, service: &str, grant: Grant) {
         let index = grant as usize;
-        {
+        let full = {
             let services = self.services.read().unwrap_or_else(PoisonError::into_inner);
             if let Some(counters) = services.get(service) {
                 bump(counters, index);
                 return;
             }
-        }
-        if self.open && service.len() <= MAX_SERVICE_LABEL_BYTES {
+            services.len() >= MAX_SERVICE_LABELS
+        };
+        // Past the cap, unknown names never take the write lock.
+        if self.open && !full && service.len() <= MAX_SERVICE_LABEL_BYTES {
             let mut services = self
                 .services
                 .write()

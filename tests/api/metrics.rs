@@ -221,10 +221,10 @@ async fn without_configured_services_unknown_services_get_a_bounded_number_of_se
 }
 
 #[tokio::test]
-async fn with_admin_listen_metrics_and_readyz_move_to_the_admin_port_and_both_stop_on_shutdown() {
+async fn admin_listen_takes_metrics_and_readyz_off_the_main_port_and_drains_with_it() {
     let app = spawn_app_with(|s| {
         s.server.admin_listen = Some("127.0.0.1:0".into());
-        s.server.shutdown_delay_seconds = 0;
+        s.server.shutdown_delay_seconds = 2;
     })
     .await;
     let admin = app.admin_address.clone().expect("an admin listener");
@@ -246,6 +246,9 @@ async fn with_admin_listen_metrics_and_readyz_move_to_the_admin_port_and_both_st
     app.shutdown.begin();
     let deadline = Instant::now() + Duration::from_secs(20);
     let fresh = reqwest::Client::new();
+    // During the drain delay the admin listener still answers, and says not ready.
+    let draining = fresh.get(format!("{admin}/readyz")).send().await.unwrap();
+    assert_eq!(draining.status(), 503);
     loop {
         let main_down = fresh
             .get(format!("{}/healthz", app.address))

@@ -1,0 +1,66 @@
+//! Fuzzes the scope grammar: `ResourceScope::from_str` and `parse_all`.
+//!
+//! Properties: nothing panics; every accepted scope prints (Display) to text that parses back
+//! to the same scope and prints the same again; `parse_all` merges scopes naming one resource,
+//! and its printed result parses back to itself; error messages stay short.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use regauth::scope::{ResourceScope, ScopeError, parse_all};
+
+/// Longest error message allowed: the scope is cut to 120 characters in messages.
+const MAX_ERROR_LEN: usize = 120 * 4 + 200;
+
+fn check_error(e: &ScopeError) {
+    let message = e.to_string();
+    assert!(
+        message.len() <= MAX_ERROR_LEN,
+        "error too long: {}",
+        message.len()
+    );
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+
+    // One scope, the whole input.
+    match text.parse::<ResourceScope>() {
+        Ok(scope) => {
+            let shown = scope.to_string();
+            let again: ResourceScope = shown
+                .parse()
+                .unwrap_or_else(|e| panic!("{shown:?} was displayed but does not parse: {e}"));
+            assert_eq!(again, scope, "round trip of {text:?} via {shown:?}");
+            assert_eq!(again.to_string(), shown);
+            assert!(!shown.contains(' '), "a scope never prints a space");
+        }
+        Err(e) => check_error(&e),
+    }
+
+    // Several values (a repeated `scope` parameter), one per line.
+    let values: Vec<&str> = text.split('\n').collect();
+    match parse_all(values.iter().copied()) {
+        Ok(scopes) => {
+            for (i, a) in scopes.iter().enumerate() {
+                for b in &scopes[i + 1..] {
+                    assert!(
+                        a.resource_type != b.resource_type || a.name != b.name,
+                        "two scopes for one resource: {a} and {b}"
+                    );
+                }
+            }
+            let shown = scopes
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" ");
+            let again = parse_all([shown.as_str()])
+                .unwrap_or_else(|e| panic!("{shown:?} was displayed but does not parse: {e}"));
+            assert_eq!(again, scopes, "round trip via {shown:?}");
+        }
+        Err(e) => check_error(&e),
+    }
+});

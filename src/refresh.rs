@@ -194,7 +194,8 @@ impl RefreshTokens {
         Ok(RefreshClaims {
             subject: payload.sub,
             service: payload.aud,
-            expires: DateTime::from_timestamp(payload.exp, 0).unwrap_or_default(),
+            // `exp` is after `now`; one beyond chrono's range is as late as a date can be.
+            expires: DateTime::from_timestamp(payload.exp, 0).unwrap_or(DateTime::<Utc>::MAX_UTC),
         })
     }
 }
@@ -290,6 +291,18 @@ mod tests {
                 Err(RefreshError::Invalid),
                 "{junk}"
             );
+        }
+    }
+
+    #[test]
+    fn a_lifetime_past_the_last_date_chrono_holds_reports_an_expiry_after_now() {
+        // Found by fuzz/refresh_token (fuzz/regressions/refresh_token/): the expiry of a valid
+        // token fell back to 1970 when its `exp` was beyond what chrono can represent.
+        for ttl in [10_248_974_852_235_560, u64::MAX] {
+            let t = RefreshTokens::new(&[7u8; 32], ttl);
+            let token = t.issue("alice", "$2y$hash-v1", "s", now());
+            let claims = t.verify(&token, "s", now(), user).unwrap();
+            assert!(claims.expires > now(), "ttl {ttl}: {}", claims.expires);
         }
     }
 

@@ -27,8 +27,11 @@ seed token_form refresh 'grant_type=refresh_token&service=registry.test&client_i
 
 # Mode byte 0 = raw token, 1 = signed payload JSON, 2 = issue/verify round trip.
 seed refresh_token raw '\x00rt1.eyJzdWIiOiJhbGljZSJ9.AAAA'
-seed refresh_token signed '\x01{"sub":"alice","aud":"registry.test","iat":1800000000,"exp":1800003600,"pwv":"x"}'
-seed refresh_token roundtrip '\x02alice\x00$2y$04$hash\x00registry.test'
+# In signed payloads, PWV stands for alice's password fingerprint. Round trips start with a
+# little-endian u64 lifetime (here 3600 s).
+seed refresh_token signed '\x01{"sub":"alice","aud":"registry.test","iat":1800000000,"exp":1800003600,"pwv":"PWV"}'
+seed refresh_token signed-wrong '\x01{"sub":"alice","aud":"registry.test","iat":1800000000,"exp":1800003600,"pwv":"x"}'
+seed refresh_token roundtrip '\x02\x10\x0e\x00\x00\x00\x00\x00\x00alice\x00$2y$04$hash\x00registry.test'
 
 hash='$2y$04$Q0BM5JqJyp/ocGdwb0dGEeLxnSp0bn0ExqzKBCXjbk5MKYSRj3ZUS'
 seed htpasswd two "# users\n\nalice:${hash}\nbob:${hash/\$2y\$/\$2b\$}\r\n"

@@ -5,15 +5,17 @@
 //! - raw: the rest is the token; nothing panics, and without the secret nothing verifies;
 //! - signed: the rest is the payload JSON, signed with the secret the way `issue` signs, so
 //!   the fuzzer gets past the MAC into JSON decoding, the expiry, service and password checks;
+//!   `PWV` in it is replaced by alice's password fingerprint, so valid payloads are reachable;
 //!   the verdict is compared with one computed here from the payload;
-//! - round trip: the rest gives a user, a password hash and a service; a token issued for them
-//!   verifies now, names them, and is refused once expired, for another service, or after a
-//!   password change.
+//! - round trip: the rest gives a lifetime (8 bytes), a user, a password hash and a service; a
+//!   token issued for them verifies now, names them, reports an expiry after now (the issue
+//!   time plus the lifetime when that is a date chrono can hold), and is refused once expired,
+//!   for another service, after a password change, or under another secret.
 
 #![no_main]
 
 use aws_lc_rs::hmac;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use data_encoding::BASE64URL_NOPAD;
 use libfuzzer_sys::fuzz_target;
 use regauth::clock::{Clock, FixedClock};
@@ -66,6 +68,8 @@ fuzz_target!(|data: &[u8]| {
             let _ = tokens.verify(token, SERVICE, now(), lookup);
         }
         1 => {
+            let payload = replace_placeholder(rest, &fingerprint(&key, HASH));
+            let rest = payload.as_slice();
             let mut token = String::from("rt1.");
             BASE64URL_NOPAD.encode_append(rest, &mut token);
             let tag = hmac::sign(&key, token.as_bytes());
@@ -92,6 +96,10 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         _ => {
+            let (ttl, rest) = match rest.split_first_chunk::<8>() {
+                Some((ttl, rest)) => (u64::from_le_bytes(*ttl), rest),
+                None => (TTL, rest),
+            };
             let (user, hash, service) = split3(rest);
             let (Ok(user), Ok(hash), Ok(service)) = (
                 std::str::from_utf8(user),
@@ -100,22 +108,33 @@ fuzz_target!(|data: &[u8]| {
             ) else {
                 return;
             };
+            let tokens = RefreshTokens::new(&SECRET, ttl);
             let token = tokens.issue(user, hash, service, now());
             let found = |name: &str| (name == user).then(|| hash.to_owned());
             let claims = tokens
                 .verify(&token, service, now(), found)
                 .unwrap_or_else(|e| {
-                    panic!("a fresh token for {user:?} on {service:?} was refused: {e}")
+                    panic!("a fresh token for {user:?} on {service:?} (ttl {ttl}) was refused: {e}")
                 });
             assert_eq!(claims.subject, user);
             assert_eq!(claims.service, service);
-            let ttl = Duration::seconds(i64::try_from(TTL).unwrap_or_default());
-            assert_eq!(claims.expires, now() + ttl);
-            let expired = now() + ttl;
-            assert_eq!(
-                tokens.verify(&token, service, expired, found),
-                Err(RefreshError::Expired)
+            assert!(
+                claims.expires > now(),
+                "a token with ttl {ttl} reports expiry {} before its issue time {}",
+                claims.expires,
+                now()
             );
+            let expiry = i64::try_from(ttl)
+                .ok()
+                .and_then(|ttl| now().timestamp().checked_add(ttl))
+                .and_then(|exp| DateTime::from_timestamp(exp, 0));
+            if let Some(expiry) = expiry {
+                assert_eq!(claims.expires, expiry, "ttl {ttl}");
+                assert_eq!(
+                    tokens.verify(&token, service, expiry, found),
+                    Err(RefreshError::Expired)
+                );
+            }
             let other_service = format!("{service}.other");
             assert_eq!(
                 tokens.verify(&token, &other_service, now(), found),
@@ -130,7 +149,7 @@ fuzz_target!(|data: &[u8]| {
                 tokens.verify(&token, service, now(), |_| None),
                 Err(RefreshError::UserChanged)
             );
-            let other = RefreshTokens::new(&[0xa5; 32], TTL);
+            let other = RefreshTokens::new(&[0xa5; 32], ttl);
             assert_eq!(
                 other.verify(&token, service, now(), found),
                 Err(RefreshError::Invalid)
@@ -138,6 +157,22 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// `payload` with every `PWV` replaced by `fingerprint`.
+fn replace_placeholder(payload: &[u8], fingerprint: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len());
+    let mut i = 0;
+    while i < payload.len() {
+        if payload[i..].starts_with(b"PWV") {
+            out.extend_from_slice(fingerprint.as_bytes());
+            i += 3;
+        } else {
+            out.push(payload[i]);
+            i += 1;
+        }
+    }
+    out
+}
 
 /// The payload as `issue` writes it, restated here so the fuzzer's JSON is judged by the same
 /// serde rules (duplicate keys, sequences, integer forms) as regauth's own decoding.

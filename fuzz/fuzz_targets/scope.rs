@@ -9,8 +9,9 @@
 use libfuzzer_sys::fuzz_target;
 use regauth::scope::{ResourceScope, ScopeError, parse_all};
 
-/// Longest error message allowed: the scope is cut to 120 characters in messages.
-const MAX_ERROR_LEN: usize = 120 * 4 + 200;
+/// Longest error message allowed: the scope is cut to 120 characters, each shown escaped by
+/// `{:?}` in at most 10 bytes (`\u{10ffff}`), plus the reason and the ellipsis.
+const MAX_ERROR_LEN: usize = 120 * 10 + 200;
 
 fn check_error(e: &ScopeError) {
     let message = e.to_string();

@@ -2,12 +2,16 @@
 //!
 //! Properties: nothing panics; every accepted scope prints (Display) to text that parses back
 //! to the same scope and prints the same again; `parse_all` merges scopes naming one resource,
-//! and its printed result parses back to itself; error messages stay short.
+//! and its printed result parses back to itself; `parse_limited` (the request path) agrees
+//! with `parse_all` and stops past its limit; error messages stay short.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use regauth::scope::{ResourceScope, ScopeError, parse_all};
+use regauth::scope::{ResourceScope, ScopeError, ScopesError, parse_all, parse_limited};
+
+/// A small limit, so the fuzzer reaches it.
+const LIMIT: usize = 3;
 
 /// Longest error message allowed: the scope is cut to 120 characters, each shown escaped by
 /// `{:?}` in at most 10 bytes (`\u{10ffff}`), plus the reason and the ellipsis.
@@ -43,7 +47,24 @@ fuzz_target!(|data: &[u8]| {
 
     // Several values (a repeated `scope` parameter), one per line.
     let values: Vec<&str> = text.split('\n').collect();
-    match parse_all(values.iter().copied()) {
+    let all = parse_all(values.iter().copied());
+    match (parse_limited(values.iter().copied(), LIMIT), &all) {
+        (Ok(limited), Ok(all)) => assert_eq!(&limited, all),
+        (Err(ScopesError::Malformed(e)), Err(all_e)) => assert_eq!(&e, all_e),
+        // Past the limit parsing stops, so a malformed scope after it goes unseen.
+        (Err(ScopesError::TooMany(n)), all) => {
+            assert_eq!(n, LIMIT);
+            if let Ok(all) = all {
+                assert!(
+                    all.len() > LIMIT,
+                    "{} scopes refused as too many",
+                    all.len()
+                );
+            }
+        }
+        (limited, all) => panic!("parse_limited {limited:?} but parse_all {all:?}"),
+    }
+    match all {
         Ok(scopes) => {
             for (i, a) in scopes.iter().enumerate() {
                 for b in &scopes[i + 1..] {

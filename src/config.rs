@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::identity::{LimitSettings, UserSettings};
 use crate::keys::{Algorithm, KeySpec, KidFormat};
 use crate::policy::{Acl, RuleSettings};
+use crate::proxy::{ForwardedHeader, TrustedProxies};
 use crate::scope::{Action, Actions};
 
 /// Prefix of the environment variables that override settings.
@@ -40,6 +41,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Ordered access rules; the first match decides. Absent: the default rules.
     pub acl: Option<Vec<RuleSettings>>,
+    /// The audit log of token decisions.
+    pub audit: AuditSettings,
 }
 
 /// `server.*`
@@ -56,6 +59,11 @@ pub struct ServerSettings {
     /// A second address for `/metrics`, `/readyz` and `/healthz`; when set, the main listener
     /// no longer serves `/metrics` and `/readyz`.
     pub admin_listen: Option<String>,
+    /// Reverse proxies (CIDR ranges or addresses) whose `client_ip_header` names the client.
+    /// Empty: the TCP peer is the client and forwarding headers are ignored.
+    pub trusted_proxies: Vec<String>,
+    /// `x-forwarded-for` or `forwarded`: the header the trusted proxies append to.
+    pub client_ip_header: ForwardedHeader,
 }
 
 impl Default for ServerSettings {
@@ -65,6 +73,8 @@ impl Default for ServerSettings {
             shutdown_delay_seconds: 5,
             shutdown_timeout_seconds: 30,
             admin_listen: None,
+            trusted_proxies: Vec::new(),
+            client_ip_header: ForwardedHeader::default(),
         }
     }
 }
@@ -202,6 +212,25 @@ impl Default for AuthSettings {
     }
 }
 
+/// `audit.*`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// One JSON line per token decision.
+    pub enabled: bool,
+    /// `stderr`, `stdout`, or a file path (appended to, reopened on SIGHUP).
+    pub output: String,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            enabled: true,
+            output: "stderr".into(),
+        }
+    }
+}
+
 /// A configuration that cannot be used. The message says what to change.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -272,6 +301,8 @@ pub struct Validated {
     pub algorithm: Option<Algorithm>,
     /// The access rules, compiled (the default rules when `acl` is absent).
     pub acl: Acl,
+    /// `server.trusted_proxies` parsed.
+    pub proxies: TrustedProxies,
     /// True when neither a config file nor `REGAUTH_KEY__*` variables were given, so a missing
     /// default key may be generated.
     pub zero_config: bool,
@@ -311,6 +342,7 @@ impl Settings {
                 .list_separator(",")
                 .with_list_parse_key("access.anonymous")
                 .with_list_parse_key("token.services")
+                .with_list_parse_key("server.trusted_proxies")
                 .try_parsing(true)
                 .source(Some(overrides)),
         );
@@ -472,6 +504,15 @@ impl Settings {
                 format!("must be at least 60 and at most {MAX_REFRESH_TTL_SECONDS} (a year)"),
             ));
         }
+        let proxies =
+            TrustedProxies::parse(&self.server.trusted_proxies, self.server.client_ip_header)
+                .map_err(|e| invalid("server.trusted_proxies", e.to_string()))?;
+        if self.audit.enabled && self.audit.output.trim().is_empty() {
+            return Err(invalid(
+                "audit.output",
+                "must be stderr, stdout or a file path (or set audit.enabled: false)",
+            ));
+        }
         if let Some(name) = self.users.keys().find(|n| n.is_empty() || n.contains(':')) {
             return Err(invalid(
                 "users",
@@ -484,6 +525,7 @@ impl Settings {
             admin_listen,
             algorithm,
             acl,
+            proxies,
             zero_config,
         })
     }
@@ -565,6 +607,28 @@ mod tests {
         );
         assert_eq!(v.settings.token.services, ["a.test", "b.test"]);
         assert!(!v.zero_config);
+    }
+
+    #[test]
+    fn trusted_proxies_load_from_file_and_environment() {
+        let f = file(
+            ".yaml",
+            "server:\n  trusted_proxies: [10.0.0.0/8]\n  client_ip_header: Forwarded\n",
+        );
+        let v = load_with_env(Some(f.path()), &HashMap::new()).unwrap();
+        assert!(v.proxies.trusts("10.9.8.7".parse().unwrap()));
+        assert_eq!(
+            v.settings.server.client_ip_header,
+            ForwardedHeader::Forwarded
+        );
+        let v = load_with_env(
+            None,
+            &env(&[("REGAUTH_SERVER__TRUSTED_PROXIES", "192.0.2.1,fd00::/8")]),
+        )
+        .unwrap();
+        assert!(v.proxies.trusts("fd00::5".parse().unwrap()));
+        assert!(!v.proxies.trusts("10.9.8.7".parse().unwrap()));
+        assert!(Settings::default().server.trusted_proxies.is_empty());
     }
 
     #[test]
@@ -733,6 +797,21 @@ mod tests {
                 "auth:\n  limits:\n    backoff_seconds: 10\n    max_backoff_seconds: 5\n",
                 &[],
                 "auth.limits.max_backoff_seconds: must be at least backoff_seconds",
+            ),
+            (
+                "server:\n  trusted_proxies: [10.0.0.0/8, proxy.internal]\n",
+                &[],
+                "server.trusted_proxies: \"proxy.internal\" is not a CIDR range",
+            ),
+            (
+                "server:\n  client_ip_header: x-real-ip\n",
+                &[],
+                "server.client_ip_header \"x-real-ip\" is not one of",
+            ),
+            (
+                "audit:\n  output: ''\n",
+                &[],
+                "audit.output: must be stderr, stdout or a file path",
             ),
             (
                 "users:\n  'ci:bot': {}\n",

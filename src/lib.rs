@@ -10,6 +10,7 @@
 //! [`metrics`] is what `GET /metrics` shows Prometheus.
 
 pub mod atomic_file;
+pub mod audit;
 pub mod claims;
 pub mod clock;
 pub mod config;
@@ -19,8 +20,10 @@ pub mod keys;
 pub mod logging;
 pub mod metrics;
 pub mod policy;
+pub mod proxy;
 pub mod publish;
 pub mod refresh;
+pub mod request_id;
 pub mod scope;
 pub mod shutdown;
 pub mod signing;

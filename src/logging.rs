@@ -1,7 +1,11 @@
 //! Logging setup: env_logger filtered by `RUST_LOG` (default `info`), with one correction:
 //! the HTTP library reports a client's protocol errors (a malformed request, a connection
 //! cut mid-request) at ERROR, where they would page an operator for someone else's fault.
-//! Those records are re-issued at DEBUG.
+//! Those records are re-issued at DEBUG. A record written while a request is handled ends
+//! with that request's id (`request_id=…`), so an error line can be matched to its access
+//! and audit lines.
+
+use std::fmt;
 
 use log::{Level, Log, Metadata, Record};
 
@@ -37,13 +41,27 @@ impl Log for Downgrading {
 
     fn log(&self, record: &Record<'_>) {
         let level = effective_level(record.target(), record.level());
-        if level == record.level() {
-            self.0.log(record);
-            return;
+        match crate::request_id::current() {
+            Some(id) => self.emit(
+                record,
+                level,
+                format_args!("{} request_id={id}", record.args()),
+            ),
+            None if level == record.level() => self.0.log(record),
+            None => self.emit(record, level, *record.args()),
         }
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
+}
+
+impl Downgrading {
+    fn emit(&self, record: &Record<'_>, level: Level, args: fmt::Arguments<'_>) {
         self.0.log(
             &Record::builder()
-                .args(*record.args())
+                .args(args)
                 .level(level)
                 .target(record.target())
                 .module_path(record.module_path())
@@ -51,10 +69,6 @@ impl Log for Downgrading {
                 .line(record.line())
                 .build(),
         );
-    }
-
-    fn flush(&self) {
-        self.0.flush();
     }
 }
 

@@ -10,6 +10,7 @@ use actix_web::http::ConnectionType;
 use actix_web::{App, HttpServer, middleware, web};
 use anyhow::Context;
 
+use crate::audit::{self, AuditLog};
 use crate::claims::ClaimsBuilder;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{KeySource, Validated};
@@ -32,6 +33,7 @@ pub struct Application {
     shutdown: Arc<Shutdown>,
     shutdown_delay: Duration,
     seal: Seal,
+    audit: Option<Arc<AuditLog>>,
 }
 
 impl Application {
@@ -64,6 +66,7 @@ impl Application {
             Arc::clone(&keys),
             Arc::clone(&clock),
         ));
+        let audit = AuditLog::from_settings(&settings.audit)?;
         let state = web::Data::new(AppState {
             metrics,
             keys: Arc::clone(&keys),
@@ -75,6 +78,8 @@ impl Application {
             logins: Arc::clone(&logins),
             refresh: refresh.map(Arc::new),
             shutdown: Arc::clone(&shutdown),
+            proxies: config.proxies.clone(),
+            audit: audit.clone(),
         });
         let listener = TcpListener::bind(config.listen)
             .with_context(|| format!("cannot listen on {} (server.listen)", config.listen))?;
@@ -115,7 +120,9 @@ impl Application {
                     }
                 })
                 .wrap(
-                    middleware::Logger::new(r#"%a "%{request}xi" %s %b %Dms"#)
+                    middleware::Logger::new(r#"%{client}xi "%{request}xi" %s %b %Dms %{id}xi"#)
+                        .custom_request_replace("client", http::log_client)
+                        .custom_request_replace("id", http::log_request_id)
                         .custom_request_replace("request", |req| {
                             http::request_line(
                                 req.method().as_str(),
@@ -125,6 +132,8 @@ impl Application {
                         })
                         .exclude("/healthz"),
                 )
+                // Outermost: the request id and client address, for everything inside.
+                .wrap(middleware::from_fn(http::tag))
                 .app_data(state.clone())
                 .configure(routes)
         })
@@ -143,6 +152,7 @@ impl Application {
             shutdown,
             shutdown_delay: Duration::from_secs(settings.server.shutdown_delay_seconds),
             seal,
+            audit,
         })
     }
 
@@ -166,6 +176,11 @@ impl Application {
         Arc::clone(&self.logins)
     }
 
+    /// The audit log, when on ([`AuditLog::reopen`] is what SIGHUP does).
+    pub fn audit(&self) -> Option<Arc<AuditLog>> {
+        self.audit.clone()
+    }
+
     /// Shutdown state; [`Shutdown::begin`] stops the server as SIGTERM would.
     pub fn shutdown(&self) -> Arc<Shutdown> {
         Arc::clone(&self.shutdown)
@@ -185,6 +200,12 @@ impl Application {
             }
             None => (None, None),
         };
+        if let Some(audit) = self
+            .audit
+            .filter(|a| matches!(a.output(), audit::Output::File(_)))
+        {
+            tokio::spawn(audit::reopen_on_hangup(audit));
+        }
         tokio::spawn(async move {
             shutdown.wait(delay).await;
             // Shrink the kernel's queue, stop accepting, seal the queue, give accepted

@@ -134,7 +134,8 @@ impl From<LoginError> for ApiError {
 }
 
 impl ApiError {
-    fn code(&self) -> &'static str {
+    /// The machine-readable code of the error body.
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             ApiError::MissingField(_)
             | ApiError::UnknownService(_)

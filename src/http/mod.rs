@@ -1,6 +1,7 @@
 //! The HTTP surface: `GET /token`, `POST /token`, `/.well-known/jwks.json`, `/healthz`,
 //! `/readyz`, `/metrics`, and JSON errors for everything else.
 
+mod context;
 mod error;
 mod health;
 mod jwks;
@@ -8,6 +9,7 @@ mod metrics;
 mod oauth;
 mod request;
 mod token;
+mod trail;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -17,17 +19,20 @@ use actix_web::dev::Service;
 use actix_web::http::Method;
 use actix_web::web;
 
+pub use context::{RequestInfo, X_REQUEST_ID, log_client, log_request_id, tag};
 pub use error::{ApiError, ErrorBody, json_fallback};
 pub use oauth::{OAuthResponse, TokenForm};
 pub use request::{MAX_REQUEST_LINE_LOGGED, request_line};
 pub use token::TokenResponse;
 
+use crate::audit::AuditLog;
 use crate::claims::ClaimsBuilder;
 use crate::clock::Clock;
 use crate::identity::{Logins, UserDirectory};
 use crate::keys::KeyProvider;
 use crate::metrics::{Metrics, TokenMethod};
 use crate::policy::Policy;
+use crate::proxy::TrustedProxies;
 use crate::refresh::RefreshTokens;
 use crate::shutdown::Shutdown;
 
@@ -53,6 +58,10 @@ pub struct AppState {
     pub shutdown: Arc<Shutdown>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Proxies whose forwarding header names the client.
+    pub proxies: TrustedProxies,
+    /// The audit log of token decisions, when on.
+    pub audit: Option<Arc<AuditLog>>,
 }
 
 /// Largest `POST /token` body accepted.

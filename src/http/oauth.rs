@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::error::shorten;
 use super::request::{client_ip, form_body};
 use super::token::{authenticate, issue, no_store, refresh_token_for, validate};
+use super::trail::Trail;
 use super::{ApiError, AppState, MAX_FORM_BYTES};
 use crate::identity::Credentials;
 use crate::metrics::Grant;
@@ -59,20 +60,39 @@ fn required(value: Option<String>, field: &'static str) -> Result<String, ApiErr
         .ok_or(ApiError::MissingField(field))
 }
 
-/// Handles both grants.
+/// Handles both grants; the decision goes to the audit log.
 pub async fn post_token(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = form_body(&req, payload, MAX_FORM_BYTES).await?;
+    let mut trail = Trail::new(&state, "");
+    let result = answer_post(&req, payload, &state, &mut trail).await;
+    trail.record(&state, &req, &result);
+    result
+}
+
+async fn answer_post(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    trail: &mut Trail,
+) -> Result<HttpResponse, ApiError> {
+    let body = form_body(req, payload, MAX_FORM_BYTES).await?;
     let form: TokenForm = serde_html_form::from_bytes(&body)
         .map_err(|e| ApiError::BadForm(shorten(&e.to_string())))?;
     let grant_type = required(form.grant_type, "grant_type")?;
+    trail.grant_type(match grant_type.as_str() {
+        "password" => "password",
+        "refresh_token" => "refresh_token",
+        _ => "unsupported",
+    });
     let service = required(form.service, "service")?;
+    trail.service(&service);
     let _client_id = required(form.client_id, "client_id")?;
-    let scopes = validate(&state, &service, form.scope.iter().map(String::as_str))?;
-    let ip = client_ip(&req);
+    let scopes = validate(state, &service, form.scope.iter().map(String::as_str))?;
+    trail.requested(&scopes);
+    let ip = client_ip(req);
 
     let (identity, refresh_token, grant) = match grant_type.as_str() {
         "password" => {
@@ -81,9 +101,9 @@ pub async fn post_token(
                 username,
                 password: form.password.unwrap_or_else(|| SecretString::from("")),
             };
-            let identity = authenticate(&state, Some(credentials), None, ip).await?;
+            let identity = authenticate(state, Some(credentials), None, ip).await?;
             let refresh = if form.access_type.as_deref() == Some("offline") {
-                refresh_token_for(&state, &identity, &service)
+                refresh_token_for(state, &identity, &service)
             } else {
                 None
             };
@@ -123,7 +143,7 @@ pub async fn post_token(
         }
         other => return Err(ApiError::UnsupportedGrant(shorten(other))),
     };
-    let issued = issue(&state, &identity, &service, &scopes, ip)?;
+    let issued = issue(state, &identity, &service, &scopes, ip, trail)?;
     state.metrics.token_issued(&service, grant);
     let scope = issued
         .claims

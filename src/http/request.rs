@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use actix_web::http::header::{self, HeaderMap};
-use actix_web::{HttpRequest, web};
+use actix_web::{HttpMessage, HttpRequest, web};
 use futures_util::StreamExt;
 
 use super::ApiError;
@@ -14,9 +14,13 @@ use crate::identity::{self, AuthError, Credentials};
 /// Longest request line written to the access log; longer ones are cut with `…`.
 pub const MAX_REQUEST_LINE_LOGGED: usize = 1024;
 
-/// The TCP peer's address.
+/// The client's address, the one place that decides it: computed once per request by the
+/// [`super::context::tag`] middleware (the TCP peer, or what a trusted proxy forwarded).
 pub(super) fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
-    req.peer_addr().map(|a| a.ip())
+    match req.extensions().get::<super::context::RequestInfo>() {
+        Some(info) => info.client_ip,
+        None => super::context::resolve_client_ip(req),
+    }
 }
 
 /// Basic credentials from the one `Authorization` header, `None` without one. Two headers

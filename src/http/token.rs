@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::shorten;
 use super::request::{client_ip, credentials};
+use super::trail::Trail;
 use super::{ApiError, AppState};
 use crate::claims::Claims;
 use crate::identity::{AuthError, Credentials, Identity, LoginError};
@@ -115,13 +116,20 @@ pub(super) fn issue(
     service: &str,
     scopes: &[ResourceScope],
     ip: Option<IpAddr>,
+    trail: &mut Trail,
 ) -> Result<Issued, ApiError> {
     let ctx = RequestContext {
         identity,
         service,
         ip,
     };
-    let access = policy::grant(state.policy.as_ref(), &ctx, scopes);
+    let access = if trail.enabled() {
+        let decisions = policy::grant_explained(state.policy.as_ref(), &ctx, scopes);
+        trail.decided(identity.subject(), &decisions);
+        decisions.into_iter().map(|(entry, _)| entry).collect()
+    } else {
+        policy::grant(state.policy.as_ref(), &ctx, scopes)
+    };
     let claims = state
         .claims
         .build(state.clock.as_ref(), identity.subject(), service, access)
@@ -139,6 +147,7 @@ pub(super) fn issue(
         key.kid(),
         serde_json::to_string(&claims.access).unwrap_or_default()
     );
+    trail.issued(&claims.jti, key.kid());
     Ok(Issued { claims, token })
 }
 
@@ -171,10 +180,26 @@ pub(super) fn no_store(
     response
 }
 
-/// Issues a token for the requested scopes.
+/// Issues a token for the requested scopes; the decision goes to the audit log.
 pub async fn get_token(
     req: HttpRequest,
     state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let grant_type = if req.headers().contains_key(header::AUTHORIZATION) {
+        "basic"
+    } else {
+        "anonymous"
+    };
+    let mut trail = Trail::new(&state, grant_type);
+    let result = answer_get(&req, &state, &mut trail).await;
+    trail.record(&state, &req, &result);
+    result
+}
+
+async fn answer_get(
+    req: &HttpRequest,
+    state: &AppState,
+    trail: &mut Trail,
 ) -> Result<HttpResponse, ApiError> {
     let query: TokenQuery = serde_html_form::from_str(req.query_string())
         .map_err(|e| ApiError::BadQuery(shorten(&e.to_string())))?;
@@ -182,12 +207,14 @@ pub async fn get_token(
         .service
         .filter(|s| !s.is_empty())
         .ok_or(ApiError::MissingField("service"))?;
-    let scopes = validate(&state, &service, query.scope.iter().map(String::as_str))?;
-    let ip = client_ip(&req);
+    trail.service(&service);
+    let scopes = validate(state, &service, query.scope.iter().map(String::as_str))?;
+    trail.requested(&scopes);
+    let ip = client_ip(req);
     let credentials = credentials(req.headers(), ip)
         .inspect_err(|_| state.metrics.auth_failed(AuthFailure::MalformedHeader))?;
-    let identity = authenticate(&state, credentials, query.account.as_deref(), ip).await?;
-    let issued = issue(&state, &identity, &service, &scopes, ip)?;
+    let identity = authenticate(state, credentials, query.account.as_deref(), ip).await?;
+    let issued = issue(state, &identity, &service, &scopes, ip, trail)?;
     let grant = if identity.is_anonymous() {
         Grant::Anonymous
     } else {
@@ -196,7 +223,7 @@ pub async fn get_token(
     state.metrics.token_issued(&service, grant);
     let offline = query.offline_token.as_deref() == Some("true");
     let refresh_token = if offline {
-        refresh_token_for(&state, &identity, &service)
+        refresh_token_for(state, &identity, &service)
     } else {
         None
     };

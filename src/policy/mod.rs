@@ -57,5 +57,23 @@ pub fn grant(
         .collect()
 }
 
+/// [`grant`], with the deciding rule's text beside each entry (for the audit log).
+pub fn grant_explained<'p>(
+    policy: &'p dyn Policy,
+    ctx: &RequestContext<'_>,
+    scopes: &[ResourceScope],
+) -> Vec<(AccessEntry, &'p str)> {
+    scopes
+        .iter()
+        .map(|scope| {
+            let decision = policy.decide(ctx, scope);
+            (
+                AccessEntry::new(scope, scope.actions.intersect(decision.allowed)),
+                decision.explanation,
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,285 @@
+//! The audit log: one JSON line per token decision, written to stderr, stdout or a file that
+//! is appended to and reopened on SIGHUP (so logrotate can move it away).
+//!
+//! A line says who asked (account, client address, request id), for what (service, grant
+//! type, scopes), what was granted and by which rule, and the outcome. It never holds a
+//! password, a refresh token, a key, or the user name of a failed login (people type their
+//! password there).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use crate::config::AuditSettings;
+
+/// Where lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// The process's standard error (with the log).
+    Stderr,
+    /// The process's standard output.
+    Stdout,
+    /// A file, appended to; reopened by [`AuditLog::reopen`].
+    File(PathBuf),
+}
+
+impl Output {
+    /// `stderr`, `stdout`, or a path.
+    pub fn parse(text: &str) -> Output {
+        match text.trim() {
+            "stderr" => Output::Stderr,
+            "stdout" => Output::Stdout,
+            path => Output::File(PathBuf::from(path)),
+        }
+    }
+}
+
+/// The audit file cannot be opened or written.
+#[derive(Debug, thiserror::Error)]
+#[error("audit log {path}: {source}")]
+pub struct AuditError {
+    path: PathBuf,
+    #[source]
+    source: io::Error,
+}
+
+/// Whether a token was issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// A token was issued (possibly granting less than asked).
+    Issued,
+    /// The request was refused; `error` says why.
+    Refused,
+}
+
+/// One requested scope and what was decided for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScopeDecision {
+    /// The scope as requested, e.g. `repository:team/app:pull,push`.
+    pub requested: String,
+    /// The actions granted, e.g. `pull`; empty when none. Absent when no decision was made.
+    pub granted: Option<String>,
+    /// The deciding rule as text; absent when no decision was made.
+    pub rule: Option<String>,
+}
+
+/// One audit line.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event<'a> {
+    /// RFC 3339, UTC.
+    pub time: String,
+    /// The request id (also in the access log and `X-Request-Id`).
+    pub request_id: &'a str,
+    /// The client, after `server.trusted_proxies`.
+    pub client_ip: Option<IpAddr>,
+    /// The authenticated subject; empty for anonymous callers and failed logins.
+    pub account: &'a str,
+    /// The requested service.
+    pub service: &'a str,
+    /// `basic` or `anonymous` (GET), `password` or `refresh_token` (POST).
+    pub grant_type: &'a str,
+    /// Each requested scope with its decision.
+    pub scopes: &'a [ScopeDecision],
+    /// `issued` or `refused`.
+    pub outcome: Outcome,
+    /// The error code of a refusal (`UNAUTHORIZED`, `INVALID_SCOPE`, ...).
+    pub error: Option<&'a str>,
+    /// What kind of refusal (`invalid_credentials`, `locked_out`, ...).
+    pub reason: Option<&'a str>,
+    /// The issued token's `jti`.
+    pub jti: Option<&'a str>,
+    /// The issued token's `kid`.
+    pub kid: Option<&'a str>,
+}
+
+/// The audit sink. Writes are one `write` call per line under a mutex.
+pub struct AuditLog {
+    output: Output,
+    file: Mutex<Option<File>>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("output", &self.output)
+            .finish_non_exhaustive()
+    }
+}
+
+fn open_append(path: &Path) -> Result<File, AuditError> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| AuditError {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+impl AuditLog {
+    /// The sink `settings` names, `None` when the audit log is off.
+    pub fn from_settings(settings: &AuditSettings) -> Result<Option<Arc<AuditLog>>, AuditError> {
+        if !settings.enabled {
+            return Ok(None);
+        }
+        AuditLog::open(Output::parse(&settings.output)).map(|a| Some(Arc::new(a)))
+    }
+
+    /// Opens `output` (a file is created if missing, and appended to).
+    pub fn open(output: Output) -> Result<AuditLog, AuditError> {
+        let file = match &output {
+            Output::File(path) => Some(open_append(path)?),
+            _ => None,
+        };
+        Ok(AuditLog {
+            output,
+            file: Mutex::new(file),
+        })
+    }
+
+    /// Where lines go.
+    pub fn output(&self) -> &Output {
+        &self.output
+    }
+
+    /// Reopens the file by its path (after logrotate moved it); nothing for stderr/stdout.
+    /// On failure the old file stays in use.
+    pub fn reopen(&self) -> Result<(), AuditError> {
+        let Output::File(path) = &self.output else {
+            return Ok(());
+        };
+        let fresh = open_append(path)?;
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        *file = Some(fresh);
+        Ok(())
+    }
+
+    /// Writes one line. A failed write is logged, never returned: an audit outage must not
+    /// turn into refused tokens.
+    pub fn write(&self, event: &Event<'_>) {
+        let mut line = match serde_json::to_vec(event) {
+            Ok(line) => line,
+            Err(e) => {
+                log::error!("audit line not written: {e}");
+                return;
+            }
+        };
+        line.push(b'\n');
+        let result = match &self.output {
+            Output::Stderr => io::stderr().lock().write_all(&line),
+            Output::Stdout => io::stdout().lock().write_all(&line),
+            Output::File(_) => {
+                let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+                match file.as_mut() {
+                    Some(f) => f.write_all(&line),
+                    None => Ok(()),
+                }
+            }
+        };
+        if let Err(e) = result {
+            log::error!("audit line not written to {:?}: {e}", self.output);
+        }
+    }
+}
+
+/// Reopens `audit` on every SIGHUP, for as long as the process runs.
+pub async fn reopen_on_hangup(audit: Arc<AuditLog>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            log::warn!("SIGHUP will not reopen the audit log: {e}");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        match audit.reopen() {
+            Ok(()) => log::info!("SIGHUP: reopened the audit log"),
+            Err(e) => log::error!("SIGHUP: {e}; still writing to the old file"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event<'a>(scopes: &'a [ScopeDecision]) -> Event<'a> {
+        Event {
+            time: "2026-11-29T08:00:00Z".into(),
+            request_id: "r-1",
+            client_ip: Some("10.1.2.3".parse().unwrap()),
+            account: "alice",
+            service: "registry.test",
+            grant_type: "basic",
+            scopes,
+            outcome: Outcome::Issued,
+            error: None,
+            reason: None,
+            jti: Some("j"),
+            kid: Some("k"),
+        }
+    }
+
+    #[test]
+    fn outputs_are_named_streams_or_paths() {
+        assert_eq!(Output::parse("stderr"), Output::Stderr);
+        assert_eq!(Output::parse(" stdout "), Output::Stdout);
+        assert_eq!(
+            Output::parse("/var/log/regauth/audit.log"),
+            Output::File("/var/log/regauth/audit.log".into())
+        );
+    }
+
+    #[test]
+    fn lines_are_appended_and_a_reopen_follows_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        std::fs::write(&path, "earlier\n").unwrap();
+        let audit = AuditLog::open(Output::File(path.clone())).unwrap();
+        let scopes = [ScopeDecision {
+            requested: "repository:a:pull".into(),
+            granted: Some("pull".into()),
+            rule: Some("rule 0".into()),
+        }];
+        audit.write(&event(&scopes));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0], "earlier");
+        let line: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(line["outcome"], "issued");
+        assert_eq!(line["client_ip"], "10.1.2.3");
+        assert_eq!(line["scopes"][0]["granted"], "pull");
+
+        let rotated = dir.path().join("audit.log.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        audit.write(&event(&scopes));
+        assert_eq!(
+            std::fs::read_to_string(&rotated).unwrap().lines().count(),
+            3
+        );
+        assert!(!path.exists(), "no reopen yet");
+        audit.reopen().unwrap();
+        audit.write(&event(&scopes));
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
+        assert_eq!(
+            std::fs::read_to_string(&rotated).unwrap().lines().count(),
+            3
+        );
+    }
+
+    #[test]
+    fn an_unwritable_path_is_named() {
+        let err = AuditLog::open(Output::File("/nonexistent/dir/audit.log".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/dir/audit.log"), "{err}");
+    }
+}

@@ -1,0 +1,75 @@
+//! What every request carries from the outermost middleware on: its id (returned as
+//! `X-Request-Id`) and the client's address after `server.trusted_proxies`.
+
+use std::net::IpAddr;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, web};
+
+use super::AppState;
+use crate::request_id::{self, RequestId};
+
+/// The request id header, read and returned.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Stored in the request's extensions by [`tag`].
+#[derive(Debug, Clone)]
+pub struct RequestInfo {
+    /// The caller's valid `X-Request-Id`, or a generated one.
+    pub id: RequestId,
+    /// The client: the TCP peer, or what a trusted proxy says.
+    pub client_ip: Option<IpAddr>,
+}
+
+/// The client's address: what a trusted proxy forwarded, else the TCP peer.
+pub(super) fn resolve_client_ip(req: &actix_web::HttpRequest) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    Some(match req.app_data::<web::Data<AppState>>() {
+        Some(state) => state.proxies.client_ip(peer, req.headers()),
+        None => peer,
+    })
+}
+
+/// Middleware: decides the request id and the client address once, makes the id current
+/// for the log lines written while the request is handled, and returns it.
+pub async fn tag(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = req
+        .headers()
+        .get(X_REQUEST_ID)
+        .and_then(|v| RequestId::parse(v.as_bytes()))
+        .unwrap_or_else(RequestId::generate);
+    let client_ip = resolve_client_ip(req.request());
+    req.extensions_mut().insert(RequestInfo {
+        id: id.clone(),
+        client_ip,
+    });
+    let mut res = request_id::scope(id.clone(), next.call(req)).await?;
+    if let Ok(value) = HeaderValue::from_str(id.as_str()) {
+        res.headers_mut().insert(X_REQUEST_ID, value);
+    }
+    Ok(res)
+}
+
+/// For the access log: the client address and the request id of a tagged request.
+pub fn log_client(req: &ServiceRequest) -> String {
+    match req.extensions().get::<RequestInfo>() {
+        Some(info) => info.client_ip.map(|i| i.to_string()).unwrap_or_default(),
+        None => req
+            .peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default(),
+    }
+}
+
+/// For the access log: the request id, `-` if the request was not tagged.
+pub fn log_request_id(req: &ServiceRequest) -> String {
+    req.extensions()
+        .get::<RequestInfo>()
+        .map_or_else(|| "-".to_owned(), |info| info.id.to_string())
+}

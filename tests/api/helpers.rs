@@ -26,6 +26,7 @@ pub struct TestApp {
     pub key_path: PathBuf,
     pub logins: Arc<regauth::identity::Logins>,
     pub shutdown: Arc<regauth::shutdown::Shutdown>,
+    pub audit: Option<Arc<regauth::audit::AuditLog>>,
 }
 
 /// Settings for a test app: port 0, an ES256 key in a temp dir.
@@ -90,6 +91,7 @@ pub async fn spawn_app_with_clock(
     let keys = app.keys();
     let logins = app.logins();
     let shutdown = app.shutdown();
+    let audit = app.audit();
     let users = Arc::clone(logins.users());
     tokio::spawn(app.run_until_stopped());
     TestApp {
@@ -102,6 +104,7 @@ pub async fn spawn_app_with_clock(
         key_path,
         logins,
         shutdown,
+        audit,
     }
 }
 

@@ -10,6 +10,7 @@
     clippy::type_complexity
 )]
 
+mod audit;
 mod cli;
 mod errors;
 mod hardening;
@@ -19,6 +20,7 @@ mod jwks;
 mod metrics;
 mod oauth;
 mod prometheus;
+mod proxies;
 mod publish_cli;
 mod reload;
 mod rules;

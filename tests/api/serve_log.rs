@@ -138,3 +138,40 @@ async fn a_password_typed_as_the_user_name_never_reaches_the_log() {
         assert!(!log.contains(secret), "{secret:?} is in the log:\n{log}");
     }
 }
+
+// The default audit sink is stderr, beside the log: one id ties the error, access and audit
+// lines of a request together.
+#[tokio::test]
+async fn a_request_id_ties_the_error_access_and_audit_lines_together() {
+    let serve = Serve::start();
+    let client = reqwest::Client::new();
+    let response = client
+        .get(format!("{}/token?service=registry.test", serve.address))
+        .basic_auth("alice", Some(WRONG))
+        .header("X-Request-Id", "trace-5e1d")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(response.headers()["x-request-id"], "trace-5e1d");
+    let log = serve.stop();
+    let tagged: Vec<&str> = log.lines().filter(|l| l.contains("trace-5e1d")).collect();
+    let failed = tagged
+        .iter()
+        .find(|l| l.contains("authentication failed"))
+        .unwrap_or_else(|| panic!("error line with the id:\n{log}"));
+    assert!(failed.ends_with("request_id=trace-5e1d"), "{failed}");
+    assert!(
+        tagged
+            .iter()
+            .any(|l| l.contains("\"GET /token?service=registry.test HTTP/1.1\" 401")),
+        "access line with the id:\n{log}"
+    );
+    let audit: serde_json::Value = tagged
+        .iter()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("audit line with the id:\n{log}"));
+    assert_eq!(audit["outcome"], "refused");
+    assert_eq!(audit["request_id"], "trace-5e1d");
+    assert_eq!(audit["client_ip"], "127.0.0.1");
+}

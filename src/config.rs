@@ -43,6 +43,8 @@ pub struct Settings {
     pub acl: Option<Vec<RuleSettings>>,
     /// The audit log of token decisions.
     pub audit: AuditSettings,
+    /// The process log.
+    pub log: LogSettings,
 }
 
 /// `server.*`
@@ -210,6 +212,14 @@ impl Default for AuthSettings {
             limits: LimitSettings::default(),
         }
     }
+}
+
+/// `log.*`
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `text` or `json`; the level comes from `RUST_LOG`.
+    pub format: crate::logging::LogFormat,
 }
 
 /// `audit.*`
@@ -807,6 +817,11 @@ mod tests {
                 "server:\n  client_ip_header: x-real-ip\n",
                 &[],
                 "server.client_ip_header \"x-real-ip\" is not one of",
+            ),
+            (
+                "log:\n  format: xml\n",
+                &[],
+                "log.format \"xml\" is not one of: text, json",
             ),
             (
                 "audit:\n  output: ''\n",

@@ -129,6 +129,7 @@ fn main() -> ExitCode {
 
 fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let config = config::load(config_path.as_deref())?;
+    regauth::logging::set_format(config.settings.log.format);
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(config)?;
         app.run_until_stopped().await?;

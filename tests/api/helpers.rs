@@ -225,7 +225,10 @@ pub fn start_serve_logging(
             break None;
         };
         if let Some(addr) = line.split("listening on ").nth(1) {
-            break Some(addr.trim().to_owned());
+            // A text line ends after the address; a JSON one (`log.format: json`) closes
+            // the string.
+            let addr = addr.trim().split('"').next().unwrap_or_default();
+            break Some(addr.to_owned());
         }
         before.push(line);
     };

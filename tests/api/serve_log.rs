@@ -20,6 +20,11 @@ struct Serve {
 
 impl Serve {
     fn start() -> Serve {
+        Serve::start_with("")
+    }
+
+    /// With `extra` (top-level YAML sections) appended to the config.
+    fn start_with(extra: &str) -> Serve {
         let dir = tempfile::tempdir().unwrap();
         regauth::keys::generate::write(
             &dir.path().join("keys"),
@@ -32,7 +37,7 @@ impl Serve {
             dir.path().join("regauth.yaml"),
             format!(
                 "server:\n  listen: 127.0.0.1:0\nkey:\n  path: keys/signing.key\n\
-                 users:\n  alice:\n    password: '{hash}'\n"
+                 users:\n  alice:\n    password: '{hash}'\n{extra}"
             ),
         )
         .unwrap();
@@ -174,4 +179,34 @@ async fn a_request_id_ties_the_error_access_and_audit_lines_together() {
     assert_eq!(audit["outcome"], "refused");
     assert_eq!(audit["request_id"], "trace-5e1d");
     assert_eq!(audit["client_ip"], "127.0.0.1");
+}
+
+#[tokio::test]
+async fn with_log_format_json_every_line_is_a_json_object() {
+    let serve = Serve::start_with("log:\n  format: json\n");
+    let client = reqwest::Client::new();
+    let response = client
+        .get(format!("{}/token?service=registry.test", serve.address))
+        .basic_auth("alice", Some(WRONG))
+        .header("X-Request-Id", "trace-77aa")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let log = serve.stop();
+    let mut failed = None;
+    for line in log.lines().skip_while(|l| !l.starts_with('{')) {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}\n{log}"));
+        if value["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("authentication failed"))
+        {
+            failed = Some(value);
+        }
+    }
+    let failed = failed.unwrap_or_else(|| panic!("no failed-login record:\n{log}"));
+    assert_eq!(failed["level"], "INFO");
+    assert_eq!(failed["request_id"], "trace-77aa");
+    assert!(!log.contains(WRONG));
 }

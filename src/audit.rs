@@ -5,12 +5,15 @@
 //! type, scopes), what was granted and by which rule, and the outcome. It never holds a
 //! password, a refresh token, a key, or the user name of a failed login (people type their
 //! password there).
+//!
+//! Requests only queue a line; a writer thread of its own does the writing (see
+//! [`AuditLog`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, mpsc};
 
 use serde::Serialize;
 
@@ -97,10 +100,24 @@ pub struct Event<'a> {
     pub kid: Option<&'a str>,
 }
 
-/// The audit sink. Writes are one `write` call per line under a mutex.
+/// Lines waiting for the writer thread at most; past that, requests wait (backpressure from
+/// a disk that cannot keep up) rather than lose audit lines.
+const QUEUE_LINES: usize = 16_384;
+/// Bytes gathered into one write.
+const BATCH_BYTES: usize = 64 * 1024;
+
+enum Message {
+    Line(Vec<u8>),
+    Reopen(mpsc::SyncSender<Result<(), AuditError>>),
+    Flush(mpsc::SyncSender<()>),
+}
+
+/// The audit sink. Request threads serialize a line and queue it; one writer thread gathers
+/// what is queued into one write of whole lines, so a busy server makes few system calls
+/// and no request waits on the disk or on another request's write.
 pub struct AuditLog {
     output: Output,
-    file: Mutex<Option<File>>,
+    queue: mpsc::SyncSender<Message>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -131,16 +148,27 @@ impl AuditLog {
         AuditLog::open(Output::parse(&settings.output)).map(|a| Some(Arc::new(a)))
     }
 
-    /// Opens `output` (a file is created if missing, and appended to).
+    /// Opens `output` (a file is created if missing, and appended to) and starts the writer
+    /// thread; it ends when the `AuditLog` is dropped, after writing what was queued.
     pub fn open(output: Output) -> Result<AuditLog, AuditError> {
         let file = match &output {
             Output::File(path) => Some(open_append(path)?),
             _ => None,
         };
-        Ok(AuditLog {
-            output,
-            file: Mutex::new(file),
-        })
+        let (queue, lines) = mpsc::sync_channel(QUEUE_LINES);
+        let mut writer = Writer {
+            output: output.clone(),
+            file,
+            batch: Vec::with_capacity(BATCH_BYTES),
+        };
+        std::thread::Builder::new()
+            .name("audit".into())
+            .spawn(move || writer.run(&lines))
+            .map_err(|source| AuditError {
+                path: PathBuf::from("<audit writer thread>"),
+                source,
+            })?;
+        Ok(AuditLog { output, queue })
     }
 
     /// Where lines go.
@@ -148,20 +176,27 @@ impl AuditLog {
         &self.output
     }
 
-    /// Reopens the file by its path (after logrotate moved it); nothing for stderr/stdout.
-    /// On failure the old file stays in use.
+    /// Reopens the file by its path (after logrotate moved it), after writing the lines
+    /// queued before; nothing for stderr/stdout. On failure the old file stays in use.
+    /// Blocks until done.
     pub fn reopen(&self) -> Result<(), AuditError> {
-        let Output::File(path) = &self.output else {
+        let (reply, done) = mpsc::sync_channel(1);
+        if self.queue.send(Message::Reopen(reply)).is_err() {
             return Ok(());
-        };
-        let fresh = open_append(path)?;
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        *file = Some(fresh);
-        Ok(())
+        }
+        done.recv().unwrap_or(Ok(()))
     }
 
-    /// Writes one line. A failed write is logged, never returned: an audit outage must not
-    /// turn into refused tokens.
+    /// Waits until every line queued so far is written.
+    pub fn flush(&self) {
+        let (reply, done) = mpsc::sync_channel(1);
+        if self.queue.send(Message::Flush(reply)).is_ok() {
+            let _ = done.recv();
+        }
+    }
+
+    /// Queues one line. A line that cannot be written is logged, never returned: an audit
+    /// outage must not turn into refused tokens.
     pub fn write(&self, event: &Event<'_>) {
         let mut line = match serde_json::to_vec(event) {
             Ok(line) => line,
@@ -171,20 +206,67 @@ impl AuditLog {
             }
         };
         line.push(b'\n');
-        let result = match &self.output {
-            Output::Stderr => io::stderr().lock().write_all(&line),
-            Output::Stdout => io::stdout().lock().write_all(&line),
-            Output::File(_) => {
-                let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-                match file.as_mut() {
-                    Some(f) => f.write_all(&line),
-                    None => Ok(()),
+        if self.queue.send(Message::Line(line)).is_err() {
+            log::error!("audit line not written: the writer thread stopped");
+        }
+    }
+}
+
+/// The writer thread's state.
+struct Writer {
+    output: Output,
+    file: Option<File>,
+    batch: Vec<u8>,
+}
+
+impl Writer {
+    fn run(&mut self, queue: &mpsc::Receiver<Message>) {
+        while let Ok(first) = queue.recv() {
+            let mut next = Some(first);
+            while let Some(message) = next {
+                match message {
+                    Message::Line(line) => {
+                        self.batch.extend_from_slice(&line);
+                        if self.batch.len() >= BATCH_BYTES {
+                            self.write_batch();
+                        }
+                    }
+                    Message::Reopen(reply) => {
+                        self.write_batch();
+                        let _ = reply.send(self.reopen());
+                    }
+                    Message::Flush(reply) => {
+                        self.write_batch();
+                        let _ = reply.send(());
+                    }
                 }
+                next = queue.try_recv().ok();
             }
+            self.write_batch();
+        }
+    }
+
+    fn reopen(&mut self) -> Result<(), AuditError> {
+        if let Output::File(path) = &self.output {
+            self.file = Some(open_append(path)?);
+        }
+        Ok(())
+    }
+
+    fn write_batch(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let result = match (&self.output, self.file.as_mut()) {
+            (Output::Stderr, _) => io::stderr().lock().write_all(&self.batch),
+            (Output::Stdout, _) => io::stdout().lock().write_all(&self.batch),
+            (Output::File(_), Some(file)) => file.write_all(&self.batch),
+            (Output::File(_), None) => Ok(()),
         };
         if let Err(e) = result {
-            log::error!("audit line not written to {:?}: {e}", self.output);
+            log::error!("audit lines not written to {:?}: {e}", self.output);
         }
+        self.batch.clear();
     }
 }
 
@@ -199,9 +281,11 @@ pub async fn reopen_on_hangup(audit: Arc<AuditLog>) {
         }
     };
     while hangups.recv().await.is_some() {
-        match audit.reopen() {
-            Ok(()) => log::info!("SIGHUP: reopened the audit log"),
-            Err(e) => log::error!("SIGHUP: {e}; still writing to the old file"),
+        let audit = Arc::clone(&audit);
+        match tokio::task::spawn_blocking(move || audit.reopen()).await {
+            Ok(Ok(())) => log::info!("SIGHUP: reopened the audit log"),
+            Ok(Err(e)) => log::error!("SIGHUP: {e}; still writing to the old file"),
+            Err(e) => log::error!("SIGHUP: the audit log was not reopened: {e}"),
         }
     }
 }
@@ -249,6 +333,7 @@ mod tests {
             rule: Some("rule 0".into()),
         }];
         audit.write(&event(&scopes));
+        audit.flush();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2, "{text}");
@@ -261,6 +346,7 @@ mod tests {
         let rotated = dir.path().join("audit.log.1");
         std::fs::rename(&path, &rotated).unwrap();
         audit.write(&event(&scopes));
+        audit.flush();
         assert_eq!(
             std::fs::read_to_string(&rotated).unwrap().lines().count(),
             3
@@ -268,6 +354,7 @@ mod tests {
         assert!(!path.exists(), "no reopen yet");
         audit.reopen().unwrap();
         audit.write(&event(&scopes));
+        audit.flush();
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
         assert_eq!(
             std::fs::read_to_string(&rotated).unwrap().lines().count(),

@@ -46,7 +46,8 @@ impl TryFrom<String> for ForwardedHeader {
 }
 
 impl ForwardedHeader {
-    fn name(self) -> HeaderName {
+    /// The header's name.
+    pub fn name(self) -> HeaderName {
         match self {
             ForwardedHeader::XForwardedFor => HeaderName::from_static("x-forwarded-for"),
             ForwardedHeader::Forwarded => HeaderName::from_static("forwarded"),
@@ -85,6 +86,17 @@ impl TrustedProxies {
     /// True when no proxy is trusted: headers are ignored.
     pub fn is_empty(&self) -> bool {
         self.nets.is_empty()
+    }
+
+    /// The header read, for the startup summary.
+    pub fn header(&self) -> ForwardedHeader {
+        self.header
+    }
+
+    /// A trusted range that covers a whole address family (`0.0.0.0/0`, `::/0`): anyone
+    /// who can connect chooses their own address.
+    pub fn everything(&self) -> Option<IpNet> {
+        self.nets.iter().find(|n| n.prefix_len() == 0).copied()
     }
 
     /// True when `ip` is in a trusted range.
@@ -346,6 +358,9 @@ mod tests {
         assert!(p.trusts("192.0.2.1".parse().unwrap()));
         assert!(!p.trusts("192.0.2.2".parse().unwrap()));
         assert!(p.trusts("fd12::3".parse().unwrap()));
+        assert_eq!(p.everything(), None);
+        let all = TrustedProxies::parse(&["10.0.0.0/8".into(), "::/0".into()], p.header()).unwrap();
+        assert_eq!(all.everything(), Some("::/0".parse().unwrap()));
         for bad in ["10.0.0.0/33", "proxy.internal", ""] {
             let err = TrustedProxies::parse(&[bad.into()], ForwardedHeader::default())
                 .unwrap_err()

@@ -200,11 +200,12 @@ impl Application {
             }
             None => (None, None),
         };
-        if let Some(audit) = self
-            .audit
+        let audit = self.audit;
+        if let Some(audit) = audit
+            .as_ref()
             .filter(|a| matches!(a.output(), audit::Output::File(_)))
         {
-            tokio::spawn(audit::reopen_on_hangup(audit));
+            tokio::spawn(audit::reopen_on_hangup(Arc::clone(audit)));
         }
         tokio::spawn(async move {
             shutdown.wait(delay).await;
@@ -230,6 +231,10 @@ impl Application {
             }
         };
         let (result, admin_result) = tokio::join!(self.server, admin);
+        // Every queued audit line is written before the process exits.
+        if let Some(audit) = &audit {
+            audit.flush();
+        }
         log::info!("stopped");
         result.and(admin_result)
     }
@@ -370,6 +375,19 @@ fn log_summary(config: &Validated, addr: std::net::SocketAddr, keys: &dyn KeyPro
             ""
         }
     );
+    let proxies = &config.proxies;
+    if !proxies.is_empty() {
+        log::info!(
+            "client addresses: from {} when the peer is one of {:?}",
+            proxies.header().name(),
+            settings.server.trusted_proxies
+        );
+    }
+    if let Some(all) = proxies.everything() {
+        log::warn!(
+            "server.trusted_proxies includes {all}: any client that reaches regauth directly chooses the address ip rules and login limits see"
+        );
+    }
     if key.algorithm().is_hmac() {
         log::warn!(
             "signing with {}: the distribution registry cannot verify HMAC tokens; use an EC or RSA key for it",

@@ -3,14 +3,12 @@
 //! file for logrotate, in process and through SIGHUP to `regauth serve`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::{TestApp, spawn_app_with, user};
+use crate::helpers::{TestApp, signal, spawn_app_with, start_serve_logging, user};
 
-const BIN: &str = env!("CARGO_BIN_EXE_regauth");
 const PASSWORD: &str = "Right-Pw-3b9e";
 const TYPED_AS_USER: &str = "Typed-As-User-8c1f";
 
@@ -226,25 +224,9 @@ async fn sighup_makes_regauth_serve_reopen_its_audit_file() {
          audit:\n  output: audit.log\n",
     )
     .unwrap();
-    let log = dir.path().join("serve.log");
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config", "regauth.yaml"])
-        .current_dir(dir.path())
-        .env_remove("REGAUTH_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let address = loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(rest) = text.split("listening on ").nth(1) {
-            break format!("http://{}", rest.lines().next().unwrap().trim());
-        }
-        assert!(Instant::now() < deadline, "regauth did not start:\n{text}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (mut child, addr, log) =
+        start_serve_logging(&[], Some(dir.path()), &["--config", "regauth.yaml"]);
+    let address = format!("http://{addr}");
     let client = reqwest::Client::new();
     let get = || {
         client
@@ -257,21 +239,13 @@ async fn sighup_makes_regauth_serve_reopen_its_audit_file() {
     let rotated = dir.path().join("audit.log.1");
     std::fs::rename(&path, &rotated).unwrap();
 
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(&child, "HUP");
     // The reopen happens when the signal is handled: poll until the new file exists.
     let deadline = Instant::now() + Duration::from_secs(10);
     while !path.exists() {
         assert!(
             child.try_wait().unwrap().is_none(),
-            "regauth exited on SIGHUP:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
+            "regauth exited on SIGHUP"
         );
         assert!(Instant::now() < deadline, "no new audit file after SIGHUP");
         std::thread::sleep(Duration::from_millis(20));
@@ -279,6 +253,10 @@ async fn sighup_makes_regauth_serve_reopen_its_audit_file() {
     assert_eq!(get().await.unwrap().status(), 200);
     assert_eq!(wait_for_lines(&path, 1).len(), 1);
     assert_eq!(wait_for_lines(&rotated, 1).len(), 1);
+    assert!(
+        log.wait_for("reopened the audit log").is_some(),
+        "the reopen is logged"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 }

@@ -3,7 +3,7 @@
 
 use std::process::Child;
 
-use crate::helpers::{ServeLog, start_serve_logging};
+use crate::helpers::{ServeLog, signal, start_serve_logging};
 
 const RIGHT: &str = "Right-Pw-7f3a";
 const WRONG: &str = "Wrong-Pw-91c2";
@@ -36,7 +36,8 @@ impl Serve {
         std::fs::write(
             dir.path().join("regauth.yaml"),
             format!(
-                "server:\n  listen: 127.0.0.1:0\nkey:\n  path: keys/signing.key\n\
+                "server:\n  listen: 127.0.0.1:0\n  shutdown_delay_seconds: 0\n\
+                 key:\n  path: keys/signing.key\n\
                  users:\n  alice:\n    password: '{hash}'\n{extra}"
             ),
         )
@@ -54,10 +55,18 @@ impl Serve {
         }
     }
 
-    /// Stops the server and returns everything it logged.
+    /// Stops the server with SIGTERM (so the audit lines it holds are written) and returns
+    /// everything it logged.
     fn stop(mut self) -> String {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        signal(&self.child, "TERM");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while self.child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                self.child.kill().unwrap();
+                panic!("regauth did not exit on SIGTERM");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let mut lines = std::mem::take(&mut self.log.before);
         lines.extend(self.log.rest());
         lines.join("\n")

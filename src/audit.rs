@@ -108,19 +108,27 @@ const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_PENDING_BYTES: usize = 4 * 1024 * 1024;
 
 /// The audit sink. Requests serialize their line into a shared buffer (a short lock, no
-/// system call); a writer thread writes the buffer every [`FLUSH_INTERVAL`] in one call of
-/// whole lines. Lines therefore reach the sink up to 100 ms late, and a busy server makes
-/// ten writes a second instead of one per token.
+/// system call); a writer thread swaps the buffer out every [`FLUSH_INTERVAL`] and writes it
+/// in one call of whole lines, without holding the requests' lock. Lines therefore reach the
+/// sink up to 100 ms late, and a busy server makes ten writes a second instead of one per
+/// token.
 pub struct AuditLog {
     output: Output,
-    inner: Arc<Mutex<Sink>>,
+    shared: Arc<Shared>,
 }
 
-/// The pending lines and where they go.
+struct Shared {
+    /// Lines not yet written; requests append here.
+    pending: Mutex<Vec<u8>>,
+    /// The destination; held while writing, which keeps batches in order.
+    sink: Mutex<Sink>,
+}
+
 struct Sink {
     output: Output,
     file: Option<File>,
-    pending: Vec<u8>,
+    /// The buffer swapped in for the next batch, kept to reuse its allocation.
+    spare: Vec<u8>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -158,28 +166,31 @@ impl AuditLog {
             Output::File(path) => Some(open_append(path)?),
             _ => None,
         };
-        let inner = Arc::new(Mutex::new(Sink {
-            output: output.clone(),
-            file,
-            pending: Vec::with_capacity(64 * 1024),
-        }));
-        let weak = Arc::downgrade(&inner);
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Vec::with_capacity(64 * 1024)),
+            sink: Mutex::new(Sink {
+                output: output.clone(),
+                file,
+                spare: Vec::with_capacity(64 * 1024),
+            }),
+        });
+        let weak = Arc::downgrade(&shared);
         std::thread::Builder::new()
             .name("audit".into())
             .spawn(move || {
                 loop {
                     std::thread::sleep(FLUSH_INTERVAL);
-                    let Some(sink) = weak.upgrade() else {
+                    let Some(shared) = weak.upgrade() else {
                         return;
                     };
-                    lock(&sink).write_pending();
+                    shared.write_pending(&mut lock(&shared.sink));
                 }
             })
             .map_err(|source| AuditError {
                 path: PathBuf::from("<audit writer thread>"),
                 source,
             })?;
-        Ok(AuditLog { output, inner })
+        Ok(AuditLog { output, shared })
     }
 
     /// Where lines go.
@@ -190,8 +201,8 @@ impl AuditLog {
     /// Writes the pending lines, then reopens the file by its path (after logrotate moved
     /// it); nothing more for stderr/stdout. On failure the old file stays in use.
     pub fn reopen(&self) -> Result<(), AuditError> {
-        let mut sink = lock(&self.inner);
-        sink.write_pending();
+        let mut sink = lock(&self.shared.sink);
+        self.shared.write_pending(&mut sink);
         if let Output::File(path) = &self.output {
             sink.file = Some(open_append(path)?);
         }
@@ -200,23 +211,25 @@ impl AuditLog {
 
     /// Writes every pending line now.
     pub fn flush(&self) {
-        lock(&self.inner).write_pending();
+        self.shared.write_pending(&mut lock(&self.shared.sink));
     }
 
     /// Adds one line. A line that cannot be written is logged, never returned: an audit
     /// outage must not turn into refused tokens.
     pub fn write(&self, event: &Event<'_>) {
-        let mut sink = lock(&self.inner);
-        let before = sink.pending.len();
-        if let Err(e) = serde_json::to_writer(&mut sink.pending, event) {
-            sink.pending.truncate(before);
-            drop(sink);
+        let mut pending = lock(&self.shared.pending);
+        let before = pending.len();
+        if let Err(e) = serde_json::to_writer(&mut *pending, event) {
+            pending.truncate(before);
+            drop(pending);
             log::error!("audit line not written: {e}");
             return;
         }
-        sink.pending.push(b'\n');
-        if sink.pending.len() >= MAX_PENDING_BYTES {
-            sink.write_pending();
+        pending.push(b'\n');
+        let full = pending.len() >= MAX_PENDING_BYTES;
+        drop(pending);
+        if full {
+            self.flush();
         }
     }
 }
@@ -227,30 +240,34 @@ impl Drop for AuditLog {
     }
 }
 
-/// The sink, even if a thread panicked while holding it (the buffer is still whole lines
-/// or was truncated back to them).
-fn lock(sink: &Mutex<Sink>) -> std::sync::MutexGuard<'_, Sink> {
-    sink.lock().unwrap_or_else(|p| p.into_inner())
+/// The guarded value, even if a thread panicked while holding it (buffers hold whole lines:
+/// a failed line is truncated away before the lock is released).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl Sink {
-    fn write_pending(&mut self) {
-        if self.pending.is_empty() {
-            return;
+impl Shared {
+    /// Swaps the pending lines out and writes them; `sink` is held by the caller, so
+    /// batches are written in the order they were taken.
+    fn write_pending(&self, sink: &mut Sink) {
+        let mut batch = std::mem::take(&mut sink.spare);
+        std::mem::swap(&mut *lock(&self.pending), &mut batch);
+        if !batch.is_empty() {
+            let result = match (&sink.output, sink.file.as_mut()) {
+                (Output::Stderr, _) => io::stderr().lock().write_all(&batch),
+                (Output::Stdout, _) => io::stdout().lock().write_all(&batch),
+                (Output::File(_), Some(file)) => file.write_all(&batch),
+                (Output::File(_), None) => Ok(()),
+            };
+            if let Err(e) = result {
+                log::error!("audit lines not written to {:?}: {e}", sink.output);
+            }
         }
-        let result = match (&self.output, self.file.as_mut()) {
-            (Output::Stderr, _) => io::stderr().lock().write_all(&self.pending),
-            (Output::Stdout, _) => io::stdout().lock().write_all(&self.pending),
-            (Output::File(_), Some(file)) => file.write_all(&self.pending),
-            (Output::File(_), None) => Ok(()),
-        };
-        if let Err(e) = result {
-            log::error!("audit lines not written to {:?}: {e}", self.output);
+        batch.clear();
+        if batch.capacity() > MAX_PENDING_BYTES {
+            batch.shrink_to(64 * 1024);
         }
-        self.pending.clear();
-        if self.pending.capacity() > MAX_PENDING_BYTES {
-            self.pending.shrink_to(64 * 1024);
-        }
+        sink.spare = batch;
     }
 }
 

@@ -5,16 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use serde_json::Value;
 
-use crate::helpers::{TestApp, spawn_app_with, user};
-
-async fn app_with_alice(customize: impl FnOnce(&mut regauth::config::Settings)) -> TestApp {
-    spawn_app_with(|s| {
-        s.users.insert("alice".into(), user("s3cret", &[]));
-        s.token.services = vec!["registry.test".into()];
-        customize(s);
-    })
-    .await
-}
+use crate::helpers::{TestApp, app_with_alice};
 
 /// A client whose requests come from `ip` (any 127.x address is loopback).
 fn client_from(ip: Ipv4Addr) -> reqwest::Client {

@@ -48,6 +48,16 @@ pub fn user(password: &str, groups: &[&str]) -> regauth::identity::UserSettings 
     }
 }
 
+/// An app with user alice (password `s3cret`) that issues tokens for `registry.test` only.
+pub async fn app_with_alice(customize: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_with(|s| {
+        s.users.insert("alice".into(), user("s3cret", &[]));
+        s.token.services = vec!["registry.test".into()];
+        customize(s);
+    })
+    .await
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::TimeDelta;
 use regauth::clock::{Clock, ManualClock};
 
-use crate::helpers::{TestApp, spawn_app_with, spawn_app_with_clock, user};
+use crate::helpers::{TestApp, app_with_alice, spawn_app_with, spawn_app_with_clock};
 
 /// The metrics text from `base` (the main or the admin address).
 pub async fn scrape(client: &reqwest::Client, base: &str) -> String {
@@ -42,15 +42,6 @@ fn failures(reason: &str) -> String {
 
 const GET_COUNT: &str = "regauth_token_request_duration_seconds_count{method=\"GET\"}";
 const POST_COUNT: &str = "regauth_token_request_duration_seconds_count{method=\"POST\"}";
-
-async fn app_with_alice(customize: impl FnOnce(&mut regauth::config::Settings)) -> TestApp {
-    spawn_app_with(|s| {
-        s.users.insert("alice".into(), user("s3cret", &[]));
-        s.token.services = vec!["registry.test".into()];
-        customize(s);
-    })
-    .await
-}
 
 async fn post_form(app: &TestApp, form: &[(&str, &str)]) -> reqwest::Response {
     app.client

@@ -86,13 +86,11 @@ pub(super) async fn authenticate(
         .login(credentials, account, ip)
         .await
         .map_err(|e| {
-            // Limited and shed logins are counted by `Logins` itself.
+            // Limited and shed logins are counted by `Logins` itself; a malformed header
+            // never gets here (it is refused while the request is read).
             match &e {
                 LoginError::Invalid(AuthError::AccountMismatch) => {
                     state.metrics.auth_failed(AuthFailure::AccountMismatch);
-                }
-                LoginError::Invalid(AuthError::MalformedHeader) => {
-                    state.metrics.auth_failed(AuthFailure::MalformedHeader);
                 }
                 LoginError::Invalid(_) => {
                     state.metrics.auth_failed(AuthFailure::InvalidCredentials);

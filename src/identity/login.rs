@@ -257,10 +257,7 @@ impl Inner {
             return;
         }
         let inner = Arc::clone(self);
-        let credentials = Credentials {
-            username: credentials.username.clone(),
-            password: credentials.password.clone(),
-        };
+        let credentials = credentials.clone();
         tokio::spawn(async move {
             let Some(cache) = &inner.cache else { return };
             match inner.check(&credentials).await {

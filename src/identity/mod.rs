@@ -76,7 +76,7 @@ pub enum AuthError {
 pub const MAX_PASSWORD_BYTES: usize = 72;
 
 /// User name and password from a request. `Debug` never shows the password.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Credentials {
     /// The user name.
     pub username: String,

@@ -453,6 +453,15 @@ mod tests {
             .collect()
     }
 
+    /// Watch options under which nothing reloads unless the test calls `reload_now`.
+    fn never_on_its_own() -> watch::WatchOptions {
+        watch::WatchOptions {
+            debounce: Duration::from_secs(3600),
+            poll_interval: Duration::from_secs(3600),
+            ..watch::WatchOptions::default()
+        }
+    }
+
     /// A provider whose reload thread never fires on its own (long debounce and poll), so
     /// the test drives reloads with `reload_now`.
     fn start(dir: &Path, with_next: bool) -> (FileKeyProvider, Arc<ManualClock>, PathBuf, PathBuf) {
@@ -463,11 +472,7 @@ mod tests {
             ..KeyFiles::new(&key)
         };
         let options = ReloadOptions {
-            watch: watch::WatchOptions {
-                debounce: Duration::from_secs(3600),
-                poll_interval: Duration::from_secs(3600),
-                ..watch::WatchOptions::default()
-            },
+            watch: never_on_its_own(),
             retain: Duration::from_secs(360),
             pair_retry: Duration::from_millis(50),
         };
@@ -603,11 +608,7 @@ mod tests {
             ..KeyFiles::new(&key)
         };
         let options = ReloadOptions {
-            watch: watch::WatchOptions {
-                debounce: Duration::from_secs(3600),
-                poll_interval: Duration::from_secs(3600),
-                ..watch::WatchOptions::default()
-            },
+            watch: never_on_its_own(),
             pair_retry: Duration::from_millis(1000),
             ..ReloadOptions::default()
         };

@@ -14,6 +14,7 @@ pub mod audit;
 pub mod claims;
 pub mod clock;
 pub mod config;
+pub mod echo;
 pub mod http;
 pub mod identity;
 pub mod keys;

@@ -35,12 +35,8 @@ pub struct ScopeError {
 
 impl ScopeError {
     fn new(scope: &str, reason: &'static str) -> Self {
-        let mut shown: String = scope.chars().take(120).collect();
-        if shown.len() < scope.len() {
-            shown.push('…');
-        }
         ScopeError {
-            scope: shown,
+            scope: crate::echo::shorten(scope),
             reason,
         }
     }

@@ -14,17 +14,7 @@ use serde::Serialize;
 use crate::identity::{AuthError, LoginError};
 use crate::scope::{ScopeError, ScopesError};
 
-/// Longest client-supplied text echoed in an error message or log line.
-const MAX_ECHO_CHARS: usize = 120;
-
-/// `text` cut to a readable length, for messages that echo what a client sent.
-pub(crate) fn shorten(text: &str) -> String {
-    let mut shown: String = text.chars().take(MAX_ECHO_CHARS).collect();
-    if shown.len() < text.len() {
-        shown.push('…');
-    }
-    shown
-}
+pub(crate) use crate::echo::shorten;
 
 /// The error body.
 #[derive(Debug, Serialize, serde::Deserialize)]

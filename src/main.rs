@@ -10,7 +10,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use regauth::config::{self, Validated};
-use regauth::identity::{Identity, MAX_PASSWORD_BYTES, UserDirectory};
+use std::sync::Arc;
+
+use regauth::identity::{Identity, IdentitySource, MAX_PASSWORD_BYTES, Sources, UserDirectory};
 use regauth::keys::{self, Algorithm, NextKey, generate};
 use regauth::policy::{Policy, RequestContext};
 use regauth::startup::Application;
@@ -75,7 +77,8 @@ enum Command {
         #[arg(long, short, env = "REGAUTH_CONFIG")]
         config: Option<PathBuf>,
     },
-    /// Show which rule decides each scope for an account, and what it is granted.
+    /// Show which identity source knows an account, which rule decides each scope for it,
+    /// and what it is granted.
     Explain {
         /// YAML or TOML settings file.
         #[arg(long, short, env = "REGAUTH_CONFIG")]
@@ -295,16 +298,29 @@ fn explain(
     ip: Option<IpAddr>,
 ) -> anyhow::Result<()> {
     let config = config::load(config_path.as_deref())?;
-    let users = users_of(&config)?;
+    let users: Arc<dyn IdentitySource> = Arc::new(users_of(&config)?);
+    let sources = Sources::standard(None, users, None);
     let identity = if account.is_empty() {
         Identity::anonymous()
-    } else if let Some(user) = users.lookup(account) {
-        user.identity()
     } else {
-        println!(
-            "note: {account:?} is not a known user; evaluating it as an account without groups"
-        );
-        Identity::user(account, Vec::new())
+        match sources.describe(account) {
+            Ok(Some(identity)) => identity,
+            Ok(None) => {
+                println!(
+                    "note: {account:?} is not known to any identity source ({}); evaluating \
+                     it as an account without groups",
+                    sources.names().join(", ")
+                );
+                Identity::user(account, Vec::new())
+            }
+            Err(e) => {
+                println!(
+                    "note: cannot look {account:?} up ({e}); evaluating it as an account \
+                     without groups"
+                );
+                Identity::user(account, Vec::new())
+            }
+        }
     };
     let service = service
         .or_else(|| config.settings.token.services.first().cloned())
@@ -317,8 +333,14 @@ fn explain(
     };
     let who = if identity.is_anonymous() {
         "anonymous".to_owned()
-    } else {
+    } else if identity.source().is_empty() {
         format!("account {account:?}")
+    } else {
+        format!(
+            "account {account:?} (source: {}, groups: [{}])",
+            identity.source(),
+            identity.groups().join(", ")
+        )
     };
     println!(
         "{who} on service {service:?}{}",

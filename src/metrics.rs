@@ -83,13 +83,16 @@ pub enum AuthFailure {
     MalformedHeader,
     /// The `account` parameter names someone else than the credentials.
     AccountMismatch,
+    /// An identity source could not answer (503).
+    SourceUnavailable,
 }
 
 impl AuthFailure {
-    const ALL: [AuthFailure; 3] = [
+    const ALL: [AuthFailure; 4] = [
         AuthFailure::InvalidCredentials,
         AuthFailure::MalformedHeader,
         AuthFailure::AccountMismatch,
+        AuthFailure::SourceUnavailable,
     ];
 
     fn as_str(self) -> &'static str {
@@ -97,6 +100,7 @@ impl AuthFailure {
             AuthFailure::InvalidCredentials => "invalid_credentials",
             AuthFailure::MalformedHeader => "malformed_header",
             AuthFailure::AccountMismatch => "account_mismatch",
+            AuthFailure::SourceUnavailable => "source_unavailable",
         }
     }
 }
@@ -300,6 +304,18 @@ impl Collector for Scraped {
             "requests_shed",
             "Password checks refused with 503 because every worker was busy and the queue full.",
             stats.shed,
+        )?;
+        counter(
+            e,
+            "identity_source_unavailable",
+            "Checks that an identity source (e.g. LDAP) could not answer.",
+            stats.unavailable,
+        )?;
+        counter(
+            e,
+            "login_stale_answers",
+            "Logins answered from an expired cache entry during its source's outage grace.",
+            stats.stale_answers,
         )?;
 
         let status = self.keys.status();

@@ -15,7 +15,7 @@ use crate::claims::ClaimsBuilder;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{KeySource, Validated};
 use crate::http::{self, AppState};
-use crate::identity::{LoginOptions, Logins, UserDirectory};
+use crate::identity::{IdentitySource, LoginOptions, Logins, Sources, UserDirectory};
 use crate::keys::{self, KeyProvider, KeySpec, generate};
 use crate::metrics::Metrics;
 use crate::refresh::{self, RefreshTokens};
@@ -57,7 +57,14 @@ impl Application {
                 ..watch::WatchOptions::default()
             },
         )?);
-        let logins = Arc::new(Logins::new(Arc::clone(&users), &login_options(&config))?);
+        let users_source: Arc<dyn IdentitySource> = users.clone();
+        let sources = Sources::standard(None, users_source, None);
+        log::info!("identity sources, in order: {}", sources.names().join(", "));
+        let logins = Arc::new(Logins::with_sources(
+            Arc::clone(&users),
+            sources,
+            &login_options(&config),
+        )?);
         let refresh = refresh_tokens(&config)?;
         let shutdown = Arc::new(Shutdown::default());
         let metrics = Arc::new(Metrics::new(

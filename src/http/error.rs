@@ -84,6 +84,10 @@ pub enum ApiError {
     /// Every password-check worker busy and the queue full.
     #[error("the server is busy checking passwords; retry shortly")]
     Busy,
+    /// An identity source (e.g. the LDAP directory) could not answer; the name is for the
+    /// log only. Not a wrong password.
+    #[error("the identity source is unavailable; retry shortly")]
+    SourceUnavailable(String),
     /// No such route.
     #[error("no such endpoint")]
     NotFound,
@@ -118,6 +122,7 @@ impl From<LoginError> for ApiError {
             LoginError::Invalid(e) => ApiError::Auth(e),
             LoginError::Limited { retry_after } => ApiError::TooManyAttempts(retry_after),
             LoginError::Busy => ApiError::Busy,
+            LoginError::Unavailable(source) => ApiError::SourceUnavailable(source),
             other => ApiError::Internal(anyhow::Error::new(other)),
         }
     }
@@ -142,7 +147,7 @@ impl ApiError {
             ApiError::Scope(_) => "INVALID_SCOPE",
             ApiError::Auth(_) | ApiError::RefreshRefused => "UNAUTHORIZED",
             ApiError::TooManyAttempts(_) => "TOO_MANY_REQUESTS",
-            ApiError::Busy => "UNAVAILABLE",
+            ApiError::Busy | ApiError::SourceUnavailable(_) => "UNAVAILABLE",
             ApiError::NotFound => "NOT_FOUND",
             ApiError::Status(status) => match *status {
                 StatusCode::NOT_FOUND => "NOT_FOUND",
@@ -177,7 +182,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Auth(_) | ApiError::RefreshRefused => StatusCode::UNAUTHORIZED,
             ApiError::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Busy | ApiError::SourceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Status(status) => *status,
@@ -195,6 +200,9 @@ impl ResponseError for ApiError {
             | ApiError::TooManyAttempts(_)
             | ApiError::Status(_) => {}
             ApiError::Busy => log::warn!("request shed: {self}"),
+            ApiError::SourceUnavailable(source) => {
+                log::warn!("login refused: identity source {source} is unavailable");
+            }
             other => log::info!("request refused: {other}"),
         }
         let mut response = HttpResponse::build(self.status_code());
@@ -210,6 +218,9 @@ impl ResponseError for ApiError {
             }
             ApiError::Busy => {
                 response.insert_header((header::RETRY_AFTER, 1));
+            }
+            ApiError::SourceUnavailable(_) => {
+                response.insert_header((header::RETRY_AFTER, 5));
             }
             _ => {}
         }
@@ -298,5 +309,17 @@ mod tests {
             String::from_utf8_lossy(&body).contains("no such endpoint"),
             "kept as it was"
         );
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_identity_source_is_a_json_503_that_does_not_name_it() {
+        let res = ApiError::from(LoginError::Unavailable("ldap".into())).error_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers().get(header::RETRY_AFTER).unwrap(), "5");
+        assert!(res.headers().get(header::WWW_AUTHENTICATE).is_none());
+        let body = to_bytes(res.into_body()).await.unwrap();
+        let body: ErrorBody = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body.errors[0].code, "UNAVAILABLE");
+        assert!(!body.errors[0].message.contains("ldap"));
     }
 }

@@ -16,7 +16,9 @@ use super::request::{client_ip, credentials};
 use super::trail::Trail;
 use super::{ApiError, AppState};
 use crate::claims::Claims;
-use crate::identity::{AuthError, Credentials, Identity, LoginError};
+use crate::identity::{
+    AuthError, Credentials, Identity, LoginError, SOURCE_HTPASSWD, SOURCE_USERS,
+};
 use crate::metrics::{AuthFailure, Grant};
 use crate::policy::{self, RequestContext};
 use crate::scope::{self, ResourceScope};
@@ -95,6 +97,9 @@ pub(super) async fn authenticate(
                 LoginError::Invalid(_) => {
                     state.metrics.auth_failed(AuthFailure::InvalidCredentials);
                 }
+                LoginError::Unavailable(_) => {
+                    state.metrics.auth_failed(AuthFailure::SourceUnavailable);
+                }
                 _ => {}
             }
             if !matches!(e, LoginError::Busy) {
@@ -159,6 +164,10 @@ pub(super) fn refresh_token_for(
         return None;
     }
     let refresh = state.refresh.as_ref()?;
+    // Refresh tokens are bound to a password hash regauth holds: only for its own users.
+    if ![SOURCE_USERS, SOURCE_HTPASSWD].contains(&identity.source()) {
+        return None;
+    }
     let user = state.users.lookup(identity.subject())?;
     state.metrics.refresh_issued();
     Some(refresh.issue(

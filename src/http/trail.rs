@@ -125,6 +125,7 @@ fn reason(error: &ApiError) -> &'static str {
         ApiError::RefreshDisabled => "refresh_disabled",
         ApiError::TooManyAttempts(_) => "locked_out",
         ApiError::Busy => "busy",
+        ApiError::SourceUnavailable(_) => "source_unavailable",
         ApiError::UnknownService(_) => "unknown_service",
         ApiError::Scope(_) | ApiError::TooManyScopes(_) => "invalid_scope",
         ApiError::UnsupportedGrant(_) => "unsupported_grant",

@@ -1,5 +1,6 @@
 //! Password logins as requests make them: brute-force limits first, then a cache of recent
-//! successes, then one bcrypt check per distinct (user, password) at a time on a bounded pool.
+//! successes, then one check by the identity sources (see [`super::Sources`]) per distinct
+//! (user, password) at a time on a bounded pool.
 //!
 //! - A cache hit is a keyed hash and a map lookup on the async worker; it never waits for a
 //!   thread. An entry in use is re-verified in the background before it expires, so steady
@@ -8,8 +9,15 @@
 //! - At most `workers` checks run at once and at most `queue` more wait; past that a request
 //!   is refused as busy (503) instead of queueing without bound.
 //!
+//! - A source that cannot answer (a directory down) fails the login as unavailable (503),
+//!   never as a wrong password. A cached login whose lifetime ran out may still answer for
+//!   that source's outage grace (`outage_grace`), but only while the source is known to be
+//!   down: its last check answered "unavailable". Such answers re-check the source in the
+//!   background at most every few seconds, so a recovered source is noticed without every
+//!   request waiting for a timeout.
+//!
 //! Cache keys are HMAC-SHA256 of user and password under a key drawn at process start, with
-//! the user set's generation: the password is never stored, and any change to the users (a
+//! the sources' generations: the password is never stored, and any change to the users (a
 //! reload, a new password) makes old entries unreachable.
 
 use std::net::IpAddr;
@@ -21,7 +29,10 @@ use aws_lc_rs::hmac;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
 
-use super::{AuthError, Credentials, Identity, LimitSettings, Limiter, UserDirectory};
+use super::{
+    AuthError, Credentials, Failure, Identity, IdentitySource, LimitSettings, Limiter, Sources,
+    UserDirectory,
+};
 
 /// Most successful logins remembered; the least used are evicted first.
 const CACHE_CAPACITY: u64 = 10_000;
@@ -55,6 +66,10 @@ pub enum LoginError {
     /// Every worker busy and the queue full (503).
     #[error("too many password checks in progress")]
     Busy,
+    /// An identity source could not answer and no later source claimed the user (503).
+    /// Never counted as a failed login.
+    #[error("identity source {0} is unavailable")]
+    Unavailable(String),
     /// The check could not run (a worker thread failed).
     #[error("the password check did not run: {0}")]
     Failed(String),
@@ -63,7 +78,7 @@ pub enum LoginError {
 /// Counters, for tests, benchmarks and logs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LoginStats {
-    /// bcrypt checks run (request checks and background refreshes).
+    /// Checks by the identity sources run (request checks and background refreshes).
     pub checks: u64,
     /// Logins answered from the cache.
     pub cache_hits: u64,
@@ -73,6 +88,10 @@ pub struct LoginStats {
     pub limited: u64,
     /// Logins refused because the pool was full.
     pub shed: u64,
+    /// Checks that failed because an identity source could not answer.
+    pub unavailable: u64,
+    /// Logins answered from an expired cache entry because its source was down.
+    pub stale_answers: u64,
 }
 
 struct Verified {
@@ -88,6 +107,18 @@ struct Counters {
     cache_misses: AtomicU64,
     limited: AtomicU64,
     shed: AtomicU64,
+    unavailable: AtomicU64,
+    stale_answers: AtomicU64,
+}
+
+/// How a cache entry may be used now.
+enum Freshness {
+    /// Within the cache lifetime.
+    Fresh,
+    /// Past the lifetime, within its source's outage grace.
+    Stale,
+    /// Not usable.
+    Expired,
 }
 
 /// The login path shared by `GET /token` and the OAuth2 password grant.
@@ -97,6 +128,7 @@ pub struct Logins {
 
 struct Inner {
     users: Arc<UserDirectory>,
+    sources: Arc<Sources>,
     cache: Option<moka::future::Cache<[u8; 32], Arc<Verified>>>,
     ttl: Duration,
     key: hmac::Key,
@@ -108,21 +140,37 @@ struct Inner {
 }
 
 impl Logins {
-    /// Logins against `users`. Fails only if the system random generator does.
+    /// Logins against `users` only. Fails only if the system random generator does.
     pub fn new(users: Arc<UserDirectory>, options: &LoginOptions) -> anyhow::Result<Logins> {
+        let source: Arc<dyn IdentitySource> = users.clone();
+        Logins::with_sources(users, Sources::new(vec![source]), options)
+    }
+
+    /// Logins against `sources`, asked in their order; `users` is the directory among them
+    /// that refresh tokens and `regauth explain` look users up in. Fails only if the system
+    /// random generator does.
+    pub fn with_sources(
+        users: Arc<UserDirectory>,
+        sources: Sources,
+        options: &LoginOptions,
+    ) -> anyhow::Result<Logins> {
         let mut key = [0u8; 32];
         aws_lc_rs::rand::fill(&mut key)
             .map_err(|_| anyhow::anyhow!("the system random generator failed"))?;
+        let sources = Arc::new(sources);
+        // Entries live past the cache lifetime only as long as an outage grace may use them.
+        let keep = options.cache_ttl + sources.max_outage_grace();
         let cache = (!options.cache_ttl.is_zero()).then(|| {
             moka::future::Cache::builder()
                 .max_capacity(CACHE_CAPACITY)
-                .time_to_live(options.cache_ttl)
+                .time_to_live(keep)
                 .build()
         });
         let workers = options.workers.max(1);
         Ok(Logins {
             inner: Arc::new(Inner {
                 users,
+                sources,
                 cache,
                 ttl: options.cache_ttl,
                 key: hmac::Key::new(hmac::HMAC_SHA256, &key),
@@ -134,9 +182,14 @@ impl Logins {
         })
     }
 
-    /// The users logins are checked against.
+    /// The users regauth knows itself (one of the sources).
     pub fn users(&self) -> &Arc<UserDirectory> {
         &self.inner.users
+    }
+
+    /// The identity sources, in the order they are asked.
+    pub fn sources(&self) -> &Arc<Sources> {
+        &self.inner.sources
     }
 
     /// Decides who the caller is. Without credentials the caller is anonymous; with
@@ -152,7 +205,7 @@ impl Logins {
             return Ok(Identity::anonymous());
         };
         let inner = &self.inner;
-        if !inner.users.is_configured() {
+        if !inner.sources.is_configured() {
             log::debug!("credentials ignored: no users are configured, caller is anonymous");
             return Ok(Identity::anonymous());
         }
@@ -197,14 +250,18 @@ impl Logins {
             cache_misses: c.cache_misses.load(Ordering::Relaxed),
             limited: c.limited.load(Ordering::Relaxed),
             shed: c.shed.load(Ordering::Relaxed),
+            unavailable: c.unavailable.load(Ordering::Relaxed),
+            stale_answers: c.stale_answers.load(Ordering::Relaxed),
         }
     }
 }
 
 impl Inner {
-    fn fingerprint(&self, user: &str, password: &SecretString, generation: u64) -> [u8; 32] {
+    fn fingerprint(&self, user: &str, password: &SecretString) -> [u8; 32] {
         let mut ctx = hmac::Context::with_key(&self.key);
-        ctx.update(&generation.to_be_bytes());
+        for generation in self.sources.generations() {
+            ctx.update(&generation.to_be_bytes());
+        }
         ctx.update(&(user.len() as u64).to_be_bytes());
         ctx.update(user.as_bytes());
         ctx.update(password.expose_secret().as_bytes());
@@ -213,23 +270,58 @@ impl Inner {
         out
     }
 
+    fn freshness(&self, entry: &Verified) -> Freshness {
+        if entry
+            .identity
+            .expiry()
+            .is_some_and(|until| until <= Instant::now())
+        {
+            return Freshness::Expired;
+        }
+        let age = entry.at.elapsed();
+        if age < self.ttl {
+            Freshness::Fresh
+        } else if age < self.ttl + self.sources.outage_grace(entry.identity.source()) {
+            Freshness::Stale
+        } else {
+            Freshness::Expired
+        }
+    }
+
     async fn verify(self: &Arc<Self>, credentials: &Credentials) -> Result<Identity, LoginError> {
         let Some(cache) = &self.cache else {
             return self.check(credentials).await;
         };
-        let key = self.fingerprint(
-            &credentials.username,
-            &credentials.password,
-            self.users.generation(),
-        );
+        let key = self.fingerprint(&credentials.username, &credentials.password);
+        let mut stale = None;
         if let Some(entry) = cache.get(&key).await {
-            self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-            self.refresh_if_due(key, &entry, credentials);
-            return Ok(entry.identity.clone());
+            match self.freshness(&entry) {
+                Freshness::Fresh => {
+                    self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+                    self.recheck_if_due(key, &entry, credentials);
+                    return Ok(entry.identity.clone());
+                }
+                Freshness::Stale if self.sources.is_down(entry.identity.source()) => {
+                    self.counters.stale_answers.fetch_add(1, Ordering::Relaxed);
+                    self.recheck_if_due(key, &entry, credentials);
+                    log::debug!(
+                        "login answered from an expired cache entry: source {} is down",
+                        entry.identity.source()
+                    );
+                    return Ok(entry.identity.clone());
+                }
+                // The source was up at its last check: ask it, and fall back to this entry
+                // only if it turns out to be down.
+                Freshness::Stale => {
+                    cache.invalidate(&key).await;
+                    stale = Some(entry);
+                }
+                Freshness::Expired => cache.invalidate(&key).await,
+            }
         }
         self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
         // Concurrent misses for the same key wait for one check; only successes are kept.
-        cache
+        let checked = cache
             .try_get_with(key, async {
                 let identity = self.check(credentials).await?;
                 Ok::<_, LoginError>(Arc::new(Verified {
@@ -240,20 +332,38 @@ impl Inner {
             })
             .await
             .map(|entry| entry.identity.clone())
-            .map_err(|e| (*e).clone())
+            .map_err(|e| (*e).clone());
+        match (checked, stale) {
+            (Err(LoginError::Unavailable(source)), Some(entry))
+                if source == entry.identity.source() =>
+            {
+                self.counters.stale_answers.fetch_add(1, Ordering::Relaxed);
+                log::info!("login answered from an expired cache entry: source {source} is down");
+                let identity = entry.identity.clone();
+                cache.insert(key, entry).await;
+                Ok(identity)
+            }
+            (checked, _) => checked,
+        }
     }
 
-    /// An entry past three quarters of its life is re-verified in the background by the
-    /// first request that uses it; until then it keeps answering.
-    fn refresh_if_due(
+    /// An entry past three quarters of its life, or answering during its source's outage,
+    /// is re-checked in the background by the first request that uses it; until then it
+    /// keeps answering. While the entry's source is down, re-checks are spaced out.
+    fn recheck_if_due(
         self: &Arc<Self>,
         key: [u8; 32],
         entry: &Verified,
         credentials: &Credentials,
     ) {
-        if entry.at.elapsed() < self.ttl.mul_f64(0.75)
-            || entry.refreshing.swap(true, Ordering::AcqRel)
-        {
+        if entry.at.elapsed() < self.ttl.mul_f64(0.75) {
+            return;
+        }
+        let source = entry.identity.source();
+        if self.sources.is_down(source) && !self.sources.probe_due(source) {
+            return;
+        }
+        if entry.refreshing.swap(true, Ordering::AcqRel) {
             return;
         }
         let inner = Arc::clone(self);
@@ -271,7 +381,8 @@ impl Inner {
                 }
                 // Wrong now (the users changed): let the entry go.
                 Err(LoginError::Invalid(_)) => cache.invalidate(&key).await,
-                // Busy or failed: the entry keeps serving; a later request tries again.
+                // Busy, failed or unavailable: the entry keeps serving as long as it may; a
+                // later request tries again.
                 Err(_) => {
                     if let Some(entry) = cache.get(&key).await {
                         entry.refreshing.store(false, Ordering::Release);
@@ -281,7 +392,7 @@ impl Inner {
         });
     }
 
-    /// One bcrypt check on the bounded pool.
+    /// One check by the sources on the bounded pool.
     async fn check(&self, credentials: &Credentials) -> Result<Identity, LoginError> {
         let Ok(_admitted) = self.admission.try_acquire() else {
             self.counters.shed.fetch_add(1, Ordering::Relaxed);
@@ -294,13 +405,18 @@ impl Inner {
             .map_err(|e| LoginError::Failed(e.to_string()))?;
         let n = self.counters.checks.fetch_add(1, Ordering::Relaxed) + 1;
         log::debug!("password check {n}");
-        let users = Arc::clone(&self.users);
-        let name = credentials.username.clone();
-        let password = credentials.password.clone();
-        tokio::task::spawn_blocking(move || users.verify(&name, password.expose_secret()))
+        let sources = Arc::clone(&self.sources);
+        let credentials = credentials.clone();
+        let outcome = tokio::task::spawn_blocking(move || sources.authenticate(&credentials))
             .await
-            .map_err(|e| LoginError::Failed(e.to_string()))?
-            .map_err(LoginError::Invalid)
+            .map_err(|e| LoginError::Failed(e.to_string()))?;
+        outcome.map_err(|failure| match failure {
+            Failure::Rejected => LoginError::Invalid(AuthError::InvalidCredentials),
+            Failure::Unavailable { source } => {
+                self.counters.unavailable.fetch_add(1, Ordering::Relaxed);
+                LoginError::Unavailable(source)
+            }
+        })
     }
 }
 

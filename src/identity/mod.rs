@@ -7,20 +7,30 @@
 pub mod htpasswd;
 mod limits;
 mod login;
+mod source;
 mod users;
+
+use std::time::Instant;
 
 use data_encoding::BASE64;
 use secrecy::SecretString;
 
 pub use limits::{LimitSettings, Limiter};
 pub use login::{LoginError, LoginOptions, LoginStats, Logins};
-pub use users::{ReloadStatus, User, UserDirectory, UserSettings, UsersError};
+pub use source::{Failure, IdentitySource, Outcome, Sources};
+pub use users::{
+    ReloadStatus, SOURCE_HTPASSWD, SOURCE_USERS, User, UserDirectory, UserSettings, UsersError,
+};
 
 /// The authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     subject: String,
     groups: Vec<String>,
+    /// The identity source that authenticated the caller (`""` for anonymous callers).
+    source: String,
+    /// Past this instant the login must not be reused from the cache (e.g. a token's expiry).
+    valid_until: Option<Instant>,
 }
 
 impl Identity {
@@ -29,15 +39,43 @@ impl Identity {
         Identity {
             subject: String::new(),
             groups: Vec::new(),
+            source: String::new(),
+            valid_until: None,
         }
     }
 
-    /// A signed-in user.
+    /// A signed-in user. The source that authenticated it is stamped by [`Sources`].
     pub fn user(name: &str, groups: Vec<String>) -> Self {
         Identity {
             subject: name.to_owned(),
             groups,
+            source: String::new(),
+            valid_until: None,
         }
+    }
+
+    /// This identity, as authenticated by the source called `source`.
+    pub fn with_source(mut self, source: &str) -> Self {
+        source.clone_into(&mut self.source);
+        self
+    }
+
+    /// This identity, not to be answered from the login cache after `until` (a source whose
+    /// credentials expire, such as a workload token, sets it).
+    pub fn valid_until(mut self, until: Instant) -> Self {
+        self.valid_until = Some(until);
+        self
+    }
+
+    /// The name of the identity source that authenticated the caller (`users`, `htpasswd`,
+    /// `ldap`, ...); empty for anonymous callers and identities no source produced.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// When the login stops being reusable from the cache, if the source said.
+    pub fn expiry(&self) -> Option<Instant> {
+        self.valid_until
     }
 
     /// The `sub` claim, and the account rules match.

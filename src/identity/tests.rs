@@ -1,4 +1,6 @@
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use secrecy::ExposeSecret;
 
@@ -224,4 +226,179 @@ fn a_failed_htpasswd_reload_is_counted_once_and_cleared_by_a_good_one() {
     let status = dir.reload_status();
     assert_eq!(status.failed_reloads, 2);
     assert_eq!(status.last_error, None);
+}
+
+/// A source whose users and availability a test controls.
+pub(super) struct Scripted {
+    name: &'static str,
+    users: Vec<(&'static str, &'static str, &'static [&'static str])>,
+    down: std::sync::atomic::AtomicBool,
+    grace: std::time::Duration,
+    pub(super) calls: std::sync::atomic::AtomicU64,
+}
+
+impl Scripted {
+    pub(super) fn new(
+        name: &'static str,
+        users: &[(&'static str, &'static str, &'static [&'static str])],
+        grace: std::time::Duration,
+    ) -> Scripted {
+        Scripted {
+            name,
+            users: users.to_vec(),
+            down: false.into(),
+            grace,
+            calls: 0.into(),
+        }
+    }
+
+    pub(super) fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub(super) fn calls(&self) -> u64 {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl IdentitySource for Scripted {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn authenticate(&self, credentials: &Credentials) -> Outcome {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Outcome::Unavailable("scripted outage".into());
+        }
+        match self
+            .users
+            .iter()
+            .find(|(name, _, _)| *name == credentials.username)
+        {
+            None => Outcome::NotMine,
+            Some((name, password, groups)) if *password == credentials.password.expose_secret() => {
+                Outcome::Authenticated(Identity::user(
+                    name,
+                    groups.iter().map(|g| g.to_string()).collect(),
+                ))
+            }
+            Some(_) => Outcome::Rejected,
+        }
+    }
+
+    fn describe(&self, account: &str) -> Outcome {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Outcome::Unavailable("scripted outage".into());
+        }
+        match self.users.iter().find(|(name, _, _)| *name == account) {
+            Some((name, _, groups)) => Outcome::Authenticated(Identity::user(
+                name,
+                groups.iter().map(|g| g.to_string()).collect(),
+            )),
+            None => Outcome::NotMine,
+        }
+    }
+
+    fn outage_grace(&self) -> std::time::Duration {
+        self.grace
+    }
+}
+
+fn chain(sources: Vec<Arc<dyn IdentitySource>>) -> Sources {
+    Sources::new(sources)
+}
+
+#[test]
+fn sources_are_asked_in_order_and_the_first_that_knows_the_user_decides() {
+    let users: Arc<dyn IdentitySource> =
+        Arc::new(directory(&[("alice", "s3cret", &["dev"])], None));
+    let ldap = Arc::new(Scripted::new(
+        "ldap",
+        &[("alice", "other", &[]), ("carol", "pw", &["ops"])],
+        Duration::ZERO,
+    ));
+    let sources = Sources::standard(None, users, Some(ldap.clone()));
+    assert_eq!(sources.names(), ["users", "ldap"]);
+
+    let alice = sources
+        .authenticate(&Credentials::new("alice", "s3cret"))
+        .unwrap();
+    assert_eq!((alice.subject(), alice.source()), ("alice", "users"));
+    assert_eq!(
+        ldap.calls(),
+        0,
+        "a user the first source knows never reaches ldap"
+    );
+    assert_eq!(
+        sources.authenticate(&Credentials::new("alice", "other")),
+        Err(Failure::Rejected),
+        "a wrong password at the first source that knows the user is final"
+    );
+    assert_eq!(ldap.calls(), 0);
+
+    let carol = sources
+        .authenticate(&Credentials::new("carol", "pw"))
+        .unwrap();
+    assert_eq!(
+        (carol.subject(), carol.source(), carol.groups()),
+        ("carol", "ldap", &["ops".to_owned()][..])
+    );
+    assert_eq!(
+        sources.authenticate(&Credentials::new("nobody", "pw")),
+        Err(Failure::Rejected),
+        "claimed by nobody is a wrong password"
+    );
+}
+
+#[test]
+fn an_unavailable_source_fails_as_unavailable_unless_a_later_source_claims_the_user() {
+    let down = Arc::new(Scripted::new("federation", &[], Duration::ZERO));
+    down.set_down(true);
+    let users: Arc<dyn IdentitySource> = Arc::new(directory(&[("alice", "s3cret", &[])], None));
+    let sources = Sources::standard(Some(down.clone()), users, None);
+    assert_eq!(
+        sources
+            .authenticate(&Credentials::new("alice", "s3cret"))
+            .unwrap()
+            .source(),
+        "users"
+    );
+    assert_eq!(
+        sources.authenticate(&Credentials::new("nobody", "x")),
+        Err(Failure::Unavailable {
+            source: "federation".into()
+        })
+    );
+    assert!(sources.is_down("federation"));
+    down.set_down(false);
+    let _ = sources.authenticate(&Credentials::new("nobody", "x"));
+    assert!(
+        !sources.is_down("federation"),
+        "an answer marks it up again"
+    );
+}
+
+#[test]
+fn describe_names_the_source_that_knows_an_account() {
+    let users: Arc<dyn IdentitySource> =
+        Arc::new(directory(&[("alice", "s3cret", &["dev"])], None));
+    let ldap = Arc::new(Scripted::new(
+        "ldap",
+        &[("carol", "pw", &["ops"])],
+        Duration::ZERO,
+    ));
+    let sources = chain(vec![users, ldap.clone()]);
+    assert_eq!(
+        sources.describe("alice").unwrap().unwrap().source(),
+        "users"
+    );
+    let carol = sources.describe("carol").unwrap().unwrap();
+    assert_eq!(
+        (carol.source(), carol.groups()),
+        ("ldap", &["ops".to_owned()][..])
+    );
+    assert_eq!(sources.describe("nobody"), Ok(None));
+    ldap.set_down(true);
+    assert!(sources.describe("carol").unwrap_err().contains("ldap"));
 }

@@ -12,11 +12,16 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::htpasswd::{self, HtpasswdError};
-use super::{AuthError, Identity};
+use super::{AuthError, Credentials, Identity, IdentitySource, Outcome};
 use crate::watch::{FileWatch, WatchOptions};
 
 /// Cost used for the dummy hash when no user sets one.
 const DEFAULT_DUMMY_COST: u32 = 10;
+
+/// The source name of users whose password is under `users:`.
+pub const SOURCE_USERS: &str = "users";
+/// The source name of users whose password is in the htpasswd file.
+pub const SOURCE_HTPASSWD: &str = "htpasswd";
 
 /// A user as configured under `users:`. `Debug` never shows the hash.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -64,6 +69,7 @@ pub struct User {
     name: String,
     hash: SecretString,
     groups: Vec<String>,
+    from_file: bool,
 }
 
 impl User {
@@ -77,9 +83,14 @@ impl User {
         self.hash.expose_secret()
     }
 
-    /// The identity this user authenticates as.
+    /// The identity this user authenticates as, stamped with where its password is.
     pub fn identity(&self) -> Identity {
-        Identity::user(&self.name, self.groups.clone())
+        let source = if self.from_file {
+            SOURCE_HTPASSWD
+        } else {
+            SOURCE_USERS
+        };
+        Identity::user(&self.name, self.groups.clone()).with_source(source)
     }
 }
 
@@ -142,11 +153,13 @@ fn build(
     };
     let mut users = HashMap::new();
     for (name, settings) in config_users {
-        let hash = match (&settings.password, from_file.get(name)) {
+        let (hash, in_file) = match (&settings.password, from_file.get(name)) {
             (Some(_), Some(_)) => return Err(UsersError::Duplicate(name.clone())),
-            (Some(hash), None) if htpasswd::is_bcrypt(hash.expose_secret()) => hash.clone(),
+            (Some(hash), None) if htpasswd::is_bcrypt(hash.expose_secret()) => {
+                (hash.clone(), false)
+            }
             (Some(_), None) => return Err(UsersError::NotBcrypt(name.clone())),
-            (None, Some(hash)) => SecretString::from(hash.as_str()),
+            (None, Some(hash)) => (SecretString::from(hash.as_str()), true),
             (None, None) => {
                 log::debug!("users.{name} has groups but no password anywhere; it cannot sign in");
                 continue;
@@ -156,6 +169,7 @@ fn build(
             name: name.clone(),
             hash,
             groups: settings.groups.clone(),
+            from_file: in_file,
         };
         users.insert(name.clone(), Arc::new(user));
     }
@@ -165,6 +179,7 @@ fn build(
                 name: name.clone(),
                 hash: SecretString::from(hash.as_str()),
                 groups: Vec::new(),
+                from_file: true,
             })
         });
     }
@@ -290,6 +305,53 @@ impl UserDirectory {
             .lock()
             .map(|s| s.clone())
             .unwrap_or_default()
+    }
+}
+
+/// The users regauth knows itself, as the `users` identity source: a name it does not know
+/// is not its user (the next source is asked); a known name with a wrong password is final.
+impl IdentitySource for UserDirectory {
+    fn name(&self) -> &str {
+        SOURCE_USERS
+    }
+
+    fn is_configured(&self) -> bool {
+        UserDirectory::is_configured(self)
+    }
+
+    fn authenticate(&self, credentials: &Credentials) -> Outcome {
+        let set = self.shared.current.load_full();
+        let Some(user) = set.users.get(&credentials.username) else {
+            return Outcome::NotMine;
+        };
+        if bcrypt::verify(
+            credentials.password.expose_secret(),
+            user.hash.expose_secret(),
+        )
+        .unwrap_or(false)
+        {
+            Outcome::Authenticated(user.identity())
+        } else {
+            Outcome::Rejected
+        }
+    }
+
+    fn equalize(&self, credentials: &Credentials) {
+        let set = self.shared.current.load_full();
+        let _ = bcrypt::verify(
+            credentials.password.expose_secret(),
+            set.dummy_hash.expose_secret(),
+        );
+    }
+
+    fn describe(&self, account: &str) -> Outcome {
+        self.lookup(account).map_or(Outcome::NotMine, |user| {
+            Outcome::Authenticated(user.identity())
+        })
+    }
+
+    fn generation(&self) -> u64 {
+        UserDirectory::generation(self)
     }
 }
 

@@ -440,6 +440,7 @@ fn explain_names_the_deciding_rule_per_scope() {
     );
     assert!(ok, "{stderr}");
     let expected = [
+        "account \"alice\" (source: users, groups: [dev])",
         "repository:alice/x:pull,push",
         "granted: [pull,push]",
         "rule 1: match account=\"/.+/\" name=\"${account}/**\" -> [*] (own namespace)",

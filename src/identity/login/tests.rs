@@ -1,7 +1,7 @@
 use std::net::Ipv4Addr;
 
 use super::*;
-use crate::identity::tests::directory;
+use crate::identity::tests::{Scripted, directory};
 
 const A: Option<IpAddr> = Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)));
 const B: Option<IpAddr> = Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)));
@@ -205,4 +205,115 @@ async fn an_entry_in_use_is_refreshed_before_it_expires() {
         after.checks <= 3,
         "at most one more background refresh: {after:?}"
     );
+}
+
+fn with_ldap(cache_ms: u64, failures: u32, grace: Duration) -> (Arc<Logins>, Arc<Scripted>) {
+    let users = Arc::new(directory(&[("alice", "s3cret", &["dev"])], None));
+    let ldap = Arc::new(Scripted::new("ldap", &[("carol", "pw", &["ops"])], grace));
+    let users_source: Arc<dyn IdentitySource> = users.clone();
+    let sources = Sources::standard(None, users_source, Some(ldap.clone()));
+    let l = Logins::with_sources(users, sources, &options(cache_ms, 2, 8, failures)).unwrap();
+    (Arc::new(l), ldap)
+}
+
+#[tokio::test]
+async fn an_unavailable_source_answers_unavailable_and_never_counts_as_a_failed_login() {
+    let (l, ldap) = with_ldap(60_000, 2, Duration::ZERO);
+    ldap.set_down(true);
+    for _ in 0..5 {
+        assert_eq!(
+            l.login(creds("carol", "pw"), None, A).await,
+            Err(LoginError::Unavailable("ldap".into()))
+        );
+    }
+    assert_eq!(l.stats().unavailable, 5);
+    assert_eq!(l.stats().limited, 0);
+    ldap.set_down(false);
+    let carol = l.login(creds("carol", "pw"), None, A).await.unwrap();
+    assert_eq!(carol.source(), "ldap", "no lockout after the outage");
+    // Wrong passwords do count.
+    for _ in 0..2 {
+        assert!(matches!(
+            l.login(creds("carol", "bad"), None, A).await,
+            Err(LoginError::Invalid(_))
+        ));
+    }
+    assert!(matches!(
+        l.login(creds("carol", "pw"), None, A).await,
+        Err(LoginError::Limited { .. })
+    ));
+}
+
+#[tokio::test]
+async fn without_a_grace_an_expired_login_is_not_used_during_an_outage() {
+    let (l, ldap) = with_ldap(200, 0, Duration::ZERO);
+    l.login(creds("carol", "pw"), None, A).await.unwrap();
+    ldap.set_down(true);
+    assert!(
+        l.login(creds("carol", "pw"), None, A).await.is_ok(),
+        "a fresh entry answers without asking the source"
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(
+        l.login(creds("carol", "pw"), None, A).await,
+        Err(LoginError::Unavailable("ldap".into()))
+    );
+    assert_eq!(l.stats().stale_answers, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn within_the_grace_an_expired_login_answers_only_while_its_source_is_down() {
+    let (l, ldap) = with_ldap(200, 0, Duration::from_secs(30));
+    l.login(creds("carol", "pw"), None, A).await.unwrap();
+    ldap.set_down(true);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    // The first use after expiry asks the source, finds it down, and answers from the entry.
+    let calls = ldap.calls();
+    let carol = l.login(creds("carol", "pw"), None, A).await.unwrap();
+    assert_eq!(carol.source(), "ldap");
+    assert_eq!(ldap.calls(), calls + 1);
+    // Now the source is known down: the entry answers at once.
+    for _ in 0..5 {
+        assert!(l.login(creds("carol", "pw"), None, A).await.is_ok());
+    }
+    assert!(
+        ldap.calls() <= calls + 2,
+        "re-checks are spaced out: {}",
+        ldap.calls()
+    );
+    assert_eq!(l.stats().stale_answers, 6);
+    // A password never seen before is not in the cache: unavailable.
+    assert_eq!(
+        l.login(creds("carol", "other"), None, A).await,
+        Err(LoginError::Unavailable("ldap".into()))
+    );
+    // The source comes back; a later use (after the probe interval) re-checks and the entry
+    // is fresh again.
+    ldap.set_down(false);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while l.sources().is_down("ldap") {
+        assert!(Instant::now() < deadline, "the source was never re-checked");
+        l.login(creds("carol", "pw"), None, A).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = l.stats();
+    l.login(creds("carol", "pw"), None, A).await.unwrap();
+    let after = l.stats();
+    assert_eq!(after.cache_hits, before.cache_hits + 1, "{after:?}");
+    assert_eq!(after.stale_answers, before.stale_answers);
+}
+
+#[tokio::test]
+async fn within_the_grace_a_source_that_answers_decides() {
+    let (l, ldap) = with_ldap(200, 0, Duration::from_secs(30));
+    l.login(creds("carol", "pw"), None, A).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let calls = ldap.calls();
+    assert!(l.login(creds("carol", "pw"), None, A).await.is_ok());
+    assert_eq!(
+        ldap.calls(),
+        calls + 1,
+        "an expired entry with the source up is re-checked"
+    );
+    assert_eq!(l.stats().stale_answers, 0);
 }

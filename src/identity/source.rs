@@ -1,0 +1,274 @@
+//! Where users come from: the identity-source seam, and the order sources are asked in.
+//!
+//! A source turns a user name and password into an [`Outcome`]: who the caller is, a wrong
+//! password, "the source cannot answer now", or "not mine" (ask the next source). Sources are
+//! blocking calls (bcrypt, a directory round trip); [`super::Logins`] runs them on its bounded
+//! pool of check threads, behind its limits, cache and single flight, so a source only
+//! answers the question and bounds its own waiting (a network source has its own timeout).
+//!
+//! The order, fixed by [`Sources::standard`]:
+//! 1. workload-token federation, which claims only passwords that are JWTs from a configured
+//!    issuer;
+//! 2. the users regauth knows itself (`users:` and the htpasswd file);
+//! 3. the LDAP directory.
+//!
+//! The first source that knows the user decides: a wrong password there is final, later
+//! sources are not asked. When a source cannot answer and no later source claims the user,
+//! the login fails as unavailable (503), never as a wrong password, and it is not counted
+//! against the user by the brute-force limits.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{Credentials, Identity};
+
+/// How long a source marked down waits between re-checks that cached logins trigger.
+const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// What a source says about credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The credentials are good: this is the caller. Unless the source stamped a more
+    /// precise name on it ([`Identity::with_source`]), the chain stamps the source's name.
+    Authenticated(Identity),
+    /// The source knows the user (or claims the password) and the credentials are wrong.
+    Rejected,
+    /// The source could not answer (unreachable, timed out). The reason is for the log only.
+    Unavailable(String),
+    /// Not a user of this source: ask the next one.
+    NotMine,
+}
+
+/// One place users come from. Implementations are blocking and bound their own waiting.
+pub trait IdentitySource: Send + Sync {
+    /// The source's name, as logs, metrics and `regauth explain` show it (`users`, `ldap`).
+    fn name(&self) -> &str;
+
+    /// False when the source has nobody to sign in (e.g. no users configured); with no
+    /// configured source at all, credentials are ignored and callers are anonymous.
+    fn is_configured(&self) -> bool {
+        true
+    }
+
+    /// Checks the credentials. Called on a check thread; may block, within the source's own
+    /// timeout.
+    fn authenticate(&self, credentials: &Credentials) -> Outcome;
+
+    /// Called when no source claimed the credentials, so that an unknown name costs about as
+    /// long as a wrong password (the users source spends one bcrypt check here).
+    fn equalize(&self, _credentials: &Credentials) {}
+
+    /// Who `account` is without checking a password, for `regauth explain`: its identity
+    /// (with groups), [`Outcome::NotMine`] when unknown here or when the source cannot look
+    /// accounts up, or [`Outcome::Unavailable`].
+    fn describe(&self, _account: &str) -> Outcome {
+        Outcome::NotMine
+    }
+
+    /// Moves whenever the source's users change in a way that must invalidate cached logins
+    /// (a reloaded htpasswd file). Sources whose answers the cache may keep return 0.
+    fn generation(&self) -> u64 {
+        0
+    }
+
+    /// How long past their cache lifetime this source's cached logins may still answer
+    /// while the source is unavailable. Zero (the default) never uses an expired login.
+    fn outage_grace(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+/// Why the chain produced no identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Some source rejected the credentials, or none claimed them.
+    Rejected,
+    /// A source could not answer and no later source claimed the credentials.
+    Unavailable {
+        /// The source's name.
+        source: String,
+    },
+}
+
+struct Slot {
+    source: Arc<dyn IdentitySource>,
+    /// When the source last answered "unavailable" with no answer since.
+    down_since: Mutex<Option<Instant>>,
+    /// When a cached login last triggered a re-check while the source was down.
+    last_probe: Mutex<Option<Instant>>,
+}
+
+/// The configured sources, in the order they are asked.
+pub struct Sources {
+    slots: Vec<Slot>,
+}
+
+impl std::fmt::Debug for Sources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.names()).finish()
+    }
+}
+
+impl Sources {
+    /// Sources asked in the order given.
+    pub fn new(sources: Vec<Arc<dyn IdentitySource>>) -> Sources {
+        Sources {
+            slots: sources
+                .into_iter()
+                .map(|source| Slot {
+                    source,
+                    down_since: Mutex::new(None),
+                    last_probe: Mutex::new(None),
+                })
+                .collect(),
+        }
+    }
+
+    /// The documented order: `federation` (workload tokens), then `users` (configuration and
+    /// htpasswd), then `ldap`. Absent sources are skipped.
+    pub fn standard(
+        federation: Option<Arc<dyn IdentitySource>>,
+        users: Arc<dyn IdentitySource>,
+        ldap: Option<Arc<dyn IdentitySource>>,
+    ) -> Sources {
+        let ordered = federation
+            .into_iter()
+            .chain(std::iter::once(users))
+            .chain(ldap)
+            .collect();
+        Sources::new(ordered)
+    }
+
+    /// The sources' names, in order.
+    pub fn names(&self) -> Vec<&str> {
+        self.slots.iter().map(|s| s.source.name()).collect()
+    }
+
+    /// True when any source can sign someone in.
+    pub fn is_configured(&self) -> bool {
+        self.slots.iter().any(|s| s.source.is_configured())
+    }
+
+    /// Each source's generation, in order (part of the login cache key).
+    pub fn generations(&self) -> impl Iterator<Item = u64> + '_ {
+        self.slots.iter().map(|s| s.source.generation())
+    }
+
+    /// Asks the configured sources in order (blocking). Records which sources are down.
+    pub fn authenticate(&self, credentials: &Credentials) -> Result<Identity, Failure> {
+        let mut unavailable: Option<&str> = None;
+        for slot in self.slots.iter().filter(|s| s.source.is_configured()) {
+            let name = slot.source.name();
+            let outcome = slot.source.authenticate(credentials);
+            slot.note(&outcome);
+            match outcome {
+                Outcome::Authenticated(identity) => return Ok(stamped(identity, name)),
+                Outcome::Rejected => return Err(Failure::Rejected),
+                Outcome::Unavailable(reason) => {
+                    log::warn!("identity source {name} is unavailable: {reason}");
+                    unavailable.get_or_insert(name);
+                }
+                Outcome::NotMine => {}
+            }
+        }
+        if let Some(source) = unavailable {
+            return Err(Failure::Unavailable {
+                source: source.to_owned(),
+            });
+        }
+        for slot in self.slots.iter().filter(|s| s.source.is_configured()) {
+            slot.source.equalize(credentials);
+        }
+        Err(Failure::Rejected)
+    }
+
+    /// Who `account` is according to the first source that knows it (blocking), for
+    /// `regauth explain`. `Ok(None)` when no source knows it; `Err(source)` when a source
+    /// that might know it is unavailable.
+    pub fn describe(&self, account: &str) -> Result<Option<Identity>, String> {
+        for slot in self.slots.iter().filter(|s| s.source.is_configured()) {
+            let name = slot.source.name();
+            match slot.source.describe(account) {
+                Outcome::Authenticated(identity) => return Ok(Some(stamped(identity, name))),
+                Outcome::Unavailable(reason) => return Err(format!("{name}: {reason}")),
+                Outcome::Rejected | Outcome::NotMine => {}
+            }
+        }
+        Ok(None)
+    }
+
+    fn slot(&self, name: &str) -> Option<&Slot> {
+        self.slots.iter().find(|s| s.source.name() == name)
+    }
+
+    /// The outage grace of the source called `name` (zero for unknown names).
+    pub fn outage_grace(&self, name: &str) -> Duration {
+        self.slot(name)
+            .map_or(Duration::ZERO, |s| s.source.outage_grace())
+    }
+
+    /// The longest outage grace of any source.
+    pub fn max_outage_grace(&self) -> Duration {
+        self.slots
+            .iter()
+            .map(|s| s.source.outage_grace())
+            .max()
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// True while the source called `name` is known to be down (its last answer was
+    /// "unavailable").
+    pub fn is_down(&self, name: &str) -> bool {
+        self.slot(name)
+            .and_then(|s| s.down_since.lock().ok().map(|d| d.is_some()))
+            .unwrap_or(false)
+    }
+
+    /// True when a cached login of the down source `name` may trigger a re-check now: at
+    /// most one every [`PROBE_INTERVAL`], so an outage does not tie the check threads up
+    /// in timeouts.
+    pub fn probe_due(&self, name: &str) -> bool {
+        let Some(slot) = self.slot(name) else {
+            return false;
+        };
+        let Ok(mut last) = slot.last_probe.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        if last.is_some_and(|at| now.saturating_duration_since(at) < PROBE_INTERVAL) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+}
+
+impl Slot {
+    fn note(&self, outcome: &Outcome) {
+        let Ok(mut down) = self.down_since.lock() else {
+            return;
+        };
+        match outcome {
+            Outcome::Unavailable(_) => {
+                down.get_or_insert_with(Instant::now);
+            }
+            _ => {
+                if let Some(since) = down.take() {
+                    log::info!(
+                        "identity source {} answers again (it was unavailable for {} s)",
+                        self.source.name(),
+                        since.elapsed().as_secs()
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn stamped(identity: Identity, source: &str) -> Identity {
+    if identity.source().is_empty() {
+        identity.with_source(source)
+    } else {
+        identity
+    }
+}

@@ -6,19 +6,25 @@
 #
 # Numbers from one machine only mean something next to each other (e.g. ES256 vs RS256,
 # anonymous vs cached login) in the same run.
+#
+# Comparing builds (say, before and after a change): set LOAD_BINS to NAME=PATH pairs and
+# LOAD_ROUNDS (default 3). Each round runs every binary once on the anonymous ES256 case, in
+# turn, so a machine that gets busier or quieter during the run shifts all of them alike; the
+# last lines give each binary's median requests/s and its ratio to the first one.
+#   LOAD_BINS="before=/tmp/old/regauth after=target/release/regauth" scripts/load.sh 10 32
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_RUN="${1:-10}"
 CONNECTIONS="${2:-32}"
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
-cargo build --release --quiet
 BIN="$PWD/target/release/regauth"
+[ -n "${LOAD_BINS:-}" ] || cargo build --release --quiet
 WORK="$(mktemp -d)"
 trap 'kill "$PID" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 rss() { awk '/VmRSS/ {print $2 " kB"}' "/proc/$1/status"; }
 
-run() {  # run NAME ALG [wrk args...]
+run() {  # run NAME ALG [wrk args...]   (uses $BIN)
   local name="$1" alg="$2"; shift 2
   rm -rf "$WORK/keys" && "$BIN" keygen --alg "$alg" --out "$WORK/keys" >/dev/null
   local hash; hash="$(printf 's3cret' | "$BIN" hash-password --cost 10)"
@@ -36,10 +42,32 @@ YAML
   echo "== $name ($alg), ${SECONDS_PER_RUN}s, $CONNECTIONS connections; RSS before: $before"
   wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency "$@" \
     "http://$addr/token?service=registry.test&scope=repository:team/app:pull,push" \
-    | grep -E "Requests/sec|Latency|50%|99%|Non-2xx"
+    > "$WORK/wrk.out"
+  grep -E "Requests/sec|Latency|50%|99%|Non-2xx" "$WORK/wrk.out"
   echo "RSS after: $(rss "$PID")"
   kill "$PID"; wait "$PID" 2>/dev/null || true
 }
+
+if [ -n "${LOAD_BINS:-}" ]; then
+  : > "$WORK/rates"
+  for round in $(seq "${LOAD_ROUNDS:-3}"); do
+    for pair in $LOAD_BINS; do
+      BIN="${pair#*=}"
+      run "round $round: ${pair%%=*}" es256
+      echo "${pair%%=*} $(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.out")" >> "$WORK/rates"
+    done
+  done
+  echo "== median requests/s over ${LOAD_ROUNDS:-3} rounds (anonymous, es256)"
+  first=""
+  for pair in $LOAD_BINS; do
+    name="${pair%%=*}"
+    median="$(awk -v n="$name" '$1 == n {print $2}' "$WORK/rates" | sort -n \
+      | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}')"
+    [ -n "$first" ] || first="$median"
+    awk -v n="$name" -v m="$median" -v f="$first" 'BEGIN {printf "%-12s %10.0f  %.3f\n", n, m, m / f}'
+  done
+  exit 0
+fi
 
 run "anonymous" es256
 run "anonymous" rs256

@@ -126,6 +126,12 @@ impl Recorder {
     /// Listens on a free loopback port and relays to `upstream`.
     pub fn start(upstream: SocketAddr) -> Recorder {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind recorder");
+        Recorder::start_on(listener, upstream)
+    }
+
+    /// Relays from `listener`, bound beforehand: for a registry that needs the realm's URL
+    /// (Pulp's `TOKEN_SERVER` is also the issuer regauth must write) before regauth starts.
+    pub fn start_on(listener: TcpListener, upstream: SocketAddr) -> Recorder {
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("recorder addr");
         let requests = Arc::new(Mutex::new(Vec::new()));

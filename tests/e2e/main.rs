@@ -1,6 +1,7 @@
 //! End to end: the `regauth` binary, the CNCF distribution registry 2.8 (`docker-registry`),
-//! skopeo, podman, dockerd and containerd, all on loopback. Each test prints why and skips when a program is
-//! missing on a developer machine, and fails instead when `CI` is set (`.ci/run` installs them).
+//! skopeo, podman, dockerd and containerd, all on loopback, and Pulp as the registry
+//! (tests/e2e/pulp.rs). Each test prints why and skips when a program is missing on a
+//! developer machine, and fails instead when `CI` is set (`.ci/run` installs them).
 
 // Helpers outside #[test] functions fail by panicking too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -10,6 +11,7 @@ mod containerd;
 mod daemons;
 mod docker;
 mod oci;
+mod pulp;
 mod recorder;
 mod registry;
 mod rotation;

@@ -23,6 +23,8 @@ WORK="$(mktemp -d)"
 trap 'kill "$PID" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 rss() { awk '/VmRSS/ {print $2 " kB"}' "/proc/$1/status"; }
+# The server's CPU time so far (user + system, all threads), in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 run() {  # run NAME ALG [wrk args...]   (uses $BIN)
   local name="$1" alg="$2"; shift 2
@@ -39,12 +41,18 @@ YAML
   for _ in $(seq 100); do grep -q "listening on" "$WORK/log" && break; sleep 0.05; done
   local addr; addr="$(sed -n 's/.*listening on //p' "$WORK/log" | head -1)"
   local before; before="$(rss "$PID")"
+  local ticks0; ticks0="$(cpu_ticks "$PID")"
   echo "== $name ($alg), ${SECONDS_PER_RUN}s, $CONNECTIONS connections; RSS before: $before"
   wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency "$@" \
     "http://$addr/token?service=registry.test&scope=repository:team/app:pull,push" \
     > "$WORK/wrk.out"
   grep -E "Requests/sec|Latency|50%|99%|Non-2xx" "$WORK/wrk.out"
-  echo "RSS after: $(rss "$PID")"
+  # Server CPU per request: less swayed than the rate by other work on a busy machine.
+  local ticks1 requests; ticks1="$(cpu_ticks "$PID")"
+  requests="$(awk '/requests in/ {print $1}' "$WORK/wrk.out")"
+  CPU_US="$(awk -v t=$((ticks1 - ticks0)) -v hz="$(getconf CLK_TCK)" -v n="$requests" \
+    'BEGIN {printf "%.1f", t / hz * 1e6 / n}')"
+  echo "server CPU per request: $CPU_US us; RSS after: $(rss "$PID")"
   kill "$PID"; wait "$PID" 2>/dev/null || true
 }
 
@@ -54,17 +62,22 @@ if [ -n "${LOAD_BINS:-}" ]; then
     for pair in $LOAD_BINS; do
       BIN="${pair#*=}"
       run "round $round: ${pair%%=*}" es256
-      echo "${pair%%=*} $(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.out")" >> "$WORK/rates"
+      echo "${pair%%=*} $(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.out") $CPU_US" >> "$WORK/rates"
     done
   done
-  echo "== median requests/s over ${LOAD_ROUNDS:-3} rounds (anonymous, es256)"
-  first=""
+  median() {  # median NAME COLUMN
+    awk -v n="$1" -v c="$2" '$1 == n {print $c}' "$WORK/rates" | sort -n \
+      | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+  }
+  echo "== medians over ${LOAD_ROUNDS:-3} rounds (anonymous, es256); ratios to the first binary"
+  printf "%-12s %12s %7s %14s %7s\n" binary "requests/s" ratio "CPU us/request" ratio
+  first_rate="" first_cpu=""
   for pair in $LOAD_BINS; do
     name="${pair%%=*}"
-    median="$(awk -v n="$name" '$1 == n {print $2}' "$WORK/rates" | sort -n \
-      | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}')"
-    [ -n "$first" ] || first="$median"
-    awk -v n="$name" -v m="$median" -v f="$first" 'BEGIN {printf "%-12s %10.0f  %.3f\n", n, m, m / f}'
+    rate="$(median "$name" 2)" cpu="$(median "$name" 3)"
+    [ -n "$first_rate" ] || { first_rate="$rate"; first_cpu="$cpu"; }
+    awk -v n="$name" -v r="$rate" -v fr="$first_rate" -v c="$cpu" -v fc="$first_cpu" \
+      'BEGIN {printf "%-12s %12.0f %7.3f %14.1f %7.3f\n", n, r, r / fr, c, c / fc}'
   done
   exit 0
 fi

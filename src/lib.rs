@@ -7,7 +7,8 @@
 //! answers in the shape the distribution token spec defines ([`http`]). OAuth2 clients get
 //! stateless [`refresh`] tokens; key and password files reload through [`watch`]. [`publish`]
 //! says what registries and verifiers should trust (`regauth bundle`, `regauth jwks`);
-//! [`metrics`] is what `GET /metrics` shows Prometheus.
+//! [`metrics`] is what `GET /metrics` shows Prometheus; [`probe`] is the health check the
+//! container image runs.
 
 pub mod atomic_file;
 pub mod audit;
@@ -21,6 +22,7 @@ pub mod keys;
 pub mod logging;
 pub mod metrics;
 pub mod policy;
+pub mod probe;
 pub mod proxy;
 pub mod publish;
 pub mod refresh;

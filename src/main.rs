@@ -1,5 +1,5 @@
-//! The `regauth` command: `serve`, `keygen`, `bundle`, `jwks`, `hash-password`, `check` and
-//! `explain`.
+//! The `regauth` command: `serve`, `keygen`, `bundle`, `jwks`, `hash-password`, `check`,
+//! `explain` and `probe`.
 
 use std::io::BufRead;
 use std::net::IpAddr;
@@ -96,6 +96,18 @@ enum Command {
         #[arg(long)]
         ip: Option<IpAddr>,
     },
+    /// GET an http:// URL and exit 0 on a 2xx answer (a container HEALTHCHECK without curl).
+    Probe {
+        /// e.g. http://127.0.0.1:5001/healthz (plain HTTP; use IP addresses, not names).
+        /// Default: /healthz on server.admin_listen, else server.listen, from the settings.
+        url: Option<String>,
+        /// YAML or TOML settings file, as for serve (read only without a URL).
+        #[arg(long, short, env = "REGAUTH_CONFIG")]
+        config: Option<PathBuf>,
+        /// Seconds the whole exchange may take.
+        #[arg(long, default_value_t = 2.0)]
+        timeout: f64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -120,6 +132,11 @@ fn main() -> ExitCode {
             service,
             ip,
         } => explain(config, &account, &scope, service, ip),
+        Command::Probe {
+            url,
+            config,
+            timeout,
+        } => probe(url, config, timeout),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -177,6 +194,18 @@ fn keygen(alg: Algorithm, out: PathBuf, force: bool, refresh_secret: bool) -> an
             secret.display()
         );
     }
+    Ok(())
+}
+
+fn probe(url: Option<String>, config_path: Option<PathBuf>, timeout: f64) -> anyhow::Result<()> {
+    let timeout = std::time::Duration::try_from_secs_f64(timeout)
+        .map_err(|_| anyhow::anyhow!("--timeout {timeout} is not a number of seconds"))?;
+    let url = match url {
+        Some(url) => url,
+        None => regauth::probe::health_url(&config::load(config_path.as_deref())?),
+    };
+    let status = regauth::probe::probe(&url, timeout)?;
+    println!("{status}");
     Ok(())
 }
 

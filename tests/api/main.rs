@@ -19,6 +19,7 @@ mod helpers;
 mod jwks;
 mod metrics;
 mod oauth;
+mod probe;
 mod prometheus;
 mod proxies;
 mod publish_cli;

@@ -3,13 +3,13 @@
 
 use std::time::Instant;
 
-use crate::daemons::{Containerd, containerd_present};
+use crate::daemons::{Ctr, containerd, containerd_present};
 use crate::docker::{PASSWORD, alice_stack, scopes, seed_image};
 use crate::recorder::Auth;
 use crate::registry::CmdOutput;
 use crate::stack::{SERVICE, Stack, tools_present};
 
-fn ok(stack: &Stack, daemon: &Containerd, out: &CmdOutput) {
+fn ok(stack: &Stack, daemon: &Ctr, out: &CmdOutput) {
     assert!(
         out.success,
         "{out}\n--- token requests ---\n{}\n{}\n--- containerd (tail) ---\n{}",
@@ -32,7 +32,7 @@ fn containerd_pulls_anonymously_and_with_a_password_grant_and_pushes_only_where_
     }
     let at = Instant::now();
     let stack = alice_stack(true);
-    let daemon = Containerd::start(&stack.dir.path().join("containerd"));
+    let daemon = containerd().namespace("pull-push");
     let recorder = stack.recorder();
     seed_image(&stack, "alice/base", "containerd");
     let base = stack.registry.image_ref("alice/base", "v1");

@@ -1,12 +1,27 @@
-//! dockerd and containerd from Debian's packages (`docker.io`, `containerd`), each started by
-//! the scenario that uses it, in that scenario's temporary directory, and stopped (SIGTERM,
-//! then SIGKILL after a deadline) when it is dropped.
+//! dockerd and containerd from Debian's packages (`docker.io`, `containerd`): one of each per
+//! test binary, started by the first scenario that asks ([`dockerd`], [`containerd`]) in the
+//! binary's own directory, shared by every later scenario, and stopped when the binary exits.
 //!
-//! Why one daemon per scenario and not one per test binary: measured here, dockerd answers
-//! `docker version` 0.4 s after it is spawned and containerd 0.1 s, a small price next to a
-//! scenario's pulls and pushes. A daemon held in a `static` is never dropped, so a shared one
-//! would outlive the test binary; per scenario, `Drop` stops it, scenarios cannot see each
-//! other's images or credentials, and the daemon's log belongs to one scenario.
+//! Why shared: each scenario used to start its own daemons. The start itself is cheap (dockerd
+//! answers `docker version` about 0.4 s after it is spawned, containerd 0.1 s), but every
+//! dockerd also starts its own containerd, and several scenarios running at once meant several
+//! daemon pairs competing for two cores. The scenarios stay independent without their own
+//! daemons: each has its own `DOCKER_CONFIG` (credentials and identity tokens live in the
+//! client's configuration, never in dockerd), its own registry on its own port (so every image
+//! name, which starts with `127.0.0.1:PORT/`, is distinct), its own seed for image content, and,
+//! for containerd, its own namespace ([`Containerd::namespace`]), which scopes images and
+//! content. The daemon's log is shared; failure messages show its tail.
+//!
+//! Stopping without `Drop`: a daemon held in a `static` is never dropped, so each one runs under
+//! a small `sh` watchdog ([`WATCHDOG`]) whose standard input is a pipe from the test binary.
+//! The binary never writes to it; when the binary exits, however it exits (test failures,
+//! panics, SIGKILL), the kernel closes the pipe, the watchdog reads end-of-file, sends the
+//! daemon SIGTERM (dockerd then stops the containerd it started), SIGKILL after a deadline, and
+//! removes the daemon's data. (`prctl(PR_SET_PDEATHSIG)` in a `pre_exec` hook would need
+//! `unsafe`, which the crate's `[lints]` forbid in tests too.) What a killed watchdog leaves
+//! behind, a later run removes: each binary works in `$TMPDIR/regauth-e2e-daemons/PID`, and the
+//! first daemon start kills the processes of and deletes every directory there whose PID is no
+//! longer running ([`clean_leftovers`]).
 //!
 //! Both daemons run as root (CI runs as root); no systemd, no iptables, no bridge, and the
 //! vfs/native storage that works inside a container. dockerd starts its own containerd
@@ -15,8 +30,10 @@
 #![allow(dead_code)]
 
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -29,8 +46,36 @@ pub const CONTAINERD: &str = "containerd";
 pub const CTR: &str = "ctr";
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
-const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(50);
+
+/// `sh -c WATCHDOG sh DATA_DIR PROGRAM ARGS...`: runs the daemon in the background and a
+/// reader of standard input beside it. When standard input reaches end-of-file (the test
+/// binary is gone), the reader marks the stop as requested and sends SIGTERM, then SIGKILL
+/// after 20 s; once the daemon has exited the shell removes DATA_DIR. A daemon that exits on its
+/// own (a failed start) makes the shell exit with the daemon's status at once.
+const WATCHDOG: &str = r#"
+data=$1; shift
+# Background jobs of a non-interactive shell read /dev/null: keep our stdin as fd 3.
+exec 3<&0
+"$@" </dev/null 3<&- &
+daemon=$!
+(
+  cat <&3 >/dev/null
+  : >"$data.stopping"
+  kill -TERM "$daemon" 2>/dev/null
+  sleep 20
+  kill -KILL "$daemon" 2>/dev/null
+) &
+reader=$!
+wait "$daemon"
+status=$?
+kill "$reader" 2>/dev/null
+if [ -e "$data.stopping" ]; then
+  rm -rf "$data" "$data.stopping"
+fi
+exit "$status"
+"#;
 
 /// True when docker's client and daemon are installed (fails under CI otherwise).
 pub fn docker_present() -> bool {
@@ -42,47 +87,147 @@ pub fn containerd_present() -> bool {
     require_tool(CONTAINERD) && require_tool(CTR)
 }
 
-/// A daemon process, stopped on drop.
+/// This test binary's directory for its daemons.
+fn binary_dir() -> PathBuf {
+    daemons_root().join(std::process::id().to_string())
+}
+
+fn daemons_root() -> PathBuf {
+    std::env::temp_dir().join("regauth-e2e-daemons")
+}
+
+/// Removes what earlier test binaries left behind: for every directory under the daemons'
+/// root whose owner (the PID it is named after) is gone, kills the processes whose command
+/// line names it, unmounts whatever is mounted below it, and deletes it. Runs once.
+pub fn clean_leftovers() {
+    static CLEANED: OnceLock<()> = OnceLock::new();
+    CLEANED.get_or_init(|| {
+        let Ok(entries) = fs::read_dir(daemons_root()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let alive = name
+                .parse::<u32>()
+                .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+            if alive {
+                continue;
+            }
+            let dir = entry.path();
+            let killed = kill_processes_naming(&dir);
+            unmount_below(&dir);
+            let removed = fs::remove_dir_all(&dir);
+            eprintln!(
+                "e2e daemons: removed the leftovers of a finished run in {} ({killed} process(es) killed){}",
+                dir.display(),
+                removed
+                    .err()
+                    .map(|e| format!("; not all removed: {e}"))
+                    .unwrap_or_default()
+            );
+        }
+    });
+}
+
+/// SIGKILLs every process whose command line contains `dir`; returns how many.
+fn kill_processes_naming(dir: &Path) -> usize {
+    let needle = dir.to_string_lossy().into_owned();
+    let me = std::process::id().to_string();
+    let mut killed = 0;
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if pid.parse::<u32>().is_err() || pid == me {
+            continue;
+        }
+        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if String::from_utf8_lossy(&cmdline).contains(&needle) {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            killed += 1;
+        }
+    }
+    killed
+}
+
+/// Lazily unmounts every mount point below `dir`, deepest first.
+fn unmount_below(dir: &Path) {
+    let Ok(mountinfo) = fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let prefix = format!("{}/", dir.display());
+    let mut points: Vec<&str> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| p.starts_with(&prefix))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for point in points {
+        let _ = Command::new("umount").args(["-l", point]).status();
+    }
+}
+
+/// A daemon under its watchdog. Shared daemons are never dropped (the watchdog stops them);
+/// one that fails to start is dropped, which closes the pipe and stops it the same way.
 struct Daemon {
-    child: Child,
+    watchdog: Child,
+    /// The test binary's end of the watchdog's pipe; never written.
+    lifeline: Option<ChildStdin>,
     name: &'static str,
     log_path: PathBuf,
 }
 
 impl Daemon {
-    fn spawn(name: &'static str, program: &str, args: &[String], log_path: PathBuf) -> Daemon {
-        let log = fs::File::create(&log_path).expect("daemon log");
-        let log2 = log.try_clone().expect("dup log");
-        let child = Command::new(program)
+    fn spawn(
+        name: &'static str,
+        program: &str,
+        args: &[String],
+        data_dir: &Path,
+        log_path: PathBuf,
+    ) -> Result<Daemon, String> {
+        let log = fs::File::create(&log_path).map_err(|e| format!("{name} log: {e}"))?;
+        let log2 = log.try_clone().map_err(|e| format!("{name} log: {e}"))?;
+        let mut watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(WATCHDOG)
+            .arg("sh")
+            .arg(data_dir)
+            .arg(program)
             .args(args)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(log)
             .stderr(log2)
             .spawn()
-            .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
-        Daemon {
-            child,
+            .map_err(|e| format!("spawn {program} under sh: {e}"))?;
+        let lifeline = watchdog.stdin.take();
+        Ok(Daemon {
+            watchdog,
+            lifeline,
             name,
             log_path,
-        }
+        })
     }
 
     /// Polls `ready` until it is true, the daemon exits, or the deadline passes.
-    fn wait_ready(&mut self, ready: impl Fn() -> bool) {
+    fn wait_ready(&mut self, ready: impl Fn() -> bool) -> Result<(), String> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if ready() {
-                return;
+                return Ok(());
             }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("{} exited at start ({status}):\n{}", self.name, self.log());
+            if let Ok(Some(status)) = self.watchdog.try_wait() {
+                return Err(format!(
+                    "{} exited at start ({status}):\n{}",
+                    self.name,
+                    self.log()
+                ));
             }
             if Instant::now() > deadline {
-                panic!(
+                return Err(format!(
                     "{} not ready within {START_TIMEOUT:?}:\n{}",
                     self.name,
                     self.log()
-                );
+                ));
             }
             thread::sleep(POLL);
         }
@@ -93,38 +238,56 @@ impl Daemon {
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
     }
+
+    /// The last `lines` lines of the daemon's log.
+    fn log_tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        // SIGTERM lets dockerd stop the containerd it started; SIGKILL would orphan it.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        // Closing the pipe is the stop signal; the watchdog does the rest.
+        if let Some(mut lifeline) = self.lifeline.take() {
+            let _ = lifeline.flush();
+        }
         let deadline = Instant::now() + STOP_TIMEOUT;
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
+            if let Ok(Some(_)) = self.watchdog.try_wait() {
                 return;
             }
             thread::sleep(POLL);
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.watchdog.kill();
+        let _ = self.watchdog.wait();
     }
 }
 
-/// A dockerd of one scenario, and its clients' configuration directory.
+/// The dockerd of this test binary.
 pub struct Dockerd {
     daemon: Daemon,
     pub dir: PathBuf,
     pub host: String,
 }
 
+/// This test binary's dockerd, started on first use. Panics (fails the scenario) when it does
+/// not start; later scenarios fail with the same message without trying again.
+pub fn dockerd() -> &'static Dockerd {
+    static DOCKERD: OnceLock<Result<Dockerd, String>> = OnceLock::new();
+    match DOCKERD.get_or_init(|| Dockerd::start(&binary_dir().join("docker"))) {
+        Ok(d) => d,
+        Err(e) => panic!("dockerd: {e}"),
+    }
+}
+
 impl Dockerd {
     /// Starts dockerd in `dir` (created). Plain HTTP is allowed for every loopback
     /// registry (`--insecure-registry 127.0.0.0/8`: the registry's port is chosen later).
-    pub fn start(dir: &Path) -> Dockerd {
-        fs::create_dir_all(dir).expect("docker dir");
+    fn start(dir: &Path) -> Result<Dockerd, String> {
+        clean_leftovers();
+        fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let sock = dir.join("docker.sock");
         let host = format!("unix://{}", sock.display());
         let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
@@ -148,15 +311,25 @@ impl Dockerd {
         .map(|s| s.to_string())
         .collect();
         let started = Instant::now();
-        let mut daemon = Daemon::spawn("dockerd", DOCKERD, &args, dir.join("dockerd.log"));
+        let mut daemon = Daemon::spawn(
+            "dockerd",
+            DOCKERD,
+            &args,
+            &dir.join("data"),
+            dir.join("dockerd.log"),
+        )?;
         let probe_config = dir.join("ready-config");
-        daemon.wait_ready(|| docker(&host, &probe_config, &["version"], None).success);
-        eprintln!("dockerd ready in {:?}", started.elapsed());
-        Dockerd {
+        daemon.wait_ready(|| docker(&host, &probe_config, &["version"], None).success)?;
+        eprintln!(
+            "dockerd ready in {:?} (shared by this test binary, in {})",
+            started.elapsed(),
+            dir.display()
+        );
+        Ok(Dockerd {
             daemon,
             dir: dir.to_path_buf(),
             host,
-        }
+        })
     }
 
     /// `docker ARGS` against this daemon with the client configuration in `config_dir`.
@@ -164,8 +337,9 @@ impl Dockerd {
         docker(&self.host, config_dir, args, input)
     }
 
+    /// The last 40 lines of the daemon's log (shared by every scenario).
     pub fn log(&self) -> String {
-        self.daemon.log()
+        self.daemon.log_tail(40)
     }
 }
 
@@ -181,17 +355,27 @@ fn docker(host: &str, config_dir: &Path, args: &[&str], input: Option<&str>) -> 
     .expect("docker runs")
 }
 
-/// A containerd of one scenario.
+/// The containerd of this test binary.
 pub struct Containerd {
     daemon: Daemon,
     pub address: String,
 }
 
+/// This test binary's containerd, started on first use (see [`dockerd`] for failures).
+pub fn containerd() -> &'static Containerd {
+    static CONTAINERD: OnceLock<Result<Containerd, String>> = OnceLock::new();
+    match CONTAINERD.get_or_init(|| Containerd::start(&binary_dir().join("containerd"))) {
+        Ok(d) => d,
+        Err(e) => panic!("containerd: {e}"),
+    }
+}
+
 impl Containerd {
     /// Starts containerd with its root, state and sockets in `dir` (created), without the
     /// CRI plugin.
-    pub fn start(dir: &Path) -> Containerd {
-        fs::create_dir_all(dir).expect("containerd dir");
+    fn start(dir: &Path) -> Result<Containerd, String> {
+        clean_leftovers();
+        fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let address = dir.join("containerd.sock").to_string_lossy().into_owned();
         let config = format!(
             "version = 2\nroot = {root:?}\nstate = {state:?}\n\
@@ -205,13 +389,19 @@ impl Containerd {
             debug = dir.join("debug.sock").to_string_lossy(),
         );
         let config_path = dir.join("config.toml");
-        fs::write(&config_path, config).expect("containerd config");
+        fs::write(&config_path, config).map_err(|e| format!("containerd config: {e}"))?;
         let args = vec![
             "--config".to_owned(),
             config_path.to_string_lossy().into_owned(),
         ];
         let started = Instant::now();
-        let mut daemon = Daemon::spawn("containerd", CONTAINERD, &args, dir.join("containerd.log"));
+        let mut daemon = Daemon::spawn(
+            "containerd",
+            CONTAINERD,
+            &args,
+            &dir.join("root"),
+            dir.join("containerd.log"),
+        )?;
         let probe = address.clone();
         daemon.wait_ready(|| {
             run_with_input(
@@ -223,19 +413,46 @@ impl Containerd {
             )
             .map(|o| o.success)
             .unwrap_or(false)
-        });
-        eprintln!("containerd ready in {:?}", started.elapsed());
-        Containerd { daemon, address }
+        })?;
+        eprintln!(
+            "containerd ready in {:?} (shared by this test binary, in {})",
+            started.elapsed(),
+            dir.display()
+        );
+        Ok(Containerd { daemon, address })
     }
 
-    /// `ctr --address SOCK --namespace e2e ARGS`.
+    /// A scenario's view of the daemon: its own namespace, so its images and content are
+    /// its own.
+    pub fn namespace(&'static self, namespace: &str) -> Ctr {
+        Ctr {
+            daemon: self,
+            namespace: namespace.to_owned(),
+        }
+    }
+}
+
+/// `ctr` in one namespace of the shared containerd.
+pub struct Ctr {
+    daemon: &'static Containerd,
+    namespace: String,
+}
+
+impl Ctr {
+    /// `ctr --address SOCK --namespace NS ARGS`.
     pub fn ctr(&self, args: &[&str]) -> CmdOutput {
-        let mut all = vec!["--address", &self.address, "--namespace", "e2e"];
+        let mut all = vec![
+            "--address",
+            &self.daemon.address,
+            "--namespace",
+            &self.namespace,
+        ];
         all.extend_from_slice(args);
         run_with_input(CTR, &all, &[], None, TOOL_TIMEOUT).expect("ctr runs")
     }
 
+    /// The last 40 lines of the daemon's log (shared by every scenario).
     pub fn log(&self) -> String {
-        self.daemon.log()
+        self.daemon.daemon.log_tail(40)
     }
 }

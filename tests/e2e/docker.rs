@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::daemons::{Dockerd, docker_present};
+use crate::daemons::{Dockerd, docker_present, dockerd};
 use crate::oci;
 use crate::recorder::{Auth, TokenRequest};
 use crate::registry::{CmdOutput, DENIED_TEXT};
@@ -149,12 +149,12 @@ fn docker_login_stores_an_identity_token_and_pulls_and_pushes_with_refresh_grant
     }
     let at = Instant::now();
     let stack = alice_stack(true);
-    let daemon = Dockerd::start(&stack.dir.path().join("docker"));
+    let daemon = dockerd();
     let recorder = stack.recorder();
     seed_image(&stack, "alice/base", "docker-refresh");
     let client = Client {
         stack: &stack,
-        daemon: &daemon,
+        daemon,
         config: stack.dir.path().join("docker-config"),
     };
     let host = stack.registry.host();
@@ -327,12 +327,12 @@ fn docker_without_refresh_tokens_sends_basic_on_every_token_request() {
     }
     let at = Instant::now();
     let stack = alice_stack(false);
-    let daemon = Dockerd::start(&stack.dir.path().join("docker"));
+    let daemon = dockerd();
     let recorder = stack.recorder();
     seed_image(&stack, "alice/base", "docker-basic");
     let client = Client {
         stack: &stack,
-        daemon: &daemon,
+        daemon,
         config: stack.dir.path().join("docker-config"),
     };
 
@@ -384,12 +384,12 @@ fn docker_gets_a_fresh_token_with_the_same_refresh_token_after_the_first_expired
         ttl_seconds: 60,
         ..alice_options(true)
     });
-    let daemon = Dockerd::start(&stack.dir.path().join("docker"));
+    let daemon = dockerd();
     let recorder = stack.recorder();
     seed_image(&stack, "alice/base", "docker-ttl");
     let client = Client {
         stack: &stack,
-        daemon: &daemon,
+        daemon,
         config: stack.dir.path().join("docker-config"),
     };
     client.ok(&client.login(PASSWORD));

@@ -616,21 +616,14 @@ fn kid_mode_rotation_under_a_docker_pull_loop_fails_no_pull() {
     fs::write(&bundle_path, regauth_cli("bundle", &config)).unwrap();
     let stack = Arc::new(Stack::launch_with(dir, &config, bundle_path, true));
     first_push(&stack, "docker-rotation");
-    let daemon = Arc::new(crate::daemons::Dockerd::start(
-        &stack.dir.path().join("docker"),
-    ));
+    let daemon = crate::daemons::dockerd();
 
     // Anonymous docker pulls in a loop: each one asks regauth for a token and sends it with
     // the manifest request, whether the image is already local or not.
     let stop = Arc::new(AtomicBool::new(false));
     let results = Arc::new(Mutex::new(Vec::new()));
     let puller = {
-        let (stack, daemon, stop, results) = (
-            Arc::clone(&stack),
-            Arc::clone(&daemon),
-            Arc::clone(&stop),
-            Arc::clone(&results),
-        );
+        let (stack, stop, results) = (Arc::clone(&stack), Arc::clone(&stop), Arc::clone(&results));
         std::thread::spawn(move || {
             let image = stack.registry.image_ref("team/app", "v1");
             let config = stack.dir.path().join("docker-config");

@@ -40,8 +40,8 @@ pub enum ProbeError {
         /// The resolver's answer.
         reason: String,
     },
-    /// Connecting, sending or reading failed.
-    #[error("{addr}: {what}: {source}")]
+    /// Connecting, sending or reading failed (the cause follows in the error's chain).
+    #[error("{addr}: {what}")]
     Io {
         /// The address tried.
         addr: SocketAddr,

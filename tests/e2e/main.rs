@@ -1,7 +1,8 @@
 //! End to end: the `regauth` binary, the CNCF distribution registry 2.8 (`docker-registry`),
-//! skopeo, podman, dockerd and containerd, all on loopback, and Pulp as the registry
-//! (tests/e2e/pulp.rs). Each test prints why and skips when a program is missing on a
-//! developer machine, and fails instead when `CI` is set (`.ci/run` installs them).
+//! skopeo, podman, dockerd and containerd, all on loopback, Pulp as the registry
+//! (tests/e2e/pulp.rs), and the container image (tests/e2e/image.rs). Each test prints why and
+//! skips when a program is missing on a developer machine, and fails instead when `CI` is set
+//! (`.ci/run` installs them).
 
 // Helpers outside #[test] functions fail by panicking too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -10,6 +11,7 @@ mod buildah;
 mod containerd;
 mod daemons;
 mod docker;
+mod image;
 mod oci;
 mod pulp;
 mod recorder;

@@ -12,6 +12,7 @@ mod containerd;
 mod daemons;
 mod docker;
 mod image;
+mod kubernetes;
 mod oci;
 mod pulp;
 mod recorder;

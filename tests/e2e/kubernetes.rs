@@ -1,0 +1,167 @@
+//! `deploy/kubernetes/`: strict schema validation for a named Kubernetes version
+//! (`scripts/validate-kubernetes.sh`, kubernetes-validate from PyPI), proof that a typo fails
+//! it, and the settings and timings the manifests carry checked against regauth itself.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::registry::{CmdOutput, require_tool, run_with_input};
+
+const VALIDATOR: &str = "kubernetes-validate";
+
+fn manifests() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes")
+}
+
+fn validate(dir: &Path) -> CmdOutput {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/validate-kubernetes.sh");
+    run_with_input(
+        &script.to_string_lossy(),
+        &[&dir.to_string_lossy()],
+        &[],
+        None,
+        Duration::from_secs(120),
+    )
+    .expect("validate-kubernetes.sh runs")
+}
+
+/// A copy of the manifests with `edit` applied to `file`.
+fn mutated(file: &str, edit: impl Fn(&str) -> String) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in fs::read_dir(manifests()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = fs::read_to_string(&path).unwrap();
+        let text = if name == file { edit(&text) } else { text };
+        fs::write(dir.path().join(&name), text).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn the_manifests_pass_strict_validation_and_a_typo_a_wrong_type_or_an_unlisted_file_fail_it() {
+    if !require_tool(VALIDATOR) {
+        return;
+    }
+    let ok = validate(&manifests());
+    assert!(ok.success, "{ok}");
+    assert!(ok.stdout.contains("4 manifests valid"), "{ok}");
+
+    let cases: [(&str, &str, &str, &str); 3] = [
+        (
+            "deployment.yaml",
+            "readinessProbe:",
+            "readinesProbe:",
+            "'readinesProbe' was unexpected",
+        ),
+        (
+            "pdb.yaml",
+            "minAvailable: 1",
+            "minAvailable: [1]",
+            "minAvailable",
+        ),
+        (
+            "service.yaml",
+            "targetPort: http",
+            "targetPort: http\n      nodePort: nope",
+            "nodePort",
+        ),
+    ];
+    for (file, from, to, expected) in cases {
+        let copy = mutated(file, |text| {
+            assert!(text.contains(from), "{file} has no {from:?}");
+            text.replacen(from, to, 1)
+        });
+        let out = validate(copy.path());
+        assert!(!out.success, "{file}: {to:?} passed:\n{out}");
+        let text = format!("{}{}", out.stdout, out.stderr);
+        assert!(
+            text.contains(expected),
+            "{file}: {expected:?} not in:\n{out}"
+        );
+    }
+
+    let extra = mutated("service.yaml", str::to_owned);
+    fs::write(
+        extra.path().join("extra.yaml"),
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: x\n",
+    )
+    .unwrap();
+    let out = validate(extra.path());
+    assert!(!out.success, "{out}");
+    assert!(out.stderr.contains("extra.yaml is not listed"), "{out}");
+}
+
+/// The literal block of `key: |` in `text`, unindented.
+fn literal_block(text: &str, key: &str) -> String {
+    let mut lines = text.lines().skip_while(|l| l.trim() != format!("{key}: |"));
+    let header = lines.next().expect("the block's key");
+    let indent = header.len() - header.trim_start().len() + 2;
+    lines
+        .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() >= indent)
+        .map(|l| l.get(indent..).unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The number after the first `key:` at or after the line that contains `after`.
+fn number_after(text: &str, after: &str, key: &str) -> u64 {
+    text.lines()
+        .skip_while(|l| !l.contains(after))
+        .find_map(|l| l.trim().strip_prefix(&format!("{key}:")))
+        .unwrap_or_else(|| panic!("no {key} after {after}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn the_configmap_settings_load_and_the_grace_period_covers_the_prestop_sleep_and_the_drain() {
+    let dir = manifests();
+    let configmap = fs::read_to_string(dir.join("configmap.yaml")).unwrap();
+    let settings_file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    fs::write(
+        settings_file.path(),
+        literal_block(&configmap, "regauth.yaml"),
+    )
+    .unwrap();
+    // The environment the image sets (Dockerfile), which the file does not repeat.
+    let dockerfile =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Dockerfile")).unwrap();
+    let env: HashMap<String, String> = dockerfile
+        .split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .filter(|(k, _)| k.starts_with("REGAUTH_") && k.contains("__"))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    assert_eq!(env["REGAUTH_SERVER__LISTEN"], "0.0.0.0:5001", "{env:?}");
+    let config = regauth::config::load_with_env(Some(settings_file.path()), &env)
+        .unwrap_or_else(|e| panic!("the ConfigMap's settings: {e}"));
+    assert_eq!(
+        config.settings.key.path,
+        Path::new("/etc/regauth/keys/signing.key")
+    );
+    assert_eq!(config.listen.port(), 5001);
+
+    let deployment = fs::read_to_string(dir.join("deployment.yaml")).unwrap();
+    let grace = number_after(&deployment, "", "terminationGracePeriodSeconds");
+    let pre_stop = number_after(&deployment, "preStop:", "seconds");
+    let server = &config.settings.server;
+    assert!(
+        grace > pre_stop + server.shutdown_delay_seconds + server.shutdown_timeout_seconds,
+        "terminationGracePeriodSeconds {grace} must exceed preStop {pre_stop} + delay {} + timeout {}",
+        server.shutdown_delay_seconds,
+        server.shutdown_timeout_seconds
+    );
+    // Readiness fails within the drain delay, so balancers stop routing before the close.
+    let period = number_after(&deployment, "readinessProbe:", "periodSeconds");
+    let failures = number_after(&deployment, "readinessProbe:", "failureThreshold");
+    assert!(period * failures <= server.shutdown_delay_seconds);
+    assert_eq!(number_after(&deployment, "", "replicas"), 2);
+    assert_eq!(
+        number_after(&deployment, "securityContext:", "runAsUser"),
+        65532
+    );
+}

@@ -10,7 +10,9 @@
 //! client's configuration, never in dockerd), its own registry on its own port (so every image
 //! name, which starts with `127.0.0.1:PORT/`, is distinct), its own seed for image content, and,
 //! for containerd, its own namespace ([`Containerd::namespace`]), which scopes images and
-//! content. The daemon's log is shared; failure messages show its tail.
+//! content. The only local docker name outside a registry's (`e2e/loaded:v1`, loaded from an
+//! archive) belongs to one scenario, and the image test tags `regauth-e2e:PID`. The daemon's
+//! log is shared; failure messages show its tail.
 //!
 //! Stopping without `Drop`: a daemon held in a `static` is never dropped, so each one runs under
 //! a small `sh` watchdog ([`WATCHDOG`]) whose standard input is a pipe from the test binary.

@@ -18,9 +18,10 @@
 //! a small `sh` watchdog ([`WATCHDOG`]) whose standard input is a pipe from the test binary.
 //! The binary never writes to it; when the binary exits, however it exits (test failures,
 //! panics, SIGKILL), the kernel closes the pipe, the watchdog reads end-of-file, sends the
-//! daemon SIGTERM (dockerd then stops the containerd it started), SIGKILL after a deadline, and
-//! removes the daemon's data. (`prctl(PR_SET_PDEATHSIG)` in a `pre_exec` hook would need
-//! `unsafe`, which the crate's `[lints]` forbid in tests too.) What a killed watchdog leaves
+//! daemon SIGTERM (dockerd then stops the containerd it started), SIGKILL after a deadline,
+//! unmounts what the daemon left mounted, and removes everything but its log.
+//! (`prctl(PR_SET_PDEATHSIG)` in a `pre_exec` hook would need `unsafe`, which the crate's
+//! `[lints]` forbid in tests too.) What a killed watchdog leaves
 //! behind, a later run removes: each binary works in `$TMPDIR/regauth-e2e-daemons/PID`, and the
 //! first daemon start kills the processes of and deletes every directory there whose PID is no
 //! longer running ([`clean_leftovers`]).
@@ -51,20 +52,21 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(50);
 
-/// `sh -c WATCHDOG sh DATA_DIR PROGRAM ARGS...`: runs the daemon in the background and a
-/// reader of standard input beside it. When standard input reaches end-of-file (the test
-/// binary is gone), the reader marks the stop as requested and sends SIGTERM, then SIGKILL
-/// after 20 s; once the daemon has exited the shell removes DATA_DIR. A daemon that exits on its
-/// own (a failed start) makes the shell exit with the daemon's status at once.
+/// `sh -c WATCHDOG sh DIR PROGRAM ARGS...`: runs the daemon in the background and a reader of
+/// standard input beside it. When standard input reaches end-of-file (the test binary is
+/// gone), the reader marks the stop as requested and sends SIGTERM, then SIGKILL after 20 s;
+/// once the daemon has exited the shell unmounts what it left mounted below DIR (dockerd leaves
+/// `exec/netns/default`) and removes everything in DIR but the logs. A daemon that exits on
+/// its own (a failed start) makes the shell exit with the daemon's status at once.
 const WATCHDOG: &str = r#"
-data=$1; shift
+dir=$1; shift
 # Background jobs of a non-interactive shell read /dev/null: keep our stdin as fd 3.
 exec 3<&0
 "$@" </dev/null 3<&- &
 daemon=$!
 (
   cat <&3 >/dev/null
-  : >"$data.stopping"
+  : >"$dir/stopping"
   kill -TERM "$daemon" 2>/dev/null
   sleep 20
   kill -KILL "$daemon" 2>/dev/null
@@ -73,8 +75,10 @@ reader=$!
 wait "$daemon"
 status=$?
 kill "$reader" 2>/dev/null
-if [ -e "$data.stopping" ]; then
-  rm -rf "$data" "$data.stopping"
+if [ -e "$dir/stopping" ]; then
+  awk -v p="$dir/" 'index($5, p) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
+    while read -r point; do umount -l "$point" 2>/dev/null; done
+  find "$dir" -mindepth 1 -maxdepth 1 ! -name '*.log' -exec rm -rf {} + 2>/dev/null
 fi
 exit "$status"
 "#;
@@ -184,7 +188,7 @@ impl Daemon {
         name: &'static str,
         program: &str,
         args: &[String],
-        data_dir: &Path,
+        dir: &Path,
         log_path: PathBuf,
     ) -> Result<Daemon, String> {
         let log = fs::File::create(&log_path).map_err(|e| format!("{name} log: {e}"))?;
@@ -193,7 +197,7 @@ impl Daemon {
             .arg("-c")
             .arg(WATCHDOG)
             .arg("sh")
-            .arg(data_dir)
+            .arg(dir)
             .arg(program)
             .args(args)
             .stdin(Stdio::piped())
@@ -313,13 +317,7 @@ impl Dockerd {
         .map(|s| s.to_string())
         .collect();
         let started = Instant::now();
-        let mut daemon = Daemon::spawn(
-            "dockerd",
-            DOCKERD,
-            &args,
-            &dir.join("data"),
-            dir.join("dockerd.log"),
-        )?;
+        let mut daemon = Daemon::spawn("dockerd", DOCKERD, &args, dir, dir.join("dockerd.log"))?;
         let probe_config = dir.join("ready-config");
         daemon.wait_ready(|| docker(&host, &probe_config, &["version"], None).success)?;
         eprintln!(
@@ -401,7 +399,7 @@ impl Containerd {
             "containerd",
             CONTAINERD,
             &args,
-            &dir.join("root"),
+            dir,
             dir.join("containerd.log"),
         )?;
         let probe = address.clone();

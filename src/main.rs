@@ -65,6 +65,16 @@ enum Command {
         #[arg(long, short, env = "REGAUTH_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Print the signing key's public key as PEM (SubjectPublicKeyInfo), for verifiers that
+    /// trust one key file, such as Pulp's PUBLIC_KEY_PATH.
+    PublicKey {
+        /// YAML or TOML settings file, as for serve.
+        #[arg(long, short, env = "REGAUTH_CONFIG")]
+        config: Option<PathBuf>,
+        /// Print key.next's public key instead.
+        #[arg(long)]
+        next: bool,
+    },
     /// Read a password on standard input and print its bcrypt hash (for users: or htpasswd).
     HashPassword {
         /// bcrypt cost (4 to 31); each step doubles the time a login takes.
@@ -123,6 +133,14 @@ fn main() -> ExitCode {
         } => keygen(alg, out, force, refresh_secret),
         Command::Bundle { config } => print_published(config, publish::bundle),
         Command::Jwks { config } => print_published(config, publish::jwks),
+        Command::PublicKey { config, next } => {
+            let which = if next {
+                publish::Which::Next
+            } else {
+                publish::Which::Signing
+            };
+            print_published(config, |c| publish::public_key(c, which))
+        }
         Command::HashPassword { cost } => hash_password(cost),
         Command::Check { config } => check(config),
         Command::Explain {
@@ -161,7 +179,7 @@ fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
 /// nothing to stdout on error.
 fn print_published(
     config_path: Option<PathBuf>,
-    make: fn(&config::Validated) -> anyhow::Result<publish::Output>,
+    make: impl FnOnce(&config::Validated) -> anyhow::Result<publish::Output>,
 ) -> anyhow::Result<()> {
     let config = config::load(config_path.as_deref())?;
     let output = make(&config)?;

@@ -1,6 +1,8 @@
 //! What verifiers should trust, worked out from the settings without starting a server or a
 //! watcher: `regauth bundle` (PEM for a registry's `rootcertbundle`) and `regauth jwks` (a
-//! JWK Set, e.g. for registry 3.x's `auth.token.jwks` file).
+//! JWK Set, e.g. for registry 3.x's `auth.token.jwks` file) and `regauth public-key` (one
+//! key's PEM public key, for verifiers that trust a single key file, such as Pulp's
+//! `PUBLIC_KEY_PATH`).
 //!
 //! Both cover the signing key and the next key, loaded by [`keys::load_from_settings`] as
 //! `serve` loads them, so `regauth jwks` prints what `GET /.well-known/jwks.json` answers
@@ -132,5 +134,46 @@ pub fn jwks(config: &Validated) -> anyhow::Result<Output> {
     Ok(Output {
         text: json + "\n",
         notes,
+    })
+}
+
+/// Which key `regauth public-key` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    /// The key that signs now.
+    Signing,
+    /// `key.next`, the key that signs after the next rotation.
+    Next,
+}
+
+/// One key's public half as a PEM `PUBLIC KEY` block (DER SubjectPublicKeyInfo). Verifiers
+/// that trust exactly one key file need this, not a certificate. An HMAC secret has no
+/// public half; a missing next key is an error, not an empty answer.
+pub fn public_key(config: &Validated, which: Which) -> anyhow::Result<Output> {
+    let loaded = keys::load_from_settings(config)?;
+    let key = match which {
+        Which::Signing => loaded.signing,
+        Which::Next => match loaded.next {
+            NextKey::Loaded(next) => next,
+            NextKey::NotConfigured => anyhow::bail!("key.next is not configured"),
+            NextKey::Missing(path) => anyhow::bail!("key.next {} does not exist", path.display()),
+            NextKey::Unusable(e) => {
+                return Err(
+                    anyhow::Error::new(e).context("key.next is configured but cannot be used")
+                );
+            }
+        },
+    };
+    let Some(public) = key.key.public_key() else {
+        anyhow::bail!(
+            "{} is an HMAC secret ({}): it has no public key, and a secret is never printed",
+            key.role,
+            key.key.algorithm()
+        );
+    };
+    let text = pem::encode(&pem::Pem::new("PUBLIC KEY", public.spki_der.clone()));
+    Ok(Output {
+        text,
+        notes: vec![format!("the public key of {}", key.role)],
     })
 }

@@ -1,4 +1,4 @@
-//! `regauth bundle` and `regauth jwks`: what a registry and a JWKS verifier should trust,
+//! `regauth bundle`, `regauth jwks` and `regauth public-key`: what a registry and a JWKS verifier should trust,
 //! computed from the settings without a server.
 
 use std::path::Path;
@@ -259,4 +259,93 @@ async fn regauth_jwks_prints_what_the_server_publishes() {
             assert_eq!(key["x5c"].is_array(), configured, "{key}");
         }
     }
+}
+
+fn run_with(args: &[&str], config: &Path) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("REGAUTH_CONFIG")
+        .output()
+        .unwrap()
+}
+
+/// A token signed with `key_pem` verifies with `public_pem`.
+fn verifies(key_pem: &[u8], public_pem: &[u8]) -> bool {
+    use jsonwebtoken::{Algorithm as Alg, DecodingKey, EncodingKey, Header, Validation};
+    let claims = serde_json::json!({"sub": "alice", "exp": 4_000_000_000u64});
+    let token = jsonwebtoken::encode(
+        &Header::new(Alg::ES256),
+        &claims,
+        &EncodingKey::from_ec_pem(key_pem).unwrap(),
+    )
+    .unwrap();
+    let mut validation = Validation::new(Alg::ES256);
+    validation.validate_aud = false;
+    jsonwebtoken::decode::<Value>(
+        &token,
+        &DecodingKey::from_ec_pem(public_pem).unwrap(),
+        &validation,
+    )
+    .is_ok()
+}
+
+#[test]
+fn public_key_prints_the_pem_public_key_of_the_signing_or_the_next_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = kid_mode(dir.path());
+    let keys = dir.path().join("keys");
+    let signing = std::fs::read(keys.join("signing.key")).unwrap();
+    let next = std::fs::read(keys.join("next.key")).unwrap();
+
+    let out = run("public-key", &config);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    assert!(text.starts_with("-----BEGIN PUBLIC KEY-----"), "{text}");
+    assert!(!text.contains("PRIVATE"));
+    assert!(verifies(&signing, &out.stdout), "the signing key's half");
+    assert!(!verifies(&next, &out.stdout));
+
+    let out = run_with(&["public-key", "--next"], &config);
+    assert!(out.status.success());
+    assert!(verifies(&next, &out.stdout), "the next key's half");
+    assert!(!verifies(&signing, &out.stdout));
+}
+
+#[test]
+fn public_key_refuses_an_hmac_secret_and_a_next_key_that_is_not_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = generate::generate(Algorithm::HS256).unwrap().key_pem;
+    std::fs::write(dir.path().join("secret"), &secret).unwrap();
+    let config = dir.path().join("regauth.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "key:\n  path: {}/secret\n  algorithm: HS256\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = run("public-key", &config);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("HMAC secret"), "{stderr}");
+    assert!(
+        !stderr.contains(secret.trim()),
+        "the secret is never printed"
+    );
+
+    let out = run_with(&["public-key", "--next"], &config);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("key.next is not configured"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

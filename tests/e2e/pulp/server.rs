@@ -15,8 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use data_encoding::{BASE64, BASE64URL};
-use regauth::keys::{KeySpec, SigningKey};
+use data_encoding::BASE64URL;
 
 use crate::registry::{
     CmdOutput, HttpResponse, free_port, http_request, in_ci, require_tool, run_with_timeout,
@@ -622,24 +621,20 @@ impl Pulp {
     }
 }
 
-/// PEM SubjectPublicKeyInfo of the key in `key_file`: what Pulp's PUBLIC_KEY_PATH holds (the
-/// certificate regauth writes beside the key is not accepted there).
+/// PEM SubjectPublicKeyInfo of the key in `key_file`, as `regauth public-key` prints it:
+/// what Pulp's PUBLIC_KEY_PATH holds (the certificate regauth writes beside the key is not
+/// accepted there).
 pub fn public_key_pem(key_file: &Path) -> String {
-    let key = SigningKey::from_bytes(
-        &fs::read(key_file).expect("key file"),
-        None,
-        KeySpec::default(),
-    )
-    .expect("key loads");
-    let der = &key.public_key().expect("asymmetric key").spki_der;
-    let b64 = BASE64.encode(der);
-    let lines: Vec<&str> = b64
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).expect("base64 is ASCII"))
-        .collect();
-    format!(
-        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
-        lines.join("\n")
-    )
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_regauth"))
+        .arg("public-key")
+        .env_remove("REGAUTH_CONFIG")
+        .env("REGAUTH_KEY__PATH", key_file)
+        .output()
+        .expect("regauth public-key runs");
+    assert!(
+        out.status.success(),
+        "regauth public-key: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("PEM is ASCII")
 }

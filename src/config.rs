@@ -66,6 +66,18 @@ pub struct ServerSettings {
     pub trusted_proxies: Vec<String>,
     /// `x-forwarded-for` or `forwarded`: the header the trusted proxies append to.
     pub client_ip_header: ForwardedHeader,
+    /// HTTPS for the main listener (see [`crate::tls`]); the admin listener stays HTTP.
+    pub tls: TlsSettings,
+}
+
+/// `server.tls.*`: both files, or neither (plain HTTP).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// PEM certificate chain, leaf first.
+    pub certificate: Option<PathBuf>,
+    /// PEM private key of the leaf certificate.
+    pub key: Option<PathBuf>,
 }
 
 impl Default for ServerSettings {
@@ -77,6 +89,7 @@ impl Default for ServerSettings {
             admin_listen: None,
             trusted_proxies: Vec::new(),
             client_ip_header: ForwardedHeader::default(),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -313,6 +326,8 @@ pub struct Validated {
     pub acl: Acl,
     /// `server.trusted_proxies` parsed.
     pub proxies: TrustedProxies,
+    /// `server.tls`: the certificate and key files, when HTTPS is on.
+    pub tls: Option<crate::tls::TlsFiles>,
     /// True when neither a config file nor `REGAUTH_KEY__*` variables were given, so a missing
     /// default key may be generated.
     pub zero_config: bool,
@@ -529,6 +544,7 @@ impl Settings {
                 format!("{name:?} is not a user name (it must be non-empty and without ':')"),
             ));
         }
+        let tls = self.server.tls.validate()?;
         Ok(Validated {
             settings: self,
             listen,
@@ -536,8 +552,33 @@ impl Settings {
             algorithm,
             acl,
             proxies,
+            tls,
             zero_config,
         })
+    }
+}
+
+impl TlsSettings {
+    fn validate(&self) -> Result<Option<crate::tls::TlsFiles>, ConfigError> {
+        let empty = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.as_os_str().is_empty());
+        if empty(&self.certificate) || empty(&self.key) {
+            return Err(invalid("server.tls", "certificate and key must name files"));
+        }
+        match (&self.certificate, &self.key) {
+            (None, None) => Ok(None),
+            (Some(certificate), Some(key)) => Ok(Some(crate::tls::TlsFiles {
+                certificate: certificate.clone(),
+                key: key.clone(),
+            })),
+            (Some(_), None) => Err(invalid(
+                "server.tls.key",
+                "is missing: server.tls.certificate is set, and HTTPS needs the certificate's private key too (or set neither for plain HTTP)",
+            )),
+            (None, Some(_)) => Err(invalid(
+                "server.tls.certificate",
+                "is missing: server.tls.key is set, and HTTPS needs the certificate chain too (or set neither for plain HTTP)",
+            )),
+        }
     }
 }
 
@@ -642,6 +683,28 @@ mod tests {
     }
 
     #[test]
+    fn tls_files_load_from_file_and_environment_and_default_to_plain_http() {
+        let f = file(
+            ".yaml",
+            "server:\n  tls:\n    certificate: tls/server.crt\n    key: tls/server.key\n",
+        );
+        let v = load_with_env(Some(f.path()), &HashMap::new()).unwrap();
+        let files = v.tls.unwrap();
+        assert_eq!(files.certificate, PathBuf::from("tls/server.crt"));
+        assert_eq!(files.key, PathBuf::from("tls/server.key"));
+        let v = load_with_env(
+            None,
+            &env(&[
+                ("REGAUTH_SERVER__TLS__CERTIFICATE", "/t/c.pem"),
+                ("REGAUTH_SERVER__TLS__KEY", "/t/k.pem"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(v.tls.unwrap().key, PathBuf::from("/t/k.pem"));
+        assert!(load_with_env(None, &HashMap::new()).unwrap().tls.is_none());
+    }
+
+    #[test]
     fn toml_files_load() {
         let f = file(
             ".toml",
@@ -722,6 +785,21 @@ mod tests {
                 "server.admin_listen: must differ from server.listen",
             ),
             ("token:\n  issuer: ' '\n", &[], "token.issuer"),
+            (
+                "server:\n  tls:\n    certificate: tls/server.crt\n",
+                &[],
+                "server.tls.key: is missing: server.tls.certificate is set",
+            ),
+            (
+                "",
+                &[("REGAUTH_SERVER__TLS__KEY", "tls/server.key")],
+                "server.tls.certificate: is missing: server.tls.key is set",
+            ),
+            (
+                "server:\n  tls:\n    cert: tls/server.crt\n",
+                &[],
+                "unknown field `cert`",
+            ),
             (
                 "key:\n  algorithm: ES257\n",
                 &[],

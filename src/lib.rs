@@ -8,7 +8,7 @@
 //! stateless [`refresh`] tokens; key and password files reload through [`watch`]. [`publish`]
 //! says what registries and verifiers should trust (`regauth bundle`, `regauth jwks`);
 //! [`metrics`] is what `GET /metrics` shows Prometheus; [`probe`] is the health check the
-//! container image runs.
+//! container image runs; [`tls`] serves HTTPS.
 
 pub mod atomic_file;
 pub mod audit;
@@ -31,6 +31,7 @@ pub mod scope;
 pub mod shutdown;
 pub mod signing;
 pub mod startup;
+pub mod tls;
 pub mod watch;
 
 #[cfg(test)]

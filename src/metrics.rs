@@ -231,7 +231,8 @@ impl std::fmt::Debug for Scraped {
     }
 }
 
-fn counter(
+/// Writes one counter (`_total` is appended) with `help`.
+pub(crate) fn counter(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -241,7 +242,8 @@ fn counter(
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
-fn gauge(
+/// Writes one gauge with `help`.
+pub(crate) fn gauge(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -436,6 +438,11 @@ impl Metrics {
             refresh_issued,
             refresh_refused,
         }
+    }
+
+    /// Adds metrics read at scrape time (e.g. the TLS certificate's, see [`crate::tls`]).
+    pub fn register_collector(&mut self, collector: Box<dyn Collector>) {
+        self.registry.register_collector(collector);
     }
 
     /// Counts a token issued for `service`.

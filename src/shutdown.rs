@@ -9,7 +9,7 @@
 //! that: it shrinks the accept queue to its one mandatory slot and fills that slot with a
 //! connection of its own, so the kernel stops completing handshakes (clients later see their
 //! connection refused, before sending anything), and answers with a 503 any connection that
-//! was already queued.
+//! was already queued (over TLS when the listener serves HTTPS, see [`Seal::with_tls`]).
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
@@ -112,6 +112,7 @@ impl Signals {
 /// A second handle on the listening socket, to seal it before the server closes it.
 pub struct Seal {
     socket: socket2::Socket,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 /// What sealing left behind: the connection that holds the queue slot. Drop it after the
@@ -131,7 +132,15 @@ impl Seal {
     pub fn new(listener: &TcpListener) -> std::io::Result<Seal> {
         Ok(Seal {
             socket: socket2::Socket::from(listener.try_clone()?),
+            tls: None,
         })
+    }
+
+    /// For an HTTPS listener: queued connections get their 503 after a TLS handshake with
+    /// `config` (which must offer only `http/1.1` by ALPN).
+    pub fn with_tls(mut self, config: Option<std::sync::Arc<rustls::ServerConfig>>) -> Seal {
+        self.tls = config;
+        self
     }
 
     /// Shrinks the kernel's accept queue to its one mandatory slot, while the server still
@@ -174,7 +183,7 @@ impl Seal {
         let deadline = Instant::now() + SEAL_TIMEOUT;
         while Instant::now() < deadline {
             while let Ok((conn, _)) = self.socket.accept() {
-                answer_shutting_down(TcpStream::from(conn));
+                answer_shutting_down(TcpStream::from(conn), self.tls.as_ref());
                 sealed.answered += 1;
             }
             // With a backlog of 0 the kernel still queues one connection; ours takes it.
@@ -193,10 +202,22 @@ impl Seal {
     }
 }
 
-/// Reads the request head (briefly) and answers 503 with `Connection: close`.
-fn answer_shutting_down(mut conn: TcpStream) {
+/// Reads the request head (briefly) and answers 503 with `Connection: close`, over TLS with
+/// `tls`.
+fn answer_shutting_down(conn: TcpStream, tls: Option<&std::sync::Arc<rustls::ServerConfig>>) {
     let _ = conn.set_nonblocking(false);
     let _ = conn.set_read_timeout(Some(Duration::from_millis(500)));
+    let _ = conn.set_write_timeout(Some(Duration::from_millis(500)));
+    match tls {
+        None => respond_503(conn),
+        Some(config) => match rustls::ServerConnection::new(std::sync::Arc::clone(config)) {
+            Ok(session) => respond_503(rustls::StreamOwned::new(session, conn)),
+            Err(e) => log::warn!("cannot answer a queued TLS connection: {e}"),
+        },
+    }
+}
+
+fn respond_503(mut conn: impl Read + Write) {
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while head.len() < 16 * 1024 && !head.windows(4).any(|w| w == b"\r\n\r\n") {

@@ -20,6 +20,7 @@ use crate::keys::{self, KeyProvider, KeySpec, generate};
 use crate::metrics::Metrics;
 use crate::refresh::{self, RefreshTokens};
 use crate::shutdown::{Seal, Shutdown};
+use crate::tls::TlsCertificates;
 use crate::watch;
 
 /// A built service, bound to its port, not yet running.
@@ -34,6 +35,7 @@ pub struct Application {
     shutdown_delay: Duration,
     seal: Seal,
     audit: Option<Arc<AuditLog>>,
+    tls: Option<Arc<TlsCertificates>>,
 }
 
 impl Application {
@@ -67,12 +69,17 @@ impl Application {
         )?);
         let refresh = refresh_tokens(&config)?;
         let shutdown = Arc::new(Shutdown::default());
-        let metrics = Arc::new(Metrics::new(
+        let tls = crate::tls::from_settings(&config, Arc::clone(&clock))?;
+        let mut metrics = Metrics::new(
             &settings.token.services,
             Arc::clone(&logins),
             Arc::clone(&keys),
             Arc::clone(&clock),
-        ));
+        );
+        if let Some(tls) = &tls {
+            metrics.register_collector(tls.collector());
+        }
+        let metrics = Arc::new(metrics);
         let audit = AuditLog::from_settings(&settings.audit)?;
         let state = web::Data::new(AppState {
             metrics,
@@ -87,11 +94,18 @@ impl Application {
             shutdown: Arc::clone(&shutdown),
             proxies: config.proxies.clone(),
             audit: audit.clone(),
+            tls: tls.clone(),
         });
         let listener = TcpListener::bind(config.listen)
             .with_context(|| format!("cannot listen on {} (server.listen)", config.listen))?;
         let addr = listener.local_addr()?;
-        let seal = Seal::new(&listener).context("keeping a handle on the listener")?;
+        let seal = Seal::new(&listener)
+            .context("keeping a handle on the listener")?
+            .with_tls(
+                tls.as_deref()
+                    .map(TlsCertificates::seal_config)
+                    .transpose()?,
+            );
         let admin = config
             .admin_listen
             .map(|addr| {
@@ -145,10 +159,16 @@ impl Application {
                 .configure(routes)
         })
         .disable_signals()
-        .shutdown_timeout(settings.server.shutdown_timeout_seconds)
-        .listen(listener)?
+        .shutdown_timeout(settings.server.shutdown_timeout_seconds);
+        let server = match &tls {
+            Some(tls) => server.listen_rustls_0_23(listener, tls.server_config()?)?,
+            None => server.listen(listener)?,
+        }
         .run();
-        log::info!("listening on {addr}");
+        log::info!(
+            "listening on {addr}{}",
+            if tls.is_some() { " (HTTPS)" } else { "" }
+        );
         log_summary(&config, addr, keys.as_ref());
         Ok(Application {
             port: addr.port(),
@@ -160,7 +180,13 @@ impl Application {
             shutdown_delay: Duration::from_secs(settings.server.shutdown_delay_seconds),
             seal,
             audit,
+            tls,
         })
+    }
+
+    /// The served TLS certificate, when `server.tls` is set.
+    pub fn tls(&self) -> Option<Arc<TlsCertificates>> {
+        self.tls.clone()
     }
 
     /// The bound port (useful with port 0).
@@ -367,9 +393,14 @@ fn log_summary(config: &Validated, addr: std::net::SocketAddr, keys: &dyn KeyPro
     } else {
         addr.to_string()
     };
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     log::info!(
         "registry configuration to pair with this server:\n\
-         auth:\n  token:\n    realm: http://{host}/token\n    service: {service}\n    \
+         auth:\n  token:\n    realm: {scheme}://{host}/token\n    service: {service}\n    \
          issuer: {}\n    rootcertbundle: {bundle}",
         settings.token.issuer
     );

@@ -1,4 +1,5 @@
-//! Liveness (`/healthz`) and readiness (`/readyz`: a usable signing key is loaded).
+//! Liveness (`/healthz`) and readiness (`/readyz`: a usable signing key is loaded; with
+//! `server.tls`, the served certificate and its reload state are reported too).
 
 use actix_web::{HttpResponse, web};
 use chrono::SecondsFormat;
@@ -44,6 +45,21 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         "reload_panics": status.reload_panics,
         "watch_rearmed": status.watch_rearmed,
         "watch_problem": status.watch_problem,
+        "tls": state.tls.as_ref().map(|tls| {
+            let tls = tls.status();
+            json!({
+                "certificate": tls.certificate,
+                "subject": tls.served.subject,
+                "serial": tls.served.serial,
+                "not_after": rfc3339(tls.served.not_after),
+                "loaded_at": rfc3339(tls.loaded_at),
+                "last_reload": tls.last_reload.map(rfc3339),
+                "failed_reloads": tls.failed_reloads,
+                "last_reload_error": tls.last_error,
+                "reload_panics": tls.reload_panics,
+                "watch_problem": tls.watch_problem,
+            })
+        }),
     });
     if expired {
         HttpResponse::ServiceUnavailable().json(body)

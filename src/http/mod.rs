@@ -62,6 +62,8 @@ pub struct AppState {
     pub proxies: TrustedProxies,
     /// The audit log of token decisions, when on.
     pub audit: Option<Arc<AuditLog>>,
+    /// The served TLS certificate, when the main listener is HTTPS.
+    pub tls: Option<Arc<crate::tls::TlsCertificates>>,
 }
 
 /// Largest `POST /token` body accepted.

@@ -31,5 +31,6 @@ mod server_errors;
 mod shutdown;
 #[path = "../support/mod.rs"]
 mod support;
+mod tls;
 mod token;
 mod users;

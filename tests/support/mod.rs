@@ -45,6 +45,25 @@ pub fn leaf_signed_by(
     (cert.pem(), generated.key_pem)
 }
 
+/// A TLS server certificate for `localhost` and 127.0.0.1 named `name`, with a fresh P-256
+/// key, signed by `ca`: (certificate PEM, key PEM).
+pub fn tls_server_pair(
+    ca: &rcgen::CertifiedIssuer<'_, rcgen::KeyPair>,
+    name: &str,
+) -> (String, String) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("tls key");
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .expect("params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = params.signed_by(&key, ca).expect("tls cert");
+    (cert.pem(), key.serialize_pem())
+}
+
 /// The DER of every CERTIFICATE block in `pem_text`, in order.
 pub fn certificates_der(pem_text: &(impl AsRef<[u8]> + ?Sized)) -> Vec<Vec<u8>> {
     pem::parse_many(pem_text.as_ref())

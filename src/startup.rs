@@ -165,10 +165,8 @@ impl Application {
             None => server.listen(listener)?,
         }
         .run();
-        log::info!(
-            "listening on {addr}{}",
-            if tls.is_some() { " (HTTPS)" } else { "" }
-        );
+        // Scripts and tests read the address from this line; HTTPS is said by `crate::tls`.
+        log::info!("listening on {addr}");
         log_summary(&config, addr, keys.as_ref());
         Ok(Application {
             port: addr.port(),

@@ -21,6 +21,7 @@ mod rotation;
 mod stack;
 #[path = "../support/mod.rs"]
 mod support;
+mod tls;
 
 use std::fs;
 use std::sync::Arc;

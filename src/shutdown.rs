@@ -271,4 +271,63 @@ mod tests {
         // Closed: refused outright.
         assert!(TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err());
     }
+
+    #[test]
+    fn a_sealed_https_listener_answers_what_was_queued_over_tls() {
+        use std::sync::Arc;
+        let ca = crate::test_support::new_ca();
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut server = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        server.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.der().clone()).unwrap();
+        let client = Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        );
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seal = Seal::new(&listener)
+            .unwrap()
+            .with_tls(Some(Arc::new(server)));
+        // Queued by the kernel, never accepted by the server; the client's handshake waits
+        // for the seal to answer it.
+        let queued = TcpStream::connect(addr).unwrap();
+        queued
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let reader = std::thread::spawn(move || {
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            let conn = rustls::ClientConnection::new(client, name).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, queued);
+            tls.write_all(b"GET /token HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let mut answer = Vec::new();
+            let _ = tls.read_to_end(&mut answer);
+            String::from_utf8_lossy(&answer).into_owned()
+        });
+        seal.shrink();
+        let sealed = seal.seal();
+        assert_eq!(sealed.answered, 1);
+        let answer = reader.join().unwrap();
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
+        assert!(answer.contains("connection: close"), "{answer}");
+    }
 }

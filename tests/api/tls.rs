@@ -35,6 +35,12 @@ struct TlsApp {
 }
 
 async fn spawn_tls_app() -> TlsApp {
+    spawn_tls_app_with(|_| {}).await
+}
+
+async fn spawn_tls_app_with(
+    customize: impl FnOnce(&mut regauth::config::Settings) + Send + 'static,
+) -> TlsApp {
     let ca = new_ca("regauth test CA");
     let tls_dir = tempfile::tempdir().unwrap();
     let certificate = tls_dir.path().join("tls.crt");
@@ -46,6 +52,7 @@ async fn spawn_tls_app() -> TlsApp {
     let app = app_with_alice(move |s| {
         s.server.tls.certificate = Some(c);
         s.server.tls.key = Some(k);
+        customize(s);
     })
     .await;
     let port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
@@ -437,4 +444,36 @@ async fn a_certificate_replaced_under_load_fails_no_request() {
         failures.len()
     );
     assert_eq!(readyz_tls(&app).await["failed_reloads"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_over_https_turns_readyz_503_then_closes_the_listener() {
+    let app = spawn_tls_app_with(|s| {
+        s.server.shutdown_delay_seconds = 1;
+        s.server.shutdown_timeout_seconds = 2;
+    })
+    .await;
+    let readyz = || app.client.get(format!("{}/readyz", app.https)).send();
+    assert_eq!(readyz().await.unwrap().status(), 200);
+    app.app.shutdown.begin();
+    let draining = readyz().await.unwrap();
+    assert_eq!(draining.status(), 503);
+    let start = Instant::now();
+    loop {
+        let port = app.port;
+        let refused = tokio::task::spawn_blocking(move || {
+            TcpStream::connect_timeout(
+                &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                Duration::from_millis(500),
+            )
+            .is_err()
+        })
+        .await
+        .unwrap();
+        if refused {
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "the listener never closed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

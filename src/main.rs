@@ -288,6 +288,15 @@ fn check(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         }
     );
     check_keys(&config, &mut problems);
+    if let Some(files) = &config.tls {
+        match regauth::tls::check(files) {
+            Ok(c) => println!(
+                "tls: {} (serial {}, expires {})",
+                c.subject, c.serial, c.not_after
+            ),
+            Err(e) => problems.push(format!("tls: {e}")),
+        }
+    }
     if settings.auth.refresh_secret_file.exists() {
         match refresh::RefreshTokens::load(&settings.auth.refresh_secret_file, 60) {
             Ok(_) => println!("refresh tokens: on"),

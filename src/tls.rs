@@ -383,6 +383,13 @@ impl Shared {
     }
 }
 
+/// Reads and checks the pair as `serve` would at start (for `regauth check`): what the
+/// leaf certificate says, or why the pair cannot be served.
+pub fn check(files: &TlsFiles) -> Result<CertificateInfo, TlsError> {
+    let (cert, key) = read_files(files)?;
+    parse_pair(files, &provider(), &cert, &key).map(|(_, info)| info)
+}
+
 /// The served certificate for `server.tls`, watched like the signing key (same poll
 /// interval); `None` for plain HTTP.
 pub fn from_settings(

@@ -97,10 +97,13 @@ fn unusable_files_at_start_are_errors_that_name_the_file_and_the_problem() {
             .unwrap_err()
             .to_string();
         assert!(error.contains(expected), "{what}: {error}");
+        assert_eq!(check(&dir.files).unwrap_err().to_string(), error, "{what}");
         assert!(!error.contains("PRIVATE KEY-----"), "{what}: {error}");
     }
     let dir = dir_with(&good);
+    assert_eq!(check(&dir.files).unwrap().subject, "CN=one");
     std::fs::remove_file(&dir.files.key).unwrap();
+    assert!(check(&dir.files).is_err());
     let error = start(&dir.files, Duration::from_millis(1))
         .map(|_| ())
         .unwrap_err()

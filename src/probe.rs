@@ -79,8 +79,14 @@ pub enum ProbeError {
 /// `/healthz` on the admin listener when there is one, else on the main listener; an
 /// unspecified address (`0.0.0.0`, `[::]`) is probed on the loopback address of its family.
 /// The image's `HEALTHCHECK` runs `regauth probe` without a URL, so it follows
-/// `REGAUTH_SERVER__LISTEN` and the settings file.
+/// `REGAUTH_SERVER__LISTEN` and the settings file. With `server.tls` and no admin listener
+/// the URL is `https://…`, which the probe refuses with a message naming
+/// `server.admin_listen` (the admin listener stays plain HTTP).
 pub fn health_url(config: &Validated) -> String {
+    let scheme = match (config.admin_listen, &config.tls) {
+        (None, Some(_)) => "https",
+        _ => "http",
+    };
     let mut addr = config.admin_listen.unwrap_or(config.listen);
     if addr.ip().is_unspecified() {
         addr.set_ip(match addr.ip() {
@@ -88,7 +94,7 @@ pub fn health_url(config: &Validated) -> String {
             IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
         });
     }
-    format!("http://{addr}/healthz")
+    format!("{scheme}://{addr}/healthz")
 }
 
 /// The parts of an `http://` URL the probe needs.
@@ -279,6 +285,23 @@ mod tests {
         assert_eq!(url("10.1.2.3:80", None), "http://10.1.2.3:80/healthz");
         assert_eq!(
             url("0.0.0.0:5001", Some("0.0.0.0:9090")),
+            "http://127.0.0.1:9090/healthz"
+        );
+    }
+
+    #[test]
+    fn with_https_on_the_main_listener_the_default_probe_needs_the_admin_listener() {
+        let mut settings = crate::config::Settings::default();
+        settings.server.listen = "0.0.0.0:5001".into();
+        settings.server.tls.certificate = Some("tls.crt".into());
+        settings.server.tls.key = Some("tls.key".into());
+        let url = health_url(&settings.clone().validate(false).unwrap());
+        assert_eq!(url, "https://127.0.0.1:5001/healthz");
+        let refused = probe(&url, Duration::from_secs(1)).unwrap_err().to_string();
+        assert!(refused.contains("server.admin_listen"), "{refused}");
+        settings.server.admin_listen = Some("127.0.0.1:9090".into());
+        assert_eq!(
+            health_url(&settings.validate(false).unwrap()),
             "http://127.0.0.1:9090/healthz"
         );
     }

@@ -443,7 +443,10 @@ async fn a_certificate_replaced_under_load_fails_no_request() {
         "{} failed: {failures:?}",
         failures.len()
     );
-    assert_eq!(readyz_tls(&app).await["failed_reloads"], 0);
+    // Whether the slow rotation's mismatched moment was read again in time or counted as a
+    // failed reload depends on scheduling (the unit tests pin the retry down); the good pair
+    // clears any error.
+    assert_eq!(readyz_tls(&app).await["last_reload_error"], Value::Null);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -419,15 +419,24 @@ pub fn from_settings(
 }
 
 impl TlsCertificates {
-    /// Loads the pair (an error when it cannot be served) and watches both files.
+    /// Loads the pair (an error when it cannot be served; a mismatched pair is read once
+    /// more after [`TlsOptions::pair_retry`]) and watches both files.
     pub fn start(
         files: TlsFiles,
         options: TlsOptions,
         clock: Arc<dyn Clock>,
     ) -> Result<TlsCertificates, TlsError> {
         let provider = provider();
-        let (cert, key) = read_files(&files)?;
-        let (certified, info) = parse_pair(&files, &provider, &cert, &key)?;
+        let mut read = read_files(&files)?;
+        let mut parsed = parse_pair(&files, &provider, &read.0, &read.1);
+        if matches!(parsed, Err(TlsError::Mismatch { .. })) {
+            // A rotation may be half done: read the pair once more, as a reload does.
+            std::thread::sleep(options.pair_retry);
+            read = read_files(&files)?;
+            parsed = parse_pair(&files, &provider, &read.0, &read.1);
+        }
+        let (cert, key) = read;
+        let (certified, info) = parsed?;
         let served = Served {
             certified: Arc::new(certified),
             digest: pair_digest(&cert, &key),

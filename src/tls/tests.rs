@@ -309,3 +309,18 @@ fn handshake(
         client.protocol_version().unwrap(),
     )
 }
+
+#[test]
+fn a_pair_caught_mid_rotation_at_start_is_read_again() {
+    let ca = new_ca();
+    let (cert, key) = server_pair(&ca, "new");
+    let dir = dir_with(&(cert, server_pair(&ca, "old").1));
+    let key_path = dir.files.key.clone();
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        std::fs::write(key_path, key).unwrap();
+    });
+    let tls = start(&dir.files, Duration::from_millis(1500));
+    writer.join().unwrap();
+    assert_eq!(cn(&tls.unwrap()), "CN=new");
+}

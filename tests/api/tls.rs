@@ -480,3 +480,54 @@ async fn shutdown_over_https_turns_readyz_503_then_closes_the_listener() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[test]
+fn check_and_serve_refuse_a_mismatched_pair_and_name_both_files() {
+    let dir = tempfile::tempdir().unwrap();
+    regauth::keys::generate::write(
+        &dir.path().join("keys"),
+        regauth::keys::Algorithm::ES256,
+        false,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("regauth.yaml"),
+        "server:\n  listen: 127.0.0.1:0\n  tls:\n    certificate: tls.crt\n    key: tls.key\n",
+    )
+    .unwrap();
+    let ca = new_ca("regauth test CA");
+    let (cert, key) = tls_server_pair(&ca, "good");
+    let (_, other_key) = tls_server_pair(&ca, "other");
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_regauth"))
+            .args(args)
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let text = |out: &std::process::Output| {
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    std::fs::write(dir.path().join("tls.crt"), &cert).unwrap();
+    std::fs::write(dir.path().join("tls.key"), &key).unwrap();
+    let good = run(&["check", "--config", "regauth.yaml"]);
+    assert!(good.status.success(), "{}", text(&good));
+    assert!(
+        text(&good).contains("tls: CN=good (serial "),
+        "{}",
+        text(&good)
+    );
+
+    std::fs::write(dir.path().join("tls.key"), &other_key).unwrap();
+    let expected = "the key in tls.key does not match the certificate in tls.crt";
+    for args in [
+        &["check", "--config", "regauth.yaml"][..],
+        &["serve", "--config", "regauth.yaml"][..],
+    ] {
+        let out = run(args);
+        assert!(!out.status.success(), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains(expected), "{args:?}: {}", text(&out));
+        assert!(!text(&out).contains("PRIVATE KEY"), "{}", text(&out));
+    }
+}

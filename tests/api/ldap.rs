@@ -603,3 +603,24 @@ fn check_validates_the_ldap_settings_and_explain_names_the_source() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_that_accepts_but_never_answers_times_out_as_unavailable() {
+    // The kernel accepts the connection into the backlog; nothing ever answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let settings = LdapSettings {
+        url: format!("ldap://127.0.0.1:{port}"),
+        base_dn: BASE.into(),
+        timeout_seconds: 1,
+        ..LdapSettings::default()
+    };
+    let app = app(settings, |s| s.auth.cache_seconds = 0).await;
+    // Without the directory timeout this request would wait forever.
+    assert_eq!(
+        outcome(token_as(&app, "alice", "alice-pw").await).await,
+        (503, "UNAVAILABLE".into())
+    );
+    assert_eq!(app.logins.stats().unavailable, 1);
+    drop(silent);
+}

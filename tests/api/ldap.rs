@@ -323,6 +323,22 @@ async fn directory_users_sign_in_and_their_groups_drive_the_rules() {
         (200, "alice pull,push".into()),
         "the account is the directory's spelling of the name"
     );
+    // Refresh tokens are bound to a password hash regauth holds: none for directory users.
+    let offline: Value = app
+        .client
+        .get(format!(
+            "{}/token?service=registry.test&offline_token=true",
+            app.address
+        ))
+        .basic_auth("alice", Some("alice-pw"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(offline["token"].is_string(), "{offline}");
+    assert!(offline.get("refresh_token").is_none(), "{offline}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -307,11 +307,22 @@ async fn outcome(response: reqwest::Response) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn directory_users_sign_in_and_their_groups_drive_the_rules() {
     let Some(slapd) = Slapd::start() else { return };
-    let app = app(slapd.settings(), |s| s.auth.cache_seconds = 0).await;
+    let app = app(slapd.settings(), |s| {
+        s.auth.cache_seconds = 0;
+        s.audit.enabled = true;
+        s.audit.output = s.key.path.with_file_name("audit.log").display().to_string();
+    })
+    .await;
     assert_eq!(
         outcome(token_as(&app, "alice", "alice-pw").await).await,
         (200, "alice pull,push".into()),
         "alice is in devs: push on team/*"
+    );
+    let audit = crate::audit::wait_for_lines(&app.dir.path().join("audit.log"), 1);
+    assert_eq!(
+        (&audit[0]["account"], &audit[0]["source"]),
+        (&Value::from("alice"), &Value::from("ldap")),
+        "the audit log names the source"
     );
     assert_eq!(
         outcome(token_as(&app, "bob", "bob-pw").await).await,

@@ -83,6 +83,9 @@ pub struct Event<'a> {
     pub client_ip: Option<IpAddr>,
     /// The authenticated subject; empty for anonymous callers and failed logins.
     pub account: &'a str,
+    /// The identity source that authenticated the account (`users`, `htpasswd`, `ldap`,
+    /// ...); empty when `account` is.
+    pub source: &'a str,
     /// The requested service.
     pub service: &'a str,
     /// `basic` or `anonymous` (GET), `password` or `refresh_token` (POST).
@@ -301,6 +304,7 @@ mod tests {
             request_id: "r-1",
             client_ip: Some("10.1.2.3".parse().unwrap()),
             account: "alice",
+            source: "users",
             service: "registry.test",
             grant_type: "basic",
             scopes,

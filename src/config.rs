@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::identity::{LimitSettings, UserSettings};
+use crate::identity::{LdapSettings, LimitSettings, UserSettings};
 use crate::keys::{Algorithm, KeySpec, KidFormat};
 use crate::policy::{Acl, RuleSettings};
 use crate::proxy::{ForwardedHeader, TrustedProxies};
@@ -39,6 +39,8 @@ pub struct Settings {
     pub users: BTreeMap<String, UserSettings>,
     /// Password file, password cache and refresh tokens.
     pub auth: AuthSettings,
+    /// An LDAP directory users sign in against (absent: none).
+    pub ldap: Option<LdapSettings>,
     /// Ordered access rules; the first match decides. Absent: the default rules.
     pub acl: Option<Vec<RuleSettings>>,
     /// The audit log of token decisions.
@@ -537,6 +539,9 @@ impl Settings {
                 "audit.output",
                 "must be stderr, stdout or a file path (or set audit.enabled: false)",
             ));
+        }
+        if let Some(ldap) = &self.ldap {
+            ldap.validate().map_err(|e| invalid(e.key, e.message))?;
         }
         if let Some(name) = self.users.keys().find(|n| n.is_empty() || n.contains(':')) {
             return Err(invalid(

@@ -12,7 +12,9 @@ use clap::{Parser, Subcommand};
 use regauth::config::{self, Validated};
 use std::sync::Arc;
 
-use regauth::identity::{Identity, IdentitySource, MAX_PASSWORD_BYTES, Sources, UserDirectory};
+use regauth::identity::{
+    Identity, IdentitySource, LdapSource, MAX_PASSWORD_BYTES, Sources, UserDirectory,
+};
 use regauth::keys::{self, Algorithm, NextKey, generate};
 use regauth::policy::{Policy, RequestContext};
 use regauth::startup::Application;
@@ -258,6 +260,49 @@ fn users_of(config: &Validated) -> anyhow::Result<UserDirectory> {
     )?)
 }
 
+fn ldap_of(config: &Validated) -> anyhow::Result<Option<LdapSource>> {
+    Ok(config
+        .settings
+        .ldap
+        .clone()
+        .map(LdapSource::new)
+        .transpose()?)
+}
+
+/// Reads the LDAP files and tries one service-account bind; an unreachable directory is a
+/// warning (check may run where the directory is not reachable), a bad file an error.
+fn check_ldap(config: &Validated, problems: &mut Vec<String>) {
+    let ldap = match ldap_of(config) {
+        Ok(Some(ldap)) => ldap,
+        Ok(None) => {
+            println!("ldap: off");
+            return;
+        }
+        Err(e) => {
+            problems.push(format!("ldap: {e:#}"));
+            return;
+        }
+    };
+    let s = ldap.settings();
+    let groups = match (&s.group_filter, &s.groups_attribute) {
+        (Some(filter), _) => format!("groups by {filter}"),
+        (None, Some(attr)) => format!("groups from {attr}"),
+        (None, None) => "no groups".to_owned(),
+    };
+    println!(
+        "ldap: {}{} under {:?}, users by {}, {groups}",
+        s.url,
+        if s.start_tls { " (StartTLS)" } else { "" },
+        s.base_dn,
+        s.user_filter
+    );
+    match ldap.probe() {
+        Ok(Ok(())) => println!("ldap: the service account bind works"),
+        Ok(Err(refused)) => problems.push(format!("ldap: {refused}")),
+        Err(unreachable) => println!("warning: ldap: {unreachable}"),
+    }
+}
+
 fn check(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let config = config::load(config_path.as_deref())?;
     let settings = &config.settings;
@@ -287,6 +332,7 @@ fn check(config_path: Option<PathBuf>) -> anyhow::Result<()> {
             ""
         }
     );
+    check_ldap(&config, &mut problems);
     check_keys(&config, &mut problems);
     if let Some(files) = &config.tls {
         match regauth::tls::check(files) {
@@ -355,7 +401,8 @@ fn explain(
 ) -> anyhow::Result<()> {
     let config = config::load(config_path.as_deref())?;
     let users: Arc<dyn IdentitySource> = Arc::new(users_of(&config)?);
-    let sources = Sources::standard(None, users, None);
+    let ldap = ldap_of(&config)?.map(|source| Arc::new(source) as Arc<dyn IdentitySource>);
+    let sources = Sources::standard(None, users, ldap);
     let identity = if account.is_empty() {
         Identity::anonymous()
     } else {

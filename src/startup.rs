@@ -15,7 +15,7 @@ use crate::claims::ClaimsBuilder;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{KeySource, Validated};
 use crate::http::{self, AppState};
-use crate::identity::{IdentitySource, LoginOptions, Logins, Sources, UserDirectory};
+use crate::identity::{IdentitySource, LdapSource, LoginOptions, Logins, Sources, UserDirectory};
 use crate::keys::{self, KeyProvider, KeySpec, generate};
 use crate::metrics::Metrics;
 use crate::refresh::{self, RefreshTokens};
@@ -60,7 +60,13 @@ impl Application {
             },
         )?);
         let users_source: Arc<dyn IdentitySource> = users.clone();
-        let sources = Sources::standard(None, users_source, None);
+        let ldap = settings
+            .ldap
+            .clone()
+            .map(LdapSource::new)
+            .transpose()?
+            .map(|source| Arc::new(source) as Arc<dyn IdentitySource>);
+        let sources = Sources::standard(None, users_source, ldap);
         log::info!("identity sources, in order: {}", sources.names().join(", "));
         let logins = Arc::new(Logins::with_sources(
             Arc::clone(&users),

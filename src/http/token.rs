@@ -128,7 +128,7 @@ pub(super) fn issue(
     };
     let access = if trail.enabled() {
         let decisions = policy::grant_explained(state.policy.as_ref(), &ctx, scopes);
-        trail.decided(identity.subject(), &decisions);
+        trail.decided(identity, &decisions);
         decisions.into_iter().map(|(entry, _)| entry).collect()
     } else {
         policy::grant(state.policy.as_ref(), &ctx, scopes)

@@ -7,7 +7,7 @@ use super::error::shorten;
 use super::{ApiError, AppState, RequestInfo};
 use crate::audit::{Event, Outcome, ScopeDecision};
 use crate::claims::AccessEntry;
-use crate::identity::AuthError;
+use crate::identity::{AuthError, Identity};
 use crate::scope::ResourceScope;
 
 /// The facts gathered so far; does nothing when the audit log is off.
@@ -16,6 +16,7 @@ pub(super) struct Trail {
     grant_type: &'static str,
     service: String,
     account: String,
+    source: String,
     scopes: Vec<ScopeDecision>,
     jti: Option<String>,
     kid: Option<String>,
@@ -28,6 +29,7 @@ impl Trail {
             grant_type,
             service: String::new(),
             account: String::new(),
+            source: String::new(),
             scopes: Vec::new(),
             jti: None,
             kid: None,
@@ -64,11 +66,12 @@ impl Trail {
     }
 
     /// Who was authenticated and what each rule decided.
-    pub fn decided(&mut self, account: &str, decisions: &[(AccessEntry, &str)]) {
+    pub fn decided(&mut self, identity: &Identity, decisions: &[(AccessEntry, &str)]) {
         if !self.enabled {
             return;
         }
-        account.clone_into(&mut self.account);
+        identity.subject().clone_into(&mut self.account);
+        identity.source().clone_into(&mut self.source);
         for (record, (entry, rule)) in self.scopes.iter_mut().zip(decisions) {
             record.granted = Some(entry.actions.to_string());
             record.rule = Some((*rule).to_owned());
@@ -103,6 +106,7 @@ impl Trail {
             // Set only by `decided`, after authentication succeeded: a failed login's
             // typed name may be a password and is never recorded.
             account: &self.account,
+            source: &self.source,
             service: &self.service,
             grant_type: self.grant_type,
             scopes: &self.scopes,

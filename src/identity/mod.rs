@@ -5,6 +5,7 @@
 //! answer, and an unknown user costs the same bcrypt check as a known one.
 
 pub mod htpasswd;
+pub mod ldap;
 mod limits;
 mod login;
 mod source;
@@ -15,6 +16,7 @@ use std::time::Instant;
 use data_encoding::BASE64;
 use secrecy::SecretString;
 
+pub use ldap::{LdapSettings, LdapSettingsError, LdapSetupError, LdapSource, SOURCE_LDAP};
 pub use limits::{LimitSettings, Limiter};
 pub use login::{LoginError, LoginOptions, LoginStats, Logins};
 pub use source::{Failure, IdentitySource, Outcome, Sources};

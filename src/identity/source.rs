@@ -164,8 +164,7 @@ impl Sources {
             match outcome {
                 Outcome::Authenticated(identity) => return Ok(stamped(identity, name)),
                 Outcome::Rejected => return Err(Failure::Rejected),
-                Outcome::Unavailable(reason) => {
-                    log::warn!("identity source {name} is unavailable: {reason}");
+                Outcome::Unavailable(_) => {
                     unavailable.get_or_insert(name);
                 }
                 Outcome::NotMine => {}
@@ -244,19 +243,26 @@ impl Sources {
 }
 
 impl Slot {
+    /// Records whether the source answered; logs the start of an outage as a warning (and
+    /// each further failure at debug level) and its end.
     fn note(&self, outcome: &Outcome) {
         let Ok(mut down) = self.down_since.lock() else {
             return;
         };
+        let name = self.source.name();
         match outcome {
-            Outcome::Unavailable(_) => {
-                down.get_or_insert_with(Instant::now);
+            Outcome::Unavailable(reason) => {
+                if down.is_none() {
+                    log::warn!("identity source {name} is unavailable: {reason}");
+                    *down = Some(Instant::now());
+                } else {
+                    log::debug!("identity source {name} is still unavailable: {reason}");
+                }
             }
             _ => {
                 if let Some(since) = down.take() {
                     log::info!(
-                        "identity source {} answers again (it was unavailable for {} s)",
-                        self.source.name(),
+                        "identity source {name} answers again (it was unavailable for {} s)",
                         since.elapsed().as_secs()
                     );
                 }

@@ -26,7 +26,7 @@ async fn audited_app() -> (TestApp, PathBuf) {
 }
 
 /// The lines of `path` once there are at least `count`, within a deadline.
-fn wait_for_lines(path: &Path, count: usize) -> Vec<Value> {
+pub fn wait_for_lines(path: &Path, count: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -72,6 +72,7 @@ async fn each_token_decision_is_one_json_line_with_who_what_and_which_rule() {
     assert_eq!(line["request_id"], "req-basic-1");
     assert_eq!(line["client_ip"], "203.0.113.7");
     assert_eq!(line["account"], "alice");
+    assert_eq!(line["source"], "users");
     assert_eq!(line["service"], "registry.test");
     assert_eq!(line["grant_type"], "basic");
     assert_eq!(line["outcome"], "issued");
@@ -128,6 +129,7 @@ async fn each_token_decision_is_one_json_line_with_who_what_and_which_rule() {
     let lines = wait_for_lines(&path, 4);
     assert_eq!(lines[1]["grant_type"], "anonymous");
     assert_eq!(lines[1]["account"], "");
+    assert_eq!(lines[1]["source"], "");
     assert_eq!(lines[1]["scopes"][0]["granted"], "pull");
     assert_eq!(lines[2]["grant_type"], "password");
     assert_eq!(lines[2]["account"], "alice");

@@ -17,6 +17,7 @@ mod hardening;
 mod health;
 mod helpers;
 mod jwks;
+mod ldap;
 mod metrics;
 mod oauth;
 mod probe;

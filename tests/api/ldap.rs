@@ -1,0 +1,653 @@
+//! The `ldap` identity source against a real OpenLDAP `slapd`, which each test starts on a
+//! loopback port with a seeded directory (users, groups, a service account) in a temp dir.
+//!
+//! Without `slapd`/`slapadd` on the machine these tests are skipped with a message, except
+//! under CI (`CI` set), where that is a failure: `.ci/run` installs them.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use regauth::config::Settings;
+use regauth::identity::LdapSettings;
+use regauth::policy::RuleSettings;
+use serde_json::Value;
+
+use crate::helpers::{TestApp, claims, spawn_app_with};
+
+const BASE: &str = "dc=example,dc=org";
+const SERVICE_DN: &str = "cn=svc,dc=example,dc=org";
+const SERVICE_PASSWORD: &str = "svc-secret";
+const SLAPD: &str = "/usr/sbin/slapd";
+const SLAPADD: &str = "/usr/sbin/slapadd";
+
+fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// True when slapd can run here; otherwise skips (or, under CI, fails) the test.
+fn require_slapd() -> bool {
+    if Path::new(SLAPD).exists() && Path::new(SLAPADD).exists() {
+        return true;
+    }
+    let msg = "ldap: slapd/slapadd not found (Debian: apt-get install -y slapd ldap-utils)";
+    if in_ci() {
+        panic!("{msg}; CI is set, so this is a failure, not a skip");
+    }
+    eprintln!("{msg}; skipping test");
+    false
+}
+
+const SEED: &str = "\
+dn: dc=example,dc=org
+objectClass: dcObject
+objectClass: organization
+o: Example
+dc: example
+
+dn: cn=svc,dc=example,dc=org
+objectClass: organizationalRole
+objectClass: simpleSecurityObject
+cn: svc
+userPassword: svc-secret
+
+dn: ou=people,dc=example,dc=org
+objectClass: organizationalUnit
+ou: people
+
+dn: ou=groups,dc=example,dc=org
+objectClass: organizationalUnit
+ou: groups
+
+dn: uid=alice,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: alice
+cn: Alice
+sn: A
+mail: alice@example.org
+userPassword: alice-pw
+
+dn: uid=bob,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: bob
+cn: Bob
+sn: B
+mail: shared@example.org
+userPassword: bob-pw
+
+dn: uid=carol,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: carol
+cn: Carol
+sn: C
+mail: shared@example.org
+userPassword: carol-pw
+
+dn: cn=devs,ou=groups,dc=example,dc=org
+objectClass: groupOfNames
+cn: devs
+member: uid=alice,ou=people,dc=example,dc=org
+
+dn: cn=ops,ou=groups,dc=example,dc=org
+objectClass: groupOfNames
+cn: ops
+member: uid=bob,ou=people,dc=example,dc=org
+";
+
+/// A slapd of the test's own: config, database and TLS files in a temp dir.
+pub struct Slapd {
+    dir: tempfile::TempDir,
+    pub port: u16,
+    pub tls_port: u16,
+    /// The PEM of the CA that signed the server's certificate (for 127.0.0.1).
+    pub ca_pem: String,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Slapd {
+    /// Seeds and starts a directory; `None` when slapd is not installed (outside CI).
+    pub fn start() -> Option<Slapd> {
+        if !require_slapd() {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir(root.join("db")).unwrap();
+        let ca = crate::support::new_ca("regauth test LDAP CA");
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "127.0.0.1");
+        let leaf = params.signed_by(&leaf_key, &ca).unwrap();
+        let ca_pem = ca.pem();
+        std::fs::write(root.join("ca.pem"), &ca_pem).unwrap();
+        std::fs::write(root.join("server.pem"), leaf.pem()).unwrap();
+        std::fs::write(root.join("server.key"), leaf_key.serialize_pem()).unwrap();
+        let r = root.display();
+        let config = format!(
+            "include /etc/ldap/schema/core.schema\n\
+             include /etc/ldap/schema/cosine.schema\n\
+             include /etc/ldap/schema/inetorgperson.schema\n\
+             pidfile {r}/slapd.pid\n\
+             modulepath /usr/lib/ldap\n\
+             moduleload back_mdb\n\
+             TLSCACertificateFile {r}/ca.pem\n\
+             TLSCertificateFile {r}/server.pem\n\
+             TLSCertificateKeyFile {r}/server.key\n\
+             database mdb\n\
+             suffix \"{BASE}\"\n\
+             rootdn \"cn=admin,{BASE}\"\n\
+             rootpw admin-secret\n\
+             directory {r}/db\n\
+             maxsize 10485760\n\
+             access to attrs=userPassword by anonymous auth by * none\n\
+             access to * by dn.exact=\"{SERVICE_DN}\" read by self read by * none\n"
+        );
+        std::fs::write(root.join("slapd.conf"), config).unwrap();
+        std::fs::write(root.join("seed.ldif"), SEED).unwrap();
+        let seeded = Command::new(SLAPADD)
+            .arg("-f")
+            .arg(root.join("slapd.conf"))
+            .arg("-l")
+            .arg(root.join("seed.ldif"))
+            .output()
+            .unwrap();
+        assert!(
+            seeded.status.success(),
+            "slapadd: {}",
+            String::from_utf8_lossy(&seeded.stderr)
+        );
+        let mut slapd = Slapd {
+            dir,
+            port: free_port(),
+            tls_port: free_port(),
+            ca_pem,
+            child: None,
+        };
+        slapd.run();
+        Some(slapd)
+    }
+
+    /// Starts slapd (again) on the same ports and waits until it accepts connections.
+    pub fn run(&mut self) {
+        assert!(self.child.is_none(), "slapd is running");
+        let urls = format!(
+            "ldap://127.0.0.1:{}/ ldaps://127.0.0.1:{}/",
+            self.port, self.tls_port
+        );
+        let child = Command::new(SLAPD)
+            .args(["-h", &urls, "-d", "0", "-f"])
+            .arg(self.dir.path().join("slapd.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("slapd exited with {status}");
+            }
+            assert!(Instant::now() < deadline, "slapd did not start listening");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops slapd; the directory's data stays for [`Slapd::run`].
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ldap://127.0.0.1:{}", self.port)
+    }
+
+    pub fn ldaps_url(&self) -> String {
+        format!("ldaps://127.0.0.1:{}", self.tls_port)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Settings for this directory: the service account, users under `ou=people`, groups
+    /// by `(member={dn})`.
+    pub fn settings(&self) -> LdapSettings {
+        let password_file = self.path("bind.password");
+        std::fs::write(&password_file, format!("{SERVICE_PASSWORD}\n")).unwrap();
+        LdapSettings {
+            url: self.url(),
+            bind_dn: Some(SERVICE_DN.into()),
+            bind_password_file: Some(password_file),
+            base_dn: format!("ou=people,{BASE}"),
+            group_filter: Some("(&(objectClass=groupOfNames)(member={dn}))".into()),
+            group_base_dn: Some(format!("ou=groups,{BASE}")),
+            timeout_seconds: 2,
+            pool_size: 2,
+            ..LdapSettings::default()
+        }
+    }
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// An app signing in against `ldap`, with a rule that gives group `devs` push on `team/*`.
+async fn app(ldap: LdapSettings, customize: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_with(|s| {
+        s.token.services = vec!["registry.test".into()];
+        s.ldap = Some(ldap);
+        s.acl = Some(vec![
+            RuleSettings::new(
+                |m| {
+                    m.group = Some("devs".into());
+                    m.name = Some("team/*".into());
+                },
+                &["pull", "push"],
+            ),
+            RuleSettings::new(|m| m.account = Some("/.+/".into()), &["pull"]),
+        ]);
+        customize(s);
+    })
+    .await
+}
+
+async fn token_as(app: &TestApp, user: &str, password: &str) -> reqwest::Response {
+    app.client
+        .get(format!(
+            "{}/token?service=registry.test&scope=repository:team/app:pull,push",
+            app.address
+        ))
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The status, and the granted actions or the error code.
+async fn outcome(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    if status == 200 {
+        let token = body["token"].as_str().unwrap();
+        let c = claims(token);
+        let actions = c["access"][0]["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+            .join(",");
+        (200, format!("{} {actions}", c["sub"].as_str().unwrap()))
+    } else {
+        (
+            status,
+            body["errors"][0]["code"].as_str().unwrap().to_owned(),
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directory_users_sign_in_and_their_groups_drive_the_rules() {
+    let Some(slapd) = Slapd::start() else { return };
+    let app = app(slapd.settings(), |s| {
+        s.auth.cache_seconds = 0;
+        s.audit.enabled = true;
+        s.audit.output = s.key.path.with_file_name("audit.log").display().to_string();
+    })
+    .await;
+    assert_eq!(
+        outcome(token_as(&app, "alice", "alice-pw").await).await,
+        (200, "alice pull,push".into()),
+        "alice is in devs: push on team/*"
+    );
+    let audit = crate::audit::wait_for_lines(&app.dir.path().join("audit.log"), 1);
+    assert_eq!(
+        (&audit[0]["account"], &audit[0]["source"]),
+        (&Value::from("alice"), &Value::from("ldap")),
+        "the audit log names the source"
+    );
+    assert_eq!(
+        outcome(token_as(&app, "bob", "bob-pw").await).await,
+        (200, "bob pull".into()),
+        "bob is in ops only"
+    );
+    assert_eq!(
+        outcome(token_as(&app, "ALICE", "alice-pw").await).await,
+        (200, "alice pull,push".into()),
+        "the account is the directory's spelling of the name"
+    );
+    // Refresh tokens are bound to a password hash regauth holds: none for directory users.
+    let offline: Value = app
+        .client
+        .get(format!(
+            "{}/token?service=registry.test&offline_token=true",
+            app.address
+        ))
+        .basic_auth("alice", Some("alice-pw"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(offline["token"].is_string(), "{offline}");
+    assert!(offline.get("refresh_token").is_none(), "{offline}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passwords_unknown_users_empty_passwords_and_filter_injection_are_refused() {
+    let Some(slapd) = Slapd::start() else { return };
+    let app = app(slapd.settings(), |s| {
+        s.auth.cache_seconds = 0;
+        s.auth.limits.failures = 0;
+    })
+    .await;
+    for (user, password) in [
+        ("alice", "wrong"),
+        ("nobody", "alice-pw"),
+        ("alice", ""),
+        ("*)(uid=*", "alice-pw"),
+        ("*", "alice-pw"),
+        ("alice)(uid=*", "alice-pw"),
+    ] {
+        let response = token_as(&app, user, password).await;
+        assert_eq!(
+            response.headers().get("www-authenticate").unwrap(),
+            "Basic realm=\"regauth\""
+        );
+        assert_eq!(
+            outcome(response).await,
+            (401, "UNAUTHORIZED".into()),
+            "{user:?} / {password:?}"
+        );
+    }
+    assert_eq!(app.logins.stats().unavailable, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_filter_matching_more_than_one_entry_is_refused() {
+    let Some(slapd) = Slapd::start() else { return };
+    let settings = LdapSettings {
+        user_filter: "(mail={username})".into(),
+        ..slapd.settings()
+    };
+    let app = app(settings, |s| s.auth.cache_seconds = 0).await;
+    assert_eq!(
+        outcome(token_as(&app, "alice@example.org", "alice-pw").await).await,
+        (200, "alice@example.org pull,push".into())
+    );
+    // bob and carol share this address: whichever password, nobody signs in.
+    assert_eq!(
+        outcome(token_as(&app, "shared@example.org", "bob-pw").await).await,
+        (401, "UNAUTHORIZED".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_tls_and_ldaps_verify_the_directory_against_the_configured_ca() {
+    let Some(slapd) = Slapd::start() else { return };
+    let ca = slapd.path("ca.pem");
+    std::fs::write(&ca, &slapd.ca_pem).unwrap();
+    let start_tls = LdapSettings {
+        start_tls: true,
+        ca_file: Some(ca.clone()),
+        ..slapd.settings()
+    };
+    let app1 = app(start_tls, |s| s.auth.cache_seconds = 0).await;
+    assert_eq!(
+        outcome(token_as(&app1, "alice", "alice-pw").await).await,
+        (200, "alice pull,push".into())
+    );
+    let ldaps = LdapSettings {
+        url: slapd.ldaps_url(),
+        ca_file: Some(ca),
+        ..slapd.settings()
+    };
+    let app2 = app(ldaps, |s| s.auth.cache_seconds = 0).await;
+    assert_eq!(
+        outcome(token_as(&app2, "alice", "alice-pw").await).await,
+        (200, "alice pull,push".into())
+    );
+    assert_eq!(
+        outcome(token_as(&app2, "alice", "wrong").await).await,
+        (401, "UNAUTHORIZED".into())
+    );
+
+    // A directory whose certificate another CA signed is not trusted: unavailable.
+    let other = slapd.path("other-ca.pem");
+    std::fs::write(&other, crate::support::new_ca("someone else").pem()).unwrap();
+    let untrusted = LdapSettings {
+        url: slapd.ldaps_url(),
+        ca_file: Some(other),
+        ..slapd.settings()
+    };
+    let app3 = app(untrusted, |s| s.auth.cache_seconds = 0).await;
+    assert_eq!(
+        outcome(token_as(&app3, "alice", "alice-pw").await).await,
+        (503, "UNAVAILABLE".into())
+    );
+}
+
+/// Polls `login` until it answers `expected`, within 20 s.
+async fn eventually(app: &TestApp, user: &str, password: &str, expected: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = token_as(app, user, password).await.status().as_u16();
+        if status == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {status}, expected {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_outage_is_503_without_lockouts_and_logins_recover_when_it_returns() {
+    let Some(mut slapd) = Slapd::start() else {
+        return;
+    };
+    let app = app(slapd.settings(), |s| {
+        s.auth.cache_seconds = 0;
+        s.auth.limits.failures = 2;
+    })
+    .await;
+    assert_eq!(token_as(&app, "alice", "alice-pw").await.status(), 200);
+
+    slapd.stop();
+    for _ in 0..4 {
+        let response = token_as(&app, "alice", "alice-pw").await;
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers().get("retry-after").unwrap(), "5");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["errors"][0]["code"], "UNAVAILABLE");
+        assert!(
+            !body.to_string().contains("127.0.0.1"),
+            "no directory detail in the body: {body}"
+        );
+    }
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("regauth_auth_failures_total{reason=\"source_unavailable\"} 4"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("regauth_identity_source_unavailable_total 4"),
+        "{metrics}"
+    );
+
+    slapd.run();
+    // Four 503s with failures: 2 would have locked alice out if they counted.
+    eventually(&app, "alice", "alice-pw", 200).await;
+    assert_eq!(app.logins.stats().limited, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_logins_keep_working_for_the_grace_period_during_an_outage() {
+    let Some(mut slapd) = Slapd::start() else {
+        return;
+    };
+    let grace = LdapSettings {
+        outage_grace_seconds: 300,
+        ..slapd.settings()
+    };
+    let app = app(grace, |s| s.auth.cache_seconds = 1).await;
+    assert_eq!(
+        outcome(token_as(&app, "alice", "alice-pw").await).await,
+        (200, "alice pull,push".into())
+    );
+    slapd.stop();
+    // Let the cache entry expire: only the grace can answer now.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(
+        outcome(token_as(&app, "alice", "alice-pw").await).await,
+        (200, "alice pull,push".into()),
+        "alice signed in before the outage"
+    );
+    assert_eq!(
+        outcome(token_as(&app, "bob", "bob-pw").await).await,
+        (503, "UNAVAILABLE".into()),
+        "bob did not"
+    );
+    assert_eq!(
+        outcome(token_as(&app, "alice", "wrong").await).await,
+        (503, "UNAVAILABLE".into()),
+        "another password is not in the cache"
+    );
+    assert!(app.logins.stats().stale_answers >= 1);
+
+    // Without a grace, the same expired login is refused during the outage.
+    slapd.run();
+    let no_grace = app_with_cache(&slapd, 1).await;
+    assert_eq!(token_as(&no_grace, "alice", "alice-pw").await.status(), 200);
+    slapd.stop();
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(token_as(&no_grace, "alice", "alice-pw").await.status(), 503);
+}
+
+async fn app_with_cache(slapd: &Slapd, seconds: u64) -> TestApp {
+    app(slapd.settings(), |s| s.auth.cache_seconds = seconds).await
+}
+
+#[test]
+fn check_validates_the_ldap_settings_and_explain_names_the_source() {
+    let Some(slapd) = Slapd::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    regauth::keys::generate::write(
+        &dir.path().join("keys"),
+        regauth::keys::Algorithm::ES256,
+        false,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("svc.pw"), SERVICE_PASSWORD).unwrap();
+    let yaml = |extra: &str| {
+        format!(
+            "ldap:\n  url: {}\n  bind_dn: '{SERVICE_DN}'\n  bind_password_file: svc.pw\n  \
+             base_dn: 'ou=people,{BASE}'\n  group_filter: '(member={{dn}})'\n  \
+             group_base_dn: 'ou=groups,{BASE}'\n{extra}\
+             acl:\n  - match: {{group: devs}}\n    actions: [pull, push]\n",
+            slapd.url()
+        )
+    };
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_regauth"))
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    std::fs::write(dir.path().join("regauth.yaml"), yaml("")).unwrap();
+    let (ok, stdout, stderr) = run(&["check", "--config", "regauth.yaml"]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("service account bind works"), "{stdout}");
+
+    let (ok, stdout, stderr) = run(&[
+        "explain",
+        "--config",
+        "regauth.yaml",
+        "--account",
+        "alice",
+        "--scope",
+        "repository:team/app:pull,push",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("account \"alice\" (source: ldap, groups: [devs])"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("granted: [pull,push]"), "{stdout}");
+
+    for (extra, expected) in [
+        ("  user_filter: '(uid=alice)'\n", "ldap.user_filter"),
+        ("  url: 'http://127.0.0.1'\n", "ldap.url"),
+    ] {
+        // A second `url` key would be a YAML duplicate: replace the first.
+        let text = if extra.contains("url:") {
+            yaml("").replace(&format!("url: {}", slapd.url()), extra.trim())
+        } else {
+            yaml(extra)
+        };
+        std::fs::write(dir.path().join("regauth.yaml"), text).unwrap();
+        let (ok, _, stderr) = run(&["check", "--config", "regauth.yaml"]);
+        assert!(!ok);
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+    }
+    std::fs::write(dir.path().join("regauth.yaml"), yaml("")).unwrap();
+    std::fs::remove_file(dir.path().join("svc.pw")).unwrap();
+    let (ok, _, stderr) = run(&["check", "--config", "regauth.yaml"]);
+    assert!(!ok);
+    assert!(stderr.contains("ldap.bind_password_file"), "{stderr}");
+    std::fs::write(dir.path().join("svc.pw"), "not-the-password").unwrap();
+    let (ok, _, stderr) = run(&["check", "--config", "regauth.yaml"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("service account bind was refused"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_that_accepts_but_never_answers_times_out_as_unavailable() {
+    // The kernel accepts the connection into the backlog; nothing ever answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let settings = LdapSettings {
+        url: format!("ldap://127.0.0.1:{port}"),
+        base_dn: BASE.into(),
+        timeout_seconds: 1,
+        ..LdapSettings::default()
+    };
+    let app = app(settings, |s| s.auth.cache_seconds = 0).await;
+    // Without the directory timeout this request would wait forever.
+    assert_eq!(
+        outcome(token_as(&app, "alice", "alice-pw").await).await,
+        (503, "UNAVAILABLE".into())
+    );
+    assert_eq!(app.logins.stats().unavailable, 1);
+    drop(silent);
+}

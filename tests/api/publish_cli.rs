@@ -12,12 +12,23 @@ use crate::support::{certificates_der, leaf_signed_by, new_ca};
 const BIN: &str = env!("CARGO_BIN_EXE_regauth");
 
 fn run(command: &str, config: &Path) -> Output {
-    Command::new(BIN)
-        .args([command, "--config"])
-        .arg(config)
-        .env_remove("REGAUTH_CONFIG")
-        .output()
-        .unwrap()
+    run_with(&[command], config)
+}
+
+/// An HS256 secret and a config signing with it; returns the config and the secret.
+fn hmac_config(dir: &Path) -> (std::path::PathBuf, String) {
+    let secret = generate::generate(Algorithm::HS256).unwrap().key_pem;
+    std::fs::write(dir.join("secret"), &secret).unwrap();
+    let config = dir.join("regauth.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "key:\n  path: {}/secret\n  algorithm: HS256\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    (config, secret)
 }
 
 /// keys/signing.{key,crt} and keys/next.{key,crt}, and a kid-mode config naming all four.
@@ -181,17 +192,7 @@ fn jwks_prints_the_signing_and_next_keys() {
 #[test]
 fn jwks_of_an_hmac_key_is_empty_and_says_why_on_stderr() {
     let dir = tempfile::tempdir().unwrap();
-    let secret = generate::generate(Algorithm::HS256).unwrap().key_pem;
-    std::fs::write(dir.path().join("secret"), &secret).unwrap();
-    let config = dir.path().join("regauth.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "key:\n  path: {}/secret\n  algorithm: HS256\n",
-            dir.path().display()
-        ),
-    )
-    .unwrap();
+    let (config, secret) = hmac_config(dir.path());
     let out = run("jwks", &config);
     assert!(out.status.success());
     let set: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -320,17 +321,7 @@ fn public_key_prints_the_pem_public_key_of_the_signing_or_the_next_key() {
 #[test]
 fn public_key_refuses_an_hmac_secret_and_a_next_key_that_is_not_configured() {
     let dir = tempfile::tempdir().unwrap();
-    let secret = generate::generate(Algorithm::HS256).unwrap().key_pem;
-    std::fs::write(dir.path().join("secret"), &secret).unwrap();
-    let config = dir.path().join("regauth.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "key:\n  path: {}/secret\n  algorithm: HS256\n",
-            dir.path().display()
-        ),
-    )
-    .unwrap();
+    let (config, secret) = hmac_config(dir.path());
     let out = run("public-key", &config);
     assert!(!out.status.success());
     assert!(out.stdout.is_empty());

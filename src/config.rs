@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::identity::federation::{self, IssuerSettings};
 use crate::identity::{LdapSettings, LimitSettings, UserSettings};
 use crate::keys::{Algorithm, KeySpec, KidFormat};
 use crate::policy::{Acl, RuleSettings};
@@ -43,6 +44,8 @@ pub struct Settings {
     pub ldap: Option<LdapSettings>,
     /// Ordered access rules; the first match decides. Absent: the default rules.
     pub acl: Option<Vec<RuleSettings>>,
+    /// Issuers whose workload tokens (JWTs) are accepted as passwords.
+    pub federation: Vec<IssuerSettings>,
     /// The audit log of token decisions.
     pub audit: AuditSettings,
     /// The process log.
@@ -549,6 +552,10 @@ impl Settings {
                 format!("{name:?} is not a user name (it must be non-empty and without ':')"),
             ));
         }
+        federation::validate(&self.federation).map_err(|e| ConfigError::Invalid {
+            key: "federation",
+            message: e.to_string(),
+        })?;
         let tls = self.server.tls.validate()?;
         Ok(Validated {
             settings: self,

@@ -4,6 +4,7 @@
 //! A wrong password, an unknown user and a malformed `Authorization` header get the same
 //! answer, and an unknown user costs the same bcrypt check as a known one.
 
+pub mod federation;
 pub mod htpasswd;
 pub mod ldap;
 mod limits;

@@ -1,0 +1,603 @@
+//! An issuer's public keys: a JWK Set read from a file or fetched over HTTP(S), kept in
+//! memory, and refreshed when a token names a key it does not have.
+//!
+//! - A file is re-read when its modification time or size changes (checked on each use,
+//!   one `stat`), so a rotated key file needs no restart.
+//! - A URL is fetched on first use, again once the keys are [`STALE_AFTER`] old, and again
+//!   when a token names an unknown `kid`; never more than once per [`MIN_REFETCH`] (per
+//!   issuer), whatever tokens arrive. A failed fetch keeps the keys already known.
+//! - Symmetric (`oct`) keys, encryption keys, RSA keys under 2048 bits and curves this
+//!   server cannot verify are skipped with a log line: a JWKS only ever adds public
+//!   signature keys.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, TimeDelta, Utc};
+use data_encoding::BASE64URL_NOPAD;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey};
+
+use crate::clock::Clock;
+
+/// Largest JWKS document read, from a file or over HTTP.
+pub const MAX_JWKS_BYTES: u64 = 256 * 1024;
+/// Most keys kept from one JWKS.
+pub const MAX_KEYS: usize = 64;
+/// Shortest time between two refreshes of one issuer's keys (unknown `kid`, stale keys).
+pub const MIN_REFETCH: TimeDelta = TimeDelta::seconds(60);
+/// Shortest time between two attempts while no key was ever loaded.
+pub const MIN_RETRY_WITHOUT_KEYS: TimeDelta = TimeDelta::seconds(10);
+/// Fetched keys older than this are fetched again on next use (failures keep them).
+pub const STALE_AFTER: TimeDelta = TimeDelta::minutes(15);
+/// Longest a JWKS fetch may take, connection included.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Smallest RSA modulus accepted.
+const MIN_RSA_BITS: usize = 2048;
+
+/// Why keys could not be loaded. The text names the source, never key material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JwksError {
+    /// The file cannot be read.
+    #[error("cannot read JWKS file {path}: {reason}")]
+    Read {
+        /// The path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The HTTP fetch failed (connection, timeout, status, size).
+    #[error("cannot fetch JWKS from {url}: {reason}")]
+    Fetch {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The document is larger than [`MAX_JWKS_BYTES`].
+    #[error("JWKS from {0} is larger than {MAX_JWKS_BYTES} bytes")]
+    TooLarge(String),
+    /// Not a JSON object with a `keys` array.
+    #[error("JWKS from {from} is not a JWK Set: {reason}")]
+    Parse {
+        /// Where it came from.
+        from: String,
+        /// Why.
+        reason: String,
+    },
+    /// A JWK Set without one usable signature key.
+    #[error("JWKS from {0} has no usable signature key (RSA ≥ 2048 bits, EC P-256/P-384, Ed25519)")]
+    NoKeys(String),
+    /// The CA file for the URL cannot be used.
+    #[error("federation ca_file {path}: {reason}")]
+    Ca {
+        /// The path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What kind of public key a JWK holds, which decides the algorithms it can verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// RSA: RS256/384/512, PS256/384/512.
+    Rsa,
+    /// EC P-256: ES256.
+    P256,
+    /// EC P-384: ES384.
+    P384,
+    /// Ed25519: EdDSA.
+    Ed25519,
+}
+
+impl KeyKind {
+    /// True when a token signed with `alg` can be verified with a key of this kind. This is
+    /// what stops a token from choosing how its key is read (an HMAC `alg` never fits a
+    /// public key; an ES384 token never fits a P-256 key).
+    pub fn fits(self, alg: Algorithm) -> bool {
+        use Algorithm::*;
+        matches!(
+            (self, alg),
+            (KeyKind::Rsa, RS256 | RS384 | RS512 | PS256 | PS384 | PS512)
+                | (KeyKind::P256, ES256)
+                | (KeyKind::P384, ES384)
+                | (KeyKind::Ed25519, EdDSA)
+        )
+    }
+}
+
+/// One usable public key.
+pub struct PublicKey {
+    /// `kid`, when the JWK has one.
+    pub kid: Option<String>,
+    /// The key's type.
+    pub kind: KeyKind,
+    /// The JWK's own `alg`, when it names one: tokens must then use exactly it.
+    pub alg: Option<Algorithm>,
+    /// The key, ready to verify.
+    pub key: DecodingKey,
+}
+
+impl std::fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublicKey")
+            .field("kid", &self.kid)
+            .field("kind", &self.kind)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PublicKey {
+    /// True when this key may verify a token with header `alg`.
+    pub fn accepts(&self, alg: Algorithm) -> bool {
+        self.kind.fits(alg) && self.alg.is_none_or(|own| own == alg)
+    }
+}
+
+/// Parses a JWK Set, keeping the usable signature keys (at most [`MAX_KEYS`]).
+pub fn parse(text: &[u8], from: &str) -> Result<Vec<Arc<PublicKey>>, JwksError> {
+    #[derive(serde::Deserialize)]
+    struct Set {
+        keys: Vec<serde_json::Value>,
+    }
+    let set: Set = serde_json::from_slice(text).map_err(|e| JwksError::Parse {
+        from: from.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let mut keys = Vec::new();
+    for (index, value) in set.keys.into_iter().enumerate() {
+        if keys.len() == MAX_KEYS {
+            log::warn!("JWKS from {from}: only the first {MAX_KEYS} usable keys are kept");
+            break;
+        }
+        match usable(value) {
+            Ok(key) => keys.push(Arc::new(key)),
+            Err(why) => log::info!("JWKS from {from}: key {index} skipped: {why}"),
+        }
+    }
+    if keys.is_empty() {
+        return Err(JwksError::NoKeys(from.to_owned()));
+    }
+    Ok(keys)
+}
+
+/// The key a JWK holds, or why it cannot verify tokens here.
+fn usable(value: serde_json::Value) -> Result<PublicKey, String> {
+    let jwk: Jwk = serde_json::from_value(value).map_err(|e| format!("not a JWK: {e}"))?;
+    let kid = jwk.common.key_id.clone();
+    let named = kid
+        .as_deref()
+        .map(|k| format!("kid {k:?}: "))
+        .unwrap_or_default();
+    if jwk.common.public_key_use == Some(PublicKeyUse::Encryption) {
+        return Err(format!("{named}an encryption key (use: enc)"));
+    }
+    let alg = match jwk.common.key_algorithm {
+        None => None,
+        Some(alg) => Some(signature_algorithm(alg).ok_or_else(|| {
+            format!("{named}alg {alg:?} is not a public-key signature algorithm")
+        })?),
+    };
+    let bad = |e: jsonwebtoken::errors::Error| format!("{named}unusable key: {e}");
+    let (kind, key) = match &jwk.algorithm {
+        AlgorithmParameters::RSA(rsa) => {
+            let bits = BASE64URL_NOPAD
+                .decode(rsa.n.as_bytes())
+                .map(|n| significant_bits(&n))
+                .map_err(|_| format!("{named}RSA modulus is not base64url"))?;
+            if bits < MIN_RSA_BITS {
+                return Err(format!(
+                    "{named}RSA key of {bits} bits (at least {MIN_RSA_BITS})"
+                ));
+            }
+            (
+                KeyKind::Rsa,
+                DecodingKey::from_rsa_components(&rsa.n, &rsa.e).map_err(bad)?,
+            )
+        }
+        AlgorithmParameters::EllipticCurve(ec) => {
+            let kind = match ec.curve {
+                EllipticCurve::P256 => KeyKind::P256,
+                EllipticCurve::P384 => KeyKind::P384,
+                ref other => return Err(format!("{named}curve {other:?} is not supported")),
+            };
+            (
+                kind,
+                DecodingKey::from_ec_components(&ec.x, &ec.y).map_err(bad)?,
+            )
+        }
+        AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => (
+            KeyKind::Ed25519,
+            DecodingKey::from_ed_components(&okp.x).map_err(bad)?,
+        ),
+        AlgorithmParameters::OctetKey(_) => {
+            return Err(format!(
+                "{named}a symmetric (oct) key: a published secret proves nothing"
+            ));
+        }
+        _ => return Err(format!("{named}unsupported key type")),
+    };
+    if let Some(alg) = alg
+        && !kind.fits(alg)
+    {
+        return Err(format!("{named}alg {alg:?} does not fit a {kind:?} key"));
+    }
+    Ok(PublicKey {
+        kid,
+        kind,
+        alg,
+        key,
+    })
+}
+
+fn signature_algorithm(alg: KeyAlgorithm) -> Option<Algorithm> {
+    Some(match alg {
+        KeyAlgorithm::RS256 => Algorithm::RS256,
+        KeyAlgorithm::RS384 => Algorithm::RS384,
+        KeyAlgorithm::RS512 => Algorithm::RS512,
+        KeyAlgorithm::PS256 => Algorithm::PS256,
+        KeyAlgorithm::PS384 => Algorithm::PS384,
+        KeyAlgorithm::PS512 => Algorithm::PS512,
+        KeyAlgorithm::ES256 => Algorithm::ES256,
+        KeyAlgorithm::ES384 => Algorithm::ES384,
+        KeyAlgorithm::EdDSA => Algorithm::EdDSA,
+        _ => return None,
+    })
+}
+
+/// Bits of a big-endian unsigned integer, leading zero bytes and bits not counted.
+fn significant_bits(bytes: &[u8]) -> usize {
+    let Some(first) = bytes.iter().position(|b| *b != 0) else {
+        return 0;
+    };
+    (bytes.len() - first) * 8 - bytes[first].leading_zeros() as usize
+}
+
+/// Where an issuer's keys come from.
+pub enum Source {
+    /// A file, re-read when it changes.
+    File(PathBuf),
+    /// A URL, fetched with a bounded client.
+    Url {
+        /// The URL.
+        url: String,
+        /// The client (timeout, no redirects, the CA set).
+        agent: ureq::Agent,
+    },
+}
+
+impl Source {
+    /// A URL source; `ca_file` replaces the built-in web roots when given.
+    pub fn url(url: &str, ca_file: Option<&Path>) -> Result<Source, JwksError> {
+        Ok(Source::Url {
+            url: url.to_owned(),
+            agent: agent(ca_file)?,
+        })
+    }
+
+    /// The file or URL, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Source::File(path) => path.display().to_string(),
+            Source::Url { url, .. } => url.clone(),
+        }
+    }
+}
+
+fn agent(ca_file: Option<&Path>) -> Result<ureq::Agent, JwksError> {
+    use ureq::tls::{Certificate, RootCerts, TlsConfig};
+    let mut tls = TlsConfig::builder().unversioned_rustls_crypto_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ));
+    if let Some(path) = ca_file {
+        let ca = |reason: String| JwksError::Ca {
+            path: path.display().to_string(),
+            reason,
+        };
+        let text = std::fs::read(path).map_err(|e| ca(e.to_string()))?;
+        let certs: Vec<Certificate<'static>> = pem::parse_many(&text)
+            .map_err(|e| ca(e.to_string()))?
+            .into_iter()
+            .filter(|p| p.tag() == "CERTIFICATE")
+            .map(|p| Certificate::from_der(p.contents()).to_owned())
+            .collect();
+        if certs.is_empty() {
+            return Err(ca("no PEM certificate in the file".into()));
+        }
+        tls = tls.root_certs(RootCerts::new_with_certs(&certs));
+    }
+    let config = ureq::Agent::config_builder()
+        .timeout_global(Some(FETCH_TIMEOUT))
+        .max_redirects(0)
+        .user_agent(concat!("regauth/", env!("CARGO_PKG_VERSION")))
+        .tls_config(tls.build())
+        .build();
+    Ok(config.new_agent())
+}
+
+/// Reads the source once: the file, or one HTTP GET.
+fn load(source: &Source) -> Result<Vec<Arc<PublicKey>>, JwksError> {
+    match source {
+        Source::File(path) => {
+            let from = path.display().to_string();
+            let read = |e: std::io::Error| JwksError::Read {
+                path: from.clone(),
+                reason: e.to_string(),
+            };
+            let file = std::fs::File::open(path).map_err(read)?;
+            let mut text = Vec::new();
+            std::io::Read::read_to_end(
+                &mut std::io::Read::take(file, MAX_JWKS_BYTES + 1),
+                &mut text,
+            )
+            .map_err(read)?;
+            if text.len() as u64 > MAX_JWKS_BYTES {
+                return Err(JwksError::TooLarge(from));
+            }
+            parse(&text, &from)
+        }
+        Source::Url { url, agent } => {
+            let fetch = |reason: String| JwksError::Fetch {
+                url: url.clone(),
+                reason,
+            };
+            let mut response = agent.get(url).call().map_err(|e| fetch(e.to_string()))?;
+            let text = response
+                .body_mut()
+                .with_config()
+                .limit(MAX_JWKS_BYTES)
+                .read_to_vec()
+                .map_err(|e| match e {
+                    ureq::Error::BodyExceedsLimit(_) => JwksError::TooLarge(url.clone()),
+                    other => fetch(other.to_string()),
+                })?;
+            parse(&text, url)
+        }
+    }
+}
+
+/// A file's identity for change detection: modification time and length.
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// The keys in use and when they were loaded.
+#[derive(Default)]
+struct Loaded {
+    keys: Vec<Arc<PublicKey>>,
+    at: Option<DateTime<Utc>>,
+    file_stamp: Option<(SystemTime, u64)>,
+}
+
+#[derive(Default)]
+struct Attempts {
+    last: Option<DateTime<Utc>>,
+}
+
+/// Counters, for tests and logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyStats {
+    /// Loads tried (file reads or HTTP fetches).
+    pub loads: u64,
+    /// Loads that failed.
+    pub failures: u64,
+}
+
+/// What a lookup found.
+#[derive(Debug)]
+pub enum Lookup {
+    /// Keys that may verify the token (one for a known `kid`; the fitting ones without).
+    Found(Vec<Arc<PublicKey>>),
+    /// The `kid` is known but its key cannot verify this `alg`.
+    Mismatch,
+    /// No key has this `kid`, even after a refresh (or a refresh was not allowed yet).
+    Unknown,
+    /// No key was ever loaded and loading failed.
+    Unavailable(JwksError),
+}
+
+/// One issuer's keys.
+pub struct KeyStore {
+    source: Source,
+    clock: Arc<dyn Clock>,
+    loaded: ArcSwap<Loaded>,
+    attempts: Mutex<Attempts>,
+    loads: AtomicU64,
+    failures: AtomicU64,
+}
+
+impl KeyStore {
+    /// A store for `source`. A file is read now (an unusable file is an error); a URL is
+    /// fetched on first use.
+    pub fn new(source: Source, clock: Arc<dyn Clock>) -> Result<KeyStore, JwksError> {
+        let store = KeyStore {
+            source,
+            clock,
+            loaded: ArcSwap::from_pointee(Loaded::default()),
+            attempts: Mutex::new(Attempts::default()),
+            loads: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        };
+        if let Source::File(path) = &store.source {
+            let file_stamp = stamp(path);
+            let keys = store.load_counted()?;
+            store.loaded.store(Arc::new(Loaded {
+                keys,
+                at: Some(store.clock.now()),
+                file_stamp,
+            }));
+        }
+        Ok(store)
+    }
+
+    /// Where the keys come from.
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// What the loads have done.
+    pub fn stats(&self) -> KeyStats {
+        KeyStats {
+            loads: self.loads.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Keys known now.
+    pub fn len(&self) -> usize {
+        self.loaded.load().keys.len()
+    }
+
+    /// True before any key was loaded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Loads the keys now if allowed (see the module docs), for a first fetch at start.
+    pub fn refresh(&self) -> Result<(), JwksError> {
+        self.reload(|_| true).map(|_| ())
+    }
+
+    /// The keys that may verify a token with `kid` and `alg`. May read the file or fetch
+    /// the URL (blocking, bounded by [`FETCH_TIMEOUT`]).
+    pub fn lookup(&self, kid: Option<&str>, alg: Algorithm) -> Lookup {
+        let mut loaded = self.loaded.load_full();
+        if self.needs_reload(&loaded) {
+            match self.reload(|_| true) {
+                Ok(Some(fresh)) => loaded = fresh,
+                Ok(None) => loaded = self.loaded.load_full(),
+                Err(e) if loaded.keys.is_empty() => return Lookup::Unavailable(e),
+                Err(e) => log::warn!("keeping the keys known: {e}"),
+            }
+        }
+        if loaded.keys.is_empty() {
+            return Lookup::Unavailable(JwksError::NoKeys(self.source.describe()));
+        }
+        let Some(kid) = kid else {
+            let fitting: Vec<_> = loaded
+                .keys
+                .iter()
+                .filter(|k| k.accepts(alg))
+                .cloned()
+                .collect();
+            return if fitting.is_empty() {
+                Lookup::Mismatch
+            } else {
+                Lookup::Found(fitting)
+            };
+        };
+        let find = |keys: &Loaded| {
+            keys.keys
+                .iter()
+                .find(|k| k.kid.as_deref() == Some(kid))
+                .cloned()
+        };
+        let key = match find(&loaded) {
+            Some(key) => key,
+            None => {
+                // Someone may have refreshed meanwhile; else one refresh, if due.
+                let fresh = match self.reload(|current| find(current).is_none()) {
+                    Ok(Some(fresh)) => fresh,
+                    Ok(None) => self.loaded.load_full(),
+                    Err(e) => {
+                        log::warn!("unknown kid and the keys could not be refreshed: {e}");
+                        return Lookup::Unknown;
+                    }
+                };
+                match find(&fresh) {
+                    Some(key) => key,
+                    None => return Lookup::Unknown,
+                }
+            }
+        };
+        if key.accepts(alg) {
+            Lookup::Found(vec![key])
+        } else {
+            Lookup::Mismatch
+        }
+    }
+
+    /// A changed file, keys never loaded, or fetched keys gone stale.
+    fn needs_reload(&self, loaded: &Loaded) -> bool {
+        match &self.source {
+            Source::File(path) => stamp(path) != loaded.file_stamp,
+            Source::Url { .. } => match loaded.at {
+                None => true,
+                Some(at) => self.clock.now() - at >= STALE_AFTER,
+            },
+        }
+    }
+
+    /// Loads once more if `still_needed(current keys)` and the last attempt is old enough;
+    /// `Ok(None)` when nothing was loaded. One load at a time: callers that wait for a load
+    /// in progress then see its result and do not load again.
+    fn reload(
+        &self,
+        still_needed: impl Fn(&Loaded) -> bool,
+    ) -> Result<Option<Arc<Loaded>>, JwksError> {
+        let mut attempts = self.attempts.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = self.loaded.load_full();
+        if !still_needed(&current) {
+            return Ok(None);
+        }
+        let now = self.clock.now();
+        let gap = if current.keys.is_empty() {
+            MIN_RETRY_WITHOUT_KEYS
+        } else {
+            MIN_REFETCH
+        };
+        let file_changed = match &self.source {
+            Source::File(path) => stamp(path) != current.file_stamp,
+            Source::Url { .. } => false,
+        };
+        if !file_changed && attempts.last.is_some_and(|last| now - last < gap) {
+            return Ok(None);
+        }
+        attempts.last = Some(now);
+        let file_stamp = match &self.source {
+            Source::File(path) => stamp(path),
+            Source::Url { .. } => None,
+        };
+        let keys = match self.load_counted() {
+            Ok(keys) => keys,
+            Err(e) => {
+                if file_stamp.is_some() {
+                    // Remember the broken file's stamp: it is not read again until it changes.
+                    self.loaded.store(Arc::new(Loaded {
+                        keys: current.keys.clone(),
+                        at: current.at,
+                        file_stamp,
+                    }));
+                }
+                return Err(e);
+            }
+        };
+        log::info!(
+            "loaded {} key(s) from {}",
+            keys.len(),
+            self.source.describe()
+        );
+        let fresh = Arc::new(Loaded {
+            keys,
+            at: Some(now),
+            file_stamp,
+        });
+        self.loaded.store(Arc::clone(&fresh));
+        Ok(Some(fresh))
+    }
+
+    fn load_counted(&self) -> Result<Vec<Arc<PublicKey>>, JwksError> {
+        self.loads.fetch_add(1, Ordering::Relaxed);
+        load(&self.source).inspect_err(|e| {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            log::warn!("{e}");
+        })
+    }
+}

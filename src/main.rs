@@ -5,13 +5,14 @@ use std::io::BufRead;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use regauth::clock::SystemClock;
 use regauth::config::{self, Validated};
-use std::sync::Arc;
-
+use regauth::identity::federation::Federation;
 use regauth::identity::{
     Identity, IdentitySource, LdapSource, MAX_PASSWORD_BYTES, Sources, UserDirectory,
 };
@@ -343,6 +344,7 @@ fn check(config_path: Option<PathBuf>) -> anyhow::Result<()> {
             Err(e) => problems.push(format!("tls: {e}")),
         }
     }
+    check_federation(&config, &mut problems);
     if settings.auth.refresh_secret_file.exists() {
         match refresh::RefreshTokens::load(&settings.auth.refresh_secret_file, 60) {
             Ok(_) => println!("refresh tokens: on"),
@@ -388,6 +390,37 @@ fn check_keys(config: &Validated, problems: &mut Vec<String>) {
         println!("{what}: {}", key.label());
         if let Some(problem) = key.registry_thumbprint_problem() {
             problems.push(format!("{what}: {problem}"));
+        }
+    }
+}
+
+/// Loads each federation issuer's keys as `serve` would (a JWKS file must be usable; a URL is
+/// fetched once, and a failure there is a warning: the server retries on use).
+fn check_federation(config: &Validated, problems: &mut Vec<String>) {
+    let issuers = &config.settings.federation;
+    if issuers.is_empty() {
+        return;
+    }
+    let federation = match Federation::new(issuers, Arc::new(SystemClock)) {
+        Ok(federation) => federation,
+        Err(e) => {
+            problems.push(format!("federation: {e}"));
+            return;
+        }
+    };
+    federation.prefetch();
+    for status in federation.issuers() {
+        if status.keys == 0 {
+            println!(
+                "warning: federation issuer {:?}: no keys could be fetched from {} now; \
+                 its tokens get 503 until they can",
+                status.issuer, status.source
+            );
+        } else {
+            println!(
+                "federation issuer {:?}: {} key(s) from {}",
+                status.issuer, status.keys, status.source
+            );
         }
     }
 }

@@ -389,6 +389,17 @@ pub struct Federated {
     pub expires_at: DateTime<Utc>,
 }
 
+/// An issuer as `regauth check` and the start-up log show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerStatus {
+    /// The `iss`.
+    pub issuer: String,
+    /// The JWKS file or URL.
+    pub source: String,
+    /// Keys loaded now.
+    pub keys: usize,
+}
+
 struct Issuer {
     rules: Rules,
     keys: KeyStore,
@@ -446,14 +457,18 @@ impl Federation {
         self.issuers.is_empty()
     }
 
-    /// The configured issuers and where their keys come from.
-    pub fn issuers(&self) -> Vec<(String, String)> {
+    /// The configured issuers, where their keys come from and how many are loaded.
+    pub fn issuers(&self) -> Vec<IssuerStatus> {
         let mut list: Vec<_> = self
             .issuers
             .values()
-            .map(|i| (i.rules.issuer.clone(), i.keys.source().describe()))
+            .map(|i| IssuerStatus {
+                issuer: i.rules.issuer.clone(),
+                source: i.keys.source().describe(),
+                keys: i.keys.len(),
+            })
             .collect();
-        list.sort();
+        list.sort_by(|a, b| a.issuer.cmp(&b.issuer));
         list
     }
 

@@ -247,3 +247,47 @@ fn a_bare_address_is_a_single_host_range() {
         );
     }
 }
+
+#[test]
+fn service_account_names_match_namespace_rules_and_account_substitution_exactly() {
+    let acl = Acl::compile(&[
+        RuleSettings::new(
+            |m| {
+                m.account = Some("/system:serviceaccount:team-a:.+/".into());
+                m.name = Some("team-a/**".into());
+            },
+            &["pull", "push"],
+        ),
+        RuleSettings::new(|m| m.name = Some("cache/${account}/**".into()), &["*"]),
+        RuleSettings::new(|m| m.account = Some("/.+/".into()), &["pull"]),
+    ])
+    .unwrap();
+    let builder = Identity::user("system:serviceaccount:team-a:builder", vec![]);
+    let other = Identity::user("system:serviceaccount:team-b:builder", vec![]);
+    let lookalike = Identity::user("system:serviceaccount:team-a", vec![]);
+    let cases: [(&Identity, &str, &str); 6] = [
+        (&builder, "repository:team-a/app:pull,push", "pull,push"),
+        (&builder, "repository:team-a/x/y:push", "push"),
+        (&builder, "repository:team-b/app:pull,push", "pull"),
+        (&other, "repository:team-a/app:pull,push", "pull"),
+        (&lookalike, "repository:team-a/app:push", ""),
+        (&builder, "repository:cache/system/x:push", ""),
+    ];
+    for (identity, scope, granted) in cases {
+        let ctx = RequestContext {
+            identity,
+            service: "s",
+            ip: None,
+        };
+        let scopes = parse_all([scope]).unwrap();
+        let entries = grant(&acl, &ctx, &scopes);
+        assert_eq!(
+            entries[0].actions.to_string(),
+            granted,
+            "{} {scope}",
+            identity.subject()
+        );
+    } // `${account}` is the whole name, colons included: no repository can be named after it
+    // (the name grammar has no `:`), so such a rule grants nothing rather than too much.
+    assert!(parse_all(["repository:cache/system:serviceaccount:team-a:builder/x:push"]).is_err());
+}

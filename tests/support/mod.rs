@@ -115,3 +115,4 @@ pub fn k8s_swap(dir: &Path, generation: &str, files: &[(&str, &str)]) {
         }
     }
 }
+pub mod workload;

@@ -27,6 +27,7 @@ use serde_json::{Map, Value};
 use self::jwks::{JwksError, KeyStore, Lookup, Source};
 use super::Identity;
 use crate::clock::Clock;
+use crate::echo::shorten;
 
 /// The user name a client gives with a workload token (it may also give the mapped account).
 pub const TOKEN_USER: &str = "oidc";
@@ -707,15 +708,6 @@ fn map_identity(claims: &Map<String, Value>, rules: &Rules) -> Result<Identity, 
 
 fn usable_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= MAX_ACCOUNT_BYTES && !name.chars().any(char::is_control)
-}
-
-/// A value from a token, cut for a log line.
-fn shorten(text: &str) -> String {
-    const MAX: usize = 64;
-    match text.char_indices().nth(MAX) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_owned(),
-    }
 }
 
 #[cfg(test)]

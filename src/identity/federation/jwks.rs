@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, TryLockError};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -462,7 +462,7 @@ impl KeyStore {
 
     /// Loads the keys now if allowed (see the module docs), for a first fetch at start.
     pub fn refresh(&self) -> Result<(), JwksError> {
-        self.reload(|_| true).map(|_| ())
+        self.reload(true, |_| true).map(|_| ())
     }
 
     /// The keys that may verify a token with `kid` and `alg`. May read the file or fetch
@@ -470,7 +470,9 @@ impl KeyStore {
     pub fn lookup(&self, kid: Option<&str>, alg: Algorithm) -> Lookup {
         let mut loaded = self.loaded.load_full();
         if self.needs_reload(&loaded) {
-            match self.reload(|_| true) {
+            // Stale keys still verify: then nobody waits for a load another request runs.
+            let wait = loaded.keys.is_empty();
+            match self.reload(wait, |_| true) {
                 Ok(Some(fresh)) => loaded = fresh,
                 Ok(None) => loaded = self.loaded.load_full(),
                 Err(e) if loaded.keys.is_empty() => return Lookup::Unavailable(e),
@@ -503,7 +505,7 @@ impl KeyStore {
             Some(key) => key,
             None => {
                 // Someone may have refreshed meanwhile; else one refresh, if due.
-                let fresh = match self.reload(|current| find(current).is_none()) {
+                let fresh = match self.reload(true, |current| find(current).is_none()) {
                     Ok(Some(fresh)) => fresh,
                     Ok(None) => self.loaded.load_full(),
                     Err(e) => {
@@ -536,13 +538,21 @@ impl KeyStore {
     }
 
     /// Loads once more if `still_needed(current keys)` and the last attempt is old enough;
-    /// `Ok(None)` when nothing was loaded. One load at a time: callers that wait for a load
-    /// in progress then see its result and do not load again.
+    /// `Ok(None)` when nothing was loaded. One load at a time: callers that `wait` for a load
+    /// in progress then see its result and do not load again; the others go on at once.
     fn reload(
         &self,
+        wait: bool,
         still_needed: impl Fn(&Loaded) -> bool,
     ) -> Result<Option<Arc<Loaded>>, JwksError> {
-        let mut attempts = self.attempts.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut attempts = match self.attempts.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) if !wait => return Ok(None),
+            Err(TryLockError::WouldBlock) => {
+                self.attempts.lock().unwrap_or_else(PoisonError::into_inner)
+            }
+        };
         let current = self.loaded.load_full();
         if !still_needed(&current) {
             return Ok(None);

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 
 use regauth::clock::SystemClock;
 use regauth::config::{self, Validated};
-use regauth::identity::federation::Federation;
+use regauth::identity::federation::{Federated, Federation, TOKEN_USER};
 use regauth::identity::{
     Identity, IdentitySource, LdapSource, MAX_PASSWORD_BYTES, Sources, UserDirectory,
 };
@@ -108,6 +108,10 @@ enum Command {
         /// The client address, for ip rules.
         #[arg(long)]
         ip: Option<IpAddr>,
+        /// Instead of --account: a file (`-` for standard input) holding a workload token,
+        /// verified against `federation` as a login would be; the caller is its account.
+        #[arg(long, conflicts_with = "account")]
+        token_file: Option<PathBuf>,
     },
     /// GET an http:// URL and exit 0 on a 2xx answer (a container HEALTHCHECK without curl).
     Probe {
@@ -152,7 +156,8 @@ fn main() -> ExitCode {
             scope,
             service,
             ip,
-        } => explain(config, &account, &scope, service, ip),
+            token_file,
+        } => explain(config, &account, &scope, service, ip, token_file),
         Command::Probe {
             url,
             config,
@@ -431,12 +436,18 @@ fn explain(
     scopes: &[String],
     service: Option<String>,
     ip: Option<IpAddr>,
+    token_file: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let config = config::load(config_path.as_deref())?;
     let users: Arc<dyn IdentitySource> = Arc::new(users_of(&config)?);
     let ldap = ldap_of(&config)?.map(|source| Arc::new(source) as Arc<dyn IdentitySource>);
     let sources = Sources::standard(None, users, ldap);
-    let identity = if account.is_empty() {
+    let mut issuer = None;
+    let identity = if let Some(path) = token_file {
+        let federated = explain_token(&config, &path)?;
+        issuer = Some(federated.issuer);
+        federated.identity
+    } else if account.is_empty() {
         Identity::anonymous()
     } else {
         match sources.describe(account) {
@@ -467,7 +478,13 @@ fn explain(
         service: &service,
         ip,
     };
-    let who = if identity.is_anonymous() {
+    let account = identity.subject().to_owned();
+    let who = if let Some(issuer) = issuer {
+        format!(
+            "account {account:?} (source: federation (issuer {issuer}), groups: [{}])",
+            identity.groups().join(", ")
+        )
+    } else if identity.is_anonymous() {
         "anonymous".to_owned()
     } else if identity.source().is_empty() {
         format!("account {account:?}")
@@ -491,4 +508,33 @@ fn explain(
         );
     }
     Ok(())
+}
+
+/// The caller a workload token stands for, checked as a login would check it (its keys are
+/// fetched when they come from a URL); the reason when it would be refused.
+fn explain_token(config: &Validated, path: &std::path::Path) -> anyhow::Result<Federated> {
+    let text = if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text)
+            .context("reading the token from standard input")?;
+        text
+    } else {
+        std::fs::read_to_string(path)
+            .with_context(|| format!("reading the token from {}", path.display()))?
+    };
+    let federation = Federation::new(&config.settings.federation, Arc::new(SystemClock))?;
+    match federation.verify(TOKEN_USER, text.trim())? {
+        Some(federated) => Ok(federated),
+        None => anyhow::bail!(
+            "{} does not hold a token of a configured federation issuer ({}); it would be \
+             checked as a password",
+            path.display(),
+            federation
+                .issuers()
+                .iter()
+                .map(|i| i.issuer.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }

@@ -15,6 +15,7 @@ use crate::claims::ClaimsBuilder;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{KeySource, Validated};
 use crate::http::{self, AppState};
+use crate::identity::federation::Federation;
 use crate::identity::{IdentitySource, LdapSource, LoginOptions, Logins, Sources, UserDirectory};
 use crate::keys::{self, KeyProvider, KeySpec, generate};
 use crate::metrics::Metrics;
@@ -66,7 +67,7 @@ impl Application {
             .map(LdapSource::new)
             .transpose()?
             .map(|source| Arc::new(source) as Arc<dyn IdentitySource>);
-        let sources = Sources::standard(None, users_source, ldap);
+        let sources = Sources::standard(federation(&config, &clock)?, users_source, ldap);
         log::info!("identity sources, in order: {}", sources.names().join(", "));
         let logins = Arc::new(Logins::with_sources(
             Arc::clone(&users),
@@ -318,6 +319,33 @@ fn login_options(config: &Validated) -> LoginOptions {
         queue: auth.check_queue,
         limits: auth.limits.clone(),
     }
+}
+
+/// The workload-token issuers, when `federation` lists any. JWKS files are read now (an
+/// unusable one stops the start); URL keys are fetched in the background, so the first
+/// token need not wait for them.
+fn federation(
+    config: &Validated,
+    clock: &Arc<dyn Clock>,
+) -> anyhow::Result<Option<Arc<dyn IdentitySource>>> {
+    let issuers = &config.settings.federation;
+    if issuers.is_empty() {
+        return Ok(None);
+    }
+    let federation = Arc::new(Federation::new(issuers, Arc::clone(clock))?);
+    for status in federation.issuers() {
+        log::info!(
+            "workload tokens of issuer {:?} accepted, keys from {}",
+            status.issuer,
+            status.source
+        );
+    }
+    let prefetch = Arc::clone(&federation);
+    std::thread::Builder::new()
+        .name("regauth-jwks".into())
+        .spawn(move || prefetch.prefetch())
+        .context("starting the JWKS fetch thread")?;
+    Ok(Some(federation))
 }
 
 /// The key provider from the settings (see [`keys::provider_from_settings`]); a first start

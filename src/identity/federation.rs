@@ -24,13 +24,17 @@ use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use secrecy::ExposeSecret;
+
 use self::jwks::{JwksError, KeyStore, Lookup, Source};
-use super::Identity;
+use super::{Credentials, Identity, IdentitySource, Outcome};
 use crate::clock::Clock;
 use crate::echo::shorten;
 
 /// The user name a client gives with a workload token (it may also give the mapped account).
 pub const TOKEN_USER: &str = "oidc";
+/// The identity source's name, as logs, `regauth explain` and identities show it.
+pub const SOURCE_FEDERATION: &str = "federation";
 /// Longest password looked at as a token; longer ones are not tokens.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 /// Largest decoded claim set accepted.
@@ -562,6 +566,46 @@ impl Federation {
         let iss = claims.get("iss")?.as_str()?;
         let issuer = self.issuers.get(iss)?;
         Some((issuer, parts, claims))
+    }
+}
+
+/// The identity source: asked first, it claims only passwords that are tokens of a
+/// configured issuer. A login it authenticates is never kept in the login cache past the
+/// token's `exp`.
+impl IdentitySource for Federation {
+    fn name(&self) -> &str {
+        SOURCE_FEDERATION
+    }
+
+    fn is_configured(&self) -> bool {
+        !self.is_empty()
+    }
+
+    fn authenticate(&self, credentials: &Credentials) -> Outcome {
+        match self.verify(&credentials.username, credentials.password.expose_secret()) {
+            Ok(None) => Outcome::NotMine,
+            Ok(Some(federated)) => {
+                log::debug!(
+                    "workload token of {} accepted for {:?}",
+                    federated.issuer,
+                    federated.identity.subject()
+                );
+                let left = (federated.expires_at - self.clock.now())
+                    .to_std()
+                    .unwrap_or_default();
+                Outcome::Authenticated(
+                    federated
+                        .identity
+                        .with_source(SOURCE_FEDERATION)
+                        .valid_until(std::time::Instant::now() + left),
+                )
+            }
+            Err(e @ FederationError::Refused { .. }) => {
+                log::info!("{e}");
+                Outcome::Rejected
+            }
+            Err(e @ FederationError::Unavailable { .. }) => Outcome::Unavailable(e.to_string()),
+        }
     }
 }
 

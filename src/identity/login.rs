@@ -194,7 +194,8 @@ impl Logins {
 
     /// Decides who the caller is. Without credentials the caller is anonymous; with
     /// credentials and no users configured at all, credentials are ignored (the caller is
-    /// anonymous too). `account`, when given, must name the user the credentials belong to.
+    /// anonymous too). `account`, when given, must be the user name of the credentials or the
+    /// account they authenticate as.
     pub async fn login(
         &self,
         credentials: Option<Credentials>,
@@ -233,8 +234,12 @@ impl Logins {
             }
         }
         let identity = result?;
+        // The name the client signed in with (which the source accepted: `oidc` for a
+        // workload token) or the account it maps to.
         match account {
-            Some(account) if !account.is_empty() && account != identity.subject() => {
+            Some(account)
+                if !account.is_empty() && account != identity.subject() && account != name =>
+            {
                 Err(AuthError::AccountMismatch.into())
             }
             _ => Ok(identity),

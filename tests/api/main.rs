@@ -13,6 +13,7 @@
 mod audit;
 mod cli;
 mod errors;
+mod federation;
 mod hardening;
 mod health;
 mod helpers;

@@ -1,0 +1,532 @@
+//! Workload-token federation over HTTP: a Kubernetes-style service-account token as the
+//! password (Basic and the OAuth2 password grant), keys from a JWKS served on loopback.
+
+use std::sync::Arc;
+
+use chrono::{TimeDelta, Utc};
+use jsonwebtoken::Algorithm;
+use regauth::clock::ManualClock;
+use regauth::config::Settings;
+use regauth::identity::federation::IssuerSettings;
+use regauth::policy::RuleSettings;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, claims, spawn_app_with_clock, user};
+use crate::support::workload::{
+    JwksServer, WorkloadKey, jwks_of, service_account_claims, unsigned_token, workload_key,
+};
+
+const ISS: &str = "https://kubernetes.default.svc.cluster.local";
+const AUD: &str = "registry.test";
+const BUILDER: &str = "system:serviceaccount:team-a:builder";
+const SCOPES: &str = "scope=repository:team-a/app:pull,push&scope=repository:team-b/app:pull,push";
+
+struct Federated {
+    app: TestApp,
+    jwks: JwksServer,
+    clock: Arc<ManualClock>,
+    rsa: WorkloadKey,
+    ec: WorkloadKey,
+}
+
+/// Namespace team-a may push to team-a/**; any other signed-in caller may pull.
+fn team_rules(s: &mut Settings) {
+    s.acl = Some(vec![
+        RuleSettings::new(
+            |m| {
+                m.account = Some("/system:serviceaccount:team-a:.+/".into());
+                m.name = Some("team-a/**".into());
+            },
+            &["pull", "push"],
+        ),
+        RuleSettings::new(|m| m.account = Some("/.+/".into()), &["pull"]),
+    ]);
+}
+
+async fn federated(customize: impl FnOnce(&mut Settings, &str)) -> Federated {
+    let rsa = workload_key("rsa-1", Algorithm::RS256);
+    let ec = workload_key("ec-1", Algorithm::ES256);
+    let jwks = JwksServer::start(jwks_of(&[&rsa, &ec])).await;
+    let now = Utc::now().timestamp();
+    let clock = Arc::new(ManualClock::new(
+        chrono::DateTime::from_timestamp(now, 0).unwrap(),
+    ));
+    let url = jwks.url.clone();
+    let app = spawn_app_with_clock(
+        |s| {
+            s.token.services = vec![AUD.into()];
+            s.users.insert("alice".into(), user("s3cret", &[]));
+            let mut issuer = IssuerSettings::new(ISS, &[AUD]);
+            issuer.jwks_url = Some(url.clone());
+            s.federation = vec![issuer];
+            team_rules(s);
+            customize(s, &url);
+        },
+        clock.clone(),
+    )
+    .await;
+    // The keys are fetched in the background at start (unless the URL is unreachable).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while jwks.hits() == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Federated {
+        app,
+        jwks,
+        clock,
+        rsa,
+        ec,
+    }
+}
+
+impl Federated {
+    fn now(&self) -> i64 {
+        use regauth::clock::Clock;
+        self.clock.now().timestamp()
+    }
+
+    /// A token for team-a's builder, issued now, valid for an hour.
+    fn claims(&self) -> Value {
+        service_account_claims(ISS, AUD, "team-a", "builder", self.now(), 3600)
+    }
+
+    async fn get(&self, user: &str, token: &str, extra: &str) -> reqwest::Response {
+        self.app
+            .client
+            .get(format!(
+                "{}/token?service={AUD}&{SCOPES}&account={user}{extra}",
+                self.app.address
+            ))
+            .basic_auth(user, Some(token))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn status(&self, token: &str) -> u16 {
+        self.get("oidc", token, "").await.status().as_u16()
+    }
+}
+
+fn access(body: &Value) -> Value {
+    claims(body["token"].as_str().unwrap())["access"].clone()
+}
+
+#[tokio::test]
+async fn a_service_account_token_as_basic_password_gets_its_namespaces_push_and_no_refresh_token() {
+    let f = federated(|_, _| {}).await;
+    for key in [&f.rsa, &f.ec] {
+        let response = f
+            .get("oidc", &key.sign(&f.claims()), "&offline_token=true")
+            .await;
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        let token = claims(body["token"].as_str().unwrap());
+        assert_eq!(token["sub"], BUILDER);
+        assert_eq!(
+            access(&body),
+            json!([
+                {"type": "repository", "name": "team-a/app", "actions": ["pull", "push"]},
+                {"type": "repository", "name": "team-b/app", "actions": ["pull"]},
+            ])
+        );
+        assert!(
+            body.get("refresh_token").is_none(),
+            "no refresh token for a federated caller: {body}"
+        );
+    }
+    // A password user still gets one, so refresh tokens are on in this server.
+    let alice: Value = f
+        .app
+        .client
+        .get(format!(
+            "{}/token?service={AUD}&account=alice&offline_token=true",
+            f.app.address
+        ))
+        .basic_auth("alice", Some("s3cret"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(alice["refresh_token"].is_string(), "{alice}");
+}
+
+#[tokio::test]
+async fn the_oauth2_password_grant_takes_the_token_with_oidc_or_the_account_as_user_name() {
+    let f = federated(|_, _| {}).await;
+    let token = f.ec.sign(&f.claims());
+    for username in ["oidc", BUILDER] {
+        let response = f
+            .app
+            .client
+            .post(format!("{}/token", f.app.address))
+            .form(&[
+                ("grant_type", "password"),
+                ("service", AUD),
+                ("client_id", "containerd-client"),
+                ("access_type", "offline"),
+                (
+                    "scope",
+                    "repository:team-a/app:pull,push repository:team-b/app:push",
+                ),
+                ("username", username),
+                ("password", &token),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{username}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["scope"], "repository:team-a/app:pull,push");
+        assert_eq!(
+            claims(body["access_token"].as_str().unwrap())["sub"],
+            BUILDER
+        );
+        assert!(body.get("refresh_token").is_none(), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn a_user_name_that_is_neither_oidc_nor_the_account_is_refused() {
+    let f = federated(|_, _| {}).await;
+    let token = f.rsa.sign(&f.claims());
+    for user in ["alice", "system:serviceaccount:team-b:builder"] {
+        let response = f
+            .app
+            .client
+            .post(format!("{}/token", f.app.address))
+            .form(&[
+                ("grant_type", "password"),
+                ("service", AUD),
+                ("client_id", "c"),
+                ("username", user),
+                ("password", &token),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "{user}");
+    }
+    assert_eq!(f.get("bob", &token, "").await.status(), 401);
+}
+
+#[tokio::test]
+async fn expired_not_yet_valid_wrong_audience_and_too_long_lived_tokens_are_refused() {
+    let f = federated(|s, _| {
+        s.auth.cache_seconds = 0;
+        // Six refusals in a row from one address would lock `oidc` out there.
+        s.auth.limits.failures = 0;
+        s.federation[0].max_lifetime_seconds = 7200;
+    })
+    .await;
+    let now = f.now();
+    let mut expired = f.claims();
+    expired["iat"] = json!(now - 7000);
+    expired["nbf"] = json!(now - 7000);
+    expired["exp"] = json!(now - 61);
+    let mut early = f.claims();
+    early["nbf"] = json!(now + 120);
+    early["iat"] = json!(now + 120);
+    early["exp"] = json!(now + 1200);
+    let mut audience = f.claims();
+    audience["aud"] = json!(["https://kubernetes.default.svc"]);
+    let mut long = f.claims();
+    long["exp"] = json!(now + 7201);
+    let mut no_exp = f.claims();
+    no_exp.as_object_mut().unwrap().remove("exp");
+    for (what, claims) in [
+        ("expired", expired),
+        ("not yet valid", early),
+        ("wrong audience", audience),
+        ("too long-lived", long),
+        ("no exp", no_exp),
+    ] {
+        assert_eq!(f.status(&f.rsa.sign(&claims)).await, 401, "{what}");
+    }
+    // The same token is good now and refused once the clock passes exp + leeway.
+    let token = f.ec.sign(&f.claims());
+    assert_eq!(f.status(&token).await, 200);
+    f.clock.advance(TimeDelta::seconds(3600 + 61));
+    assert_eq!(f.status(&token).await, 401);
+}
+
+#[tokio::test]
+async fn unsigned_and_hmac_confusion_tokens_are_refused() {
+    let f = federated(|_, _| {}).await;
+    assert_eq!(f.status(&unsigned_token("rsa-1", &f.claims())).await, 401);
+    assert_eq!(
+        f.status(&f.rsa.hmac_with_public_key(&f.claims())).await,
+        401
+    );
+    let body: Value = f
+        .get("oidc", &f.rsa.hmac_with_public_key(&f.claims()), "")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["errors"][0]["code"], "UNAUTHORIZED", "{body}");
+}
+
+#[tokio::test]
+async fn a_token_from_an_unknown_issuer_is_a_wrong_password_and_counted_as_one() {
+    let f = federated(|_, _| {}).await;
+    let mut stranger = f.claims();
+    stranger["iss"] = json!("https://other.example");
+    assert_eq!(f.status(&f.rsa.sign(&stranger)).await, 401);
+    let metrics = f.app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("regauth_auth_failures_total{reason=\"invalid_credentials\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(
+        f.jwks.hits(),
+        1,
+        "an unknown issuer's token fetches nothing"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_kid_refetches_the_jwks_once_a_minute_at_most() {
+    let f = federated(|s, _| {
+        s.auth.cache_seconds = 0;
+        s.auth.limits.failures = 0;
+    })
+    .await;
+    assert_eq!(f.jwks.hits(), 1, "the keys are fetched at start");
+    assert_eq!(f.status(&f.rsa.sign(&f.claims())).await, 200);
+    assert_eq!(f.status(&f.ec.sign(&f.claims())).await, 200);
+    assert_eq!(f.jwks.hits(), 1, "known keys need no fetch");
+    let early = workload_key("rsa-0", Algorithm::RS256);
+    assert_eq!(f.status(&early.sign(&f.claims())).await, 401);
+    assert_eq!(
+        f.jwks.hits(),
+        1,
+        "no re-fetch within a minute of the first fetch"
+    );
+    f.clock.advance(TimeDelta::seconds(61));
+
+    let rotated = workload_key("rsa-2", Algorithm::RS256);
+    assert_eq!(f.status(&rotated.sign(&f.claims())).await, 401);
+    assert_eq!(f.jwks.hits(), 2, "one re-fetch for the unknown kid");
+    let other = workload_key("rsa-3", Algorithm::RS256);
+    assert_eq!(f.status(&other.sign(&f.claims())).await, 401);
+    assert_eq!(
+        f.jwks.hits(),
+        2,
+        "a second unknown kid within the minute fetches nothing"
+    );
+
+    // The issuer publishes the new key; a minute later the unknown kid is fetched and works.
+    f.jwks.set(jwks_of(&[&f.rsa, &f.ec, &rotated]));
+    assert_eq!(
+        f.status(&rotated.sign(&f.claims())).await,
+        401,
+        "still within the minute"
+    );
+    f.clock.advance(TimeDelta::seconds(61));
+    assert_eq!(f.status(&rotated.sign(&f.claims())).await, 200);
+    assert_eq!(f.jwks.hits(), 3);
+}
+
+#[tokio::test]
+async fn cached_keys_keep_working_while_the_jwks_endpoint_is_down() {
+    let f = federated(|s, _| s.auth.cache_seconds = 0).await;
+    assert_eq!(f.status(&f.rsa.sign(&f.claims())).await, 200);
+    f.jwks.stop().await;
+    // Past the keys' freshness: a re-fetch is tried, fails, and the known keys still verify.
+    f.clock.advance(TimeDelta::minutes(20));
+    assert_eq!(f.status(&f.ec.sign(&f.claims())).await, 200);
+    assert_eq!(f.status(&f.rsa.sign(&f.claims())).await, 200);
+    // An unknown kid is still just refused.
+    let stranger = workload_key("rsa-9", Algorithm::RS256);
+    assert_eq!(f.status(&stranger.sign(&f.claims())).await, 401);
+}
+
+#[tokio::test]
+async fn an_issuer_whose_keys_were_never_fetched_answers_503_not_401() {
+    let f = federated(|s, _| {
+        // Nothing listens on the discard port of loopback.
+        s.federation[0].jwks_url = Some("http://127.0.0.1:9/jwks".into());
+    })
+    .await;
+    let response = f.get("oidc", &f.rsa.sign(&f.claims()), "").await;
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["errors"][0]["message"].is_string(), "{body}");
+    // A password user is unaffected.
+    let alice = f
+        .app
+        .client
+        .get(format!("{}/token?service={AUD}", f.app.address))
+        .basic_auth("alice", Some("s3cret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(alice.status(), 200);
+}
+
+#[tokio::test]
+async fn a_cached_federated_login_never_outlives_the_tokens_expiry() {
+    // The real clock here: the login cache keeps time with it.
+    let rsa = workload_key("rsa-1", Algorithm::RS256);
+    let jwks = JwksServer::start(jwks_of(&[&rsa])).await;
+    let url = jwks.url.clone();
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.token.services = vec![AUD.into()];
+        s.auth.cache_seconds = 600;
+        let mut issuer = IssuerSettings::new(ISS, &[AUD]);
+        issuer.jwks_url = Some(url);
+        issuer.leeway_seconds = 0;
+        s.federation = vec![issuer];
+    })
+    .await;
+    let now = Utc::now().timestamp();
+    let token = rsa.sign(&service_account_claims(
+        ISS,
+        AUD,
+        "team-a",
+        "builder",
+        now - 10,
+        13,
+    ));
+    let get = || {
+        app.client
+            .get(format!("{}/token?service={AUD}", app.address))
+            .basic_auth("oidc", Some(&token))
+            .send()
+    };
+    assert_eq!(get().await.unwrap().status(), 200);
+    assert_eq!(get().await.unwrap().status(), 200);
+    assert!(
+        app.logins.stats().cache_hits >= 1,
+        "the second login came from the cache"
+    );
+    // The token expires 3 s after it was made; the cache would keep it 600 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let refused_at = loop {
+        if get().await.unwrap().status() == 401 {
+            break Utc::now().timestamp();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still accepted long after exp"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(refused_at >= now + 3, "refused before exp");
+}
+
+/// A directory with a key, `cluster-jwks.json` holding `key`, and a regauth.yaml trusting it.
+fn cli_dir(key: &WorkloadKey, extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    regauth::keys::generate::write(
+        &dir.path().join("keys"),
+        regauth::keys::Algorithm::ES256,
+        false,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("cluster-jwks.json"), jwks_of(&[key])).unwrap();
+    std::fs::write(
+        dir.path().join("regauth.yaml"),
+        format!(
+            "token:\n  services: [{AUD}]\nfederation:\n  - issuer: {ISS}\n    jwks_file: cluster-jwks.json\n    audiences: [{AUD}]\n{extra}\
+             acl:\n  - match: {{account: '/system:serviceaccount:team-a:.+/', name: 'team-a/**'}}\n    actions: [pull, push]\n    comment: team-a pushes\n"
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+fn regauth_in(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_regauth"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_loads_the_issuers_keys_and_refuses_hmac_or_a_broken_jwks() {
+    let key = workload_key("rsa-1", Algorithm::RS256);
+    let good = cli_dir(&key, "");
+    let (ok, stdout, stderr) = regauth_in(good.path(), &["check", "--config", "regauth.yaml"]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "federation issuer \"{ISS}\": 1 key(s) from cluster-jwks.json"
+        )),
+        "{stdout}"
+    );
+    let hmac = cli_dir(&key, "    algorithms: [RS256, HS256]\n");
+    let (ok, _, stderr) = regauth_in(hmac.path(), &["check", "--config", "regauth.yaml"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("federation: entry 0 (issuer")
+            && stderr.contains("\"HS256\" is never accepted"),
+        "{stderr}"
+    );
+    let broken = cli_dir(&key, "");
+    std::fs::write(broken.path().join("cluster-jwks.json"), "{\"keys\": []}").unwrap();
+    let (ok, _, stderr) = regauth_in(broken.path(), &["check", "--config", "regauth.yaml"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("cluster-jwks.json has no usable signature key"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn explain_verifies_a_token_file_and_names_its_issuer_or_why_it_is_refused() {
+    let key = workload_key("rsa-1", Algorithm::RS256);
+    let dir = cli_dir(&key, "");
+    let now = Utc::now().timestamp();
+    let write = |name: &str, claims: &Value| {
+        std::fs::write(dir.path().join(name), format!("{}\n", key.sign(claims))).unwrap();
+    };
+    write(
+        "good.jwt",
+        &service_account_claims(ISS, AUD, "team-a", "builder", now, 600),
+    );
+    write(
+        "expired.jwt",
+        &service_account_claims(ISS, AUD, "team-a", "builder", now - 4000, 600),
+    );
+    let explain = |file: &str| {
+        regauth_in(
+            dir.path(),
+            &[
+                "explain",
+                "--config",
+                "regauth.yaml",
+                "--token-file",
+                file,
+                "--scope",
+                "repository:team-a/app:pull,push",
+            ],
+        )
+    };
+    let (ok, stdout, stderr) = explain("good.jwt");
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "account \"{BUILDER}\" (source: federation (issuer {ISS}), groups: [])"
+        )) && stdout.contains("granted: [pull,push]")
+            && stdout.contains("(team-a pushes)"),
+        "{stdout}"
+    );
+    let (ok, _, stderr) = explain("expired.jwt");
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!(
+            "workload token from {ISS} refused: the token expired at"
+        )),
+        "{stderr}"
+    );
+}

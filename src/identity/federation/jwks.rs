@@ -274,10 +274,17 @@ pub enum Source {
 
 impl Source {
     /// A URL source; `ca_file` replaces the built-in web roots when given.
+    /// The proxy named by `HTTPS_PROXY`/`HTTP_PROXY` (and `NO_PROXY`) is used, except for a
+    /// loopback URL.
     pub fn url(url: &str, ca_file: Option<&Path>) -> Result<Source, JwksError> {
+        let loopback = url
+            .parse::<ureq::http::Uri>()
+            .ok()
+            .and_then(|u| u.host().map(super::settings::is_loopback))
+            .unwrap_or(false);
         Ok(Source::Url {
             url: url.to_owned(),
-            agent: agent(ca_file)?,
+            agent: agent(ca_file, !loopback)?,
         })
     }
 
@@ -290,7 +297,7 @@ impl Source {
     }
 }
 
-fn agent(ca_file: Option<&Path>) -> Result<ureq::Agent, JwksError> {
+fn agent(ca_file: Option<&Path>, use_proxy: bool) -> Result<ureq::Agent, JwksError> {
     use ureq::tls::{Certificate, RootCerts, TlsConfig};
     let mut tls = TlsConfig::builder().unversioned_rustls_crypto_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
@@ -312,7 +319,11 @@ fn agent(ca_file: Option<&Path>) -> Result<ureq::Agent, JwksError> {
         }
         tls = tls.root_certs(RootCerts::new_with_certs(&certs));
     }
-    let config = ureq::Agent::config_builder()
+    let mut config = ureq::Agent::config_builder();
+    if !use_proxy {
+        config = config.proxy(None);
+    }
+    let config = config
         .timeout_global(Some(FETCH_TIMEOUT))
         .max_redirects(0)
         .user_agent(concat!("regauth/", env!("CARGO_PKG_VERSION")))

@@ -239,7 +239,8 @@ fn check_url(url: &str) -> Result<(), String> {
     }
 }
 
-fn is_loopback(host: &str) -> bool {
+/// `localhost` or a loopback address (`[::1]` with or without brackets).
+pub(super) fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || host

@@ -628,3 +628,18 @@ fn a_missing_or_unusable_jwks_file_stops_the_start_with_its_name() {
     let err = Federation::new(&[s], clock).err().unwrap().to_string();
     assert!(err.contains("/nonexistent/jwks.json"), "{err}");
 }
+
+/// With `HTTP_PROXY` set (run it so to see it bite), a client built by default would use it.
+#[test]
+fn a_loopback_jwks_url_never_goes_through_a_proxy() {
+    for url in [
+        "http://127.0.0.1:8080/jwks",
+        "http://[::1]/jwks",
+        "http://localhost/k",
+    ] {
+        let Source::Url { agent, .. } = Source::url(url, None).unwrap() else {
+            panic!("a URL source");
+        };
+        assert!(agent.config().proxy().is_none(), "{url}");
+    }
+}

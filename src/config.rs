@@ -771,6 +771,33 @@ mod tests {
         assert_eq!(v.settings.key.path, PathBuf::from("/x/k.pem"));
     }
 
+    #[test]
+    fn federation_issuers_load_with_their_defaults() {
+        let f = file(
+            ".yaml",
+            "federation:\n  - issuer: https://kubernetes.default.svc\n    jwks_file: /etc/regauth/jwks.json\n    audiences: [registry.test]\n\
+             \x20 - issuer: https://token.actions.githubusercontent.com\n    jwks_url: https://token.actions.githubusercontent.com/.well-known/jwks\n    audiences: [a, b]\n    account_claim: repository_owner\n    groups_claim: groups\n    algorithms: [RS256]\n    leeway_seconds: 5\n    max_lifetime_seconds: 900\n",
+        );
+        let v = load_with_env(Some(f.path()), &HashMap::new()).unwrap();
+        let [k8s, github] = v.settings.federation.as_slice() else {
+            panic!("two issuers: {:?}", v.settings.federation);
+        };
+        let mut expected =
+            IssuerSettings::new("https://kubernetes.default.svc", &["registry.test"]);
+        expected.jwks_file = Some(PathBuf::from("/etc/regauth/jwks.json"));
+        assert_eq!(k8s, &expected);
+        assert_eq!(k8s.algorithms, ["RS256", "ES256"]);
+        assert_eq!((k8s.leeway_seconds, k8s.max_lifetime_seconds), (60, 86_400));
+        assert_eq!(k8s.account_claim, "sub");
+        assert_eq!(github.account_claim, "repository_owner");
+        assert_eq!(github.groups_claim.as_deref(), Some("groups"));
+        assert_eq!(
+            (github.leeway_seconds, github.max_lifetime_seconds),
+            (5, 900)
+        );
+        assert!(Settings::default().federation.is_empty());
+    }
+
     /// (YAML, environment, expected text of the error)
     type BadCase<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
 
@@ -924,6 +951,21 @@ mod tests {
                 "users: \"ci:bot\" is not a user name",
             ),
             ("users:\n  '': {}\n", &[], "users: \"\" is not a user name"),
+            (
+                "federation:\n  - issuer: https://ci.example\n    jwks_url: https://ci.example/keys\n    audiences: []\n",
+                &[],
+                "federation: entry 0 (issuer \"https://ci.example\"): audiences must list at least one",
+            ),
+            (
+                "federation:\n  - issuer: https://ci.example\n    jwks_file: k.json\n    audiences: [r]\n    algorithms: [HS256]\n",
+                &[],
+                "\"HS256\" is never accepted",
+            ),
+            (
+                "federation:\n  - issuer: x\n    jwks_file: k.json\n    audience: [r]\n",
+                &[],
+                "unknown field `audience`",
+            ),
             (
                 "{}\n",
                 &[("REGAUTH_TOKEN__TTL_SECONDS", "10")],

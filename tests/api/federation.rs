@@ -530,3 +530,35 @@ fn explain_verifies_a_token_file_and_names_its_issuer_or_why_it_is_refused() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn an_oversized_jwks_is_not_read() {
+    let rsa = workload_key("rsa-1", Algorithm::RS256);
+    let padding = "x".repeat(300 * 1024);
+    let big = JwksServer::start(format!(
+        "{{\"keys\": [{}], \"padding\": \"{padding}\"}}",
+        serde_json::to_string(&rsa.jwk).unwrap()
+    ))
+    .await;
+    let url = big.url.clone();
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.token.services = vec![AUD.into()];
+        let mut issuer = IssuerSettings::new(ISS, &[AUD]);
+        issuer.jwks_url = Some(url);
+        s.federation = vec![issuer];
+    })
+    .await;
+    let now = Utc::now().timestamp();
+    let token = rsa.sign(&service_account_claims(
+        ISS, AUD, "team-a", "builder", now, 600,
+    ));
+    let response = app
+        .client
+        .get(format!("{}/token?service={AUD}", app.address))
+        .basic_auth("oidc", Some(&token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503, "no key could be loaded");
+    assert!(big.hits() >= 1);
+}

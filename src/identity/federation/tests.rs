@@ -643,3 +643,28 @@ fn a_loopback_jwks_url_never_goes_through_a_proxy() {
         assert!(agent.config().proxy().is_none(), "{url}");
     }
 }
+
+#[test]
+fn a_ca_file_must_hold_pem_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "no certificate here\n").unwrap();
+    let err = Source::url("https://issuer.test/keys", Some(&empty))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("no PEM certificate"), "{err}");
+    let missing = dir.path().join("missing.pem");
+    assert!(matches!(
+        Source::url("https://issuer.test/keys", Some(&missing)),
+        Err(jwks::JwksError::Ca { .. })
+    ));
+    let ca = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["issuer.test".to_owned()])
+        .unwrap()
+        .self_signed(&ca)
+        .unwrap();
+    let good = dir.path().join("ca.pem");
+    std::fs::write(&good, cert.pem()).unwrap();
+    assert!(Source::url("https://issuer.test/keys", Some(&good)).is_ok());
+}

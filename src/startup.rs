@@ -291,6 +291,8 @@ fn admin_server(
     let server = HttpServer::new(move || {
         App::new()
             .wrap(middleware::ErrorHandlers::new().default_handler(http::json_fallback))
+            // Request ids here too, so a failed scrape can be found in the log.
+            .wrap(middleware::from_fn(http::tag))
             .app_data(state.clone())
             .configure(http::admin_routes)
     })

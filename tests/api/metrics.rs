@@ -231,6 +231,18 @@ async fn admin_listen_takes_metrics_and_readyz_off_the_main_port_and_drains_with
     assert_eq!(get("/readyz").await.unwrap().status(), 200);
     assert_eq!(get("/healthz").await.unwrap().status(), 200);
     assert_eq!(get("/token?service=x").await.unwrap().status(), 404);
+    // The admin listener tags its answers like the main one: a caller's id comes back, and
+    // a fresh one is made otherwise.
+    let tagged = app
+        .client
+        .get(format!("{admin}/readyz"))
+        .header("X-Request-Id", "scrape-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tagged.headers()["x-request-id"], "scrape-42");
+    let untagged = get("/metrics").await.unwrap();
+    assert!(!untagged.headers()["x-request-id"].is_empty());
     let text = scrape(&app.client, &admin).await;
     assert_eq!(value(&text, GET_COUNT), 1.0);
 

@@ -1,5 +1,6 @@
 //! Liveness (`/healthz`) and readiness (`/readyz`: a usable signing key is loaded; with
-//! `server.tls`, the served certificate and its reload state are reported too).
+//! `server.tls`, the served certificate and its reload state are reported too, and with
+//! `auth.htpasswd`, that file's reload state).
 
 use actix_web::{HttpResponse, web};
 use chrono::SecondsFormat;
@@ -45,6 +46,15 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         "reload_panics": status.reload_panics,
         "watch_rearmed": status.watch_rearmed,
         "watch_problem": status.watch_problem,
+        "htpasswd": state.users.htpasswd_path().map(|path| {
+            let users = state.users.reload_status();
+            json!({
+                "path": path.display().to_string(),
+                "last_reload": users.last_attempt.map(rfc3339),
+                "failed_reloads": users.failed_reloads,
+                "last_reload_error": users.last_error,
+            })
+        }),
         "tls": state.tls.as_ref().map(|tls| {
             let tls = tls.status();
             json!({

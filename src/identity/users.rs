@@ -298,6 +298,11 @@ impl UserDirectory {
         self.shared.reload()
     }
 
+    /// The htpasswd file, when one is configured.
+    pub fn htpasswd_path(&self) -> Option<&Path> {
+        self.shared.htpasswd.as_deref()
+    }
+
     /// What the htpasswd reloads have done so far (all zero without an htpasswd file).
     pub fn reload_status(&self) -> ReloadStatus {
         self.shared

@@ -157,6 +157,21 @@ async fn htpasswd_users_can_sign_in_and_changes_apply_without_a_restart() {
         status.last_error.as_deref().unwrap().contains("line 1"),
         "{status:?}"
     );
+    // /readyz shows it, and stays ready: the last good users still sign in.
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 200);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    let reported = &body["htpasswd"];
+    assert_eq!(reported["path"], htpasswd.display().to_string());
+    assert!(reported["failed_reloads"].as_u64().unwrap() > failed_before);
+    assert!(
+        reported["last_reload_error"]
+            .as_str()
+            .unwrap()
+            .contains("line 1"),
+        "{body}"
+    );
+    assert!(reported["last_reload"].is_string());
     assert_eq!(
         get_with(&app, "service=s", "carol", "pw2").await.status(),
         200

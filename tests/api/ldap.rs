@@ -1,9 +1,12 @@
 //! The `ldap` identity source against a real OpenLDAP `slapd`, which each test starts on a
 //! loopback port with a seeded directory (users, groups, a service account) in a temp dir.
+//! The directory runs OpenLDAP's `memberof` overlay, which keeps each user's `memberOf` in
+//! step with `groupOfNames` changes made through the running server (not with `slapadd`).
 //!
 //! Without `slapd`/`slapadd` on the machine these tests are skipped with a message, except
 //! under CI (`CI` set), where that is a failure: `.ci/run` installs them.
 
+use std::collections::HashSet;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -141,6 +144,7 @@ impl Slapd {
              pidfile {r}/slapd.pid\n\
              modulepath /usr/lib/ldap\n\
              moduleload back_mdb\n\
+             moduleload memberof\n\
              TLSCACertificateFile {r}/ca.pem\n\
              TLSCertificateFile {r}/server.pem\n\
              TLSCertificateKeyFile {r}/server.key\n\
@@ -150,6 +154,7 @@ impl Slapd {
              rootpw admin-secret\n\
              directory {r}/db\n\
              maxsize 10485760\n\
+             overlay memberof\n\
              access to attrs=userPassword by anonymous auth by * none\n\
              access to * by dn.exact=\"{SERVICE_DN}\" read by self read by * none\n"
         );
@@ -218,6 +223,30 @@ impl Slapd {
 
     pub fn ldaps_url(&self) -> String {
         format!("ldaps://127.0.0.1:{}", self.tls_port)
+    }
+
+    /// Adds `member` to the group `cn={group}` through the running slapd, as the rootdn, so
+    /// the `memberof` overlay sees the change. (On a thread of its own: the blocking client
+    /// starts a runtime, which it cannot do inside the test's.)
+    pub fn add_member(&self, group: &str, member: &str) {
+        let url = self.url();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let mut admin = ldap3::LdapConn::new(&url).unwrap();
+                admin
+                    .simple_bind(&format!("cn=admin,{BASE}"), "admin-secret")
+                    .unwrap()
+                    .success()
+                    .unwrap();
+                let mods = vec![ldap3::Mod::Add("member", HashSet::from([member]))];
+                admin
+                    .modify(&format!("cn={group},ou=groups,{BASE}"), mods)
+                    .unwrap()
+                    .success()
+                    .unwrap();
+                admin.unbind().unwrap();
+            });
+        });
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -350,6 +379,36 @@ async fn directory_users_sign_in_and_their_groups_drive_the_rules() {
         .unwrap();
     assert!(offline["token"].is_string(), "{offline}");
     assert!(offline.get("refresh_token").is_none(), "{offline}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_read_from_the_memberof_attribute_drive_the_rules() {
+    let Some(slapd) = Slapd::start() else { return };
+    // Through the running server, so the overlay writes carol's `memberOf`. alice's devs
+    // membership was seeded with slapadd, which bypasses the overlay: she has no `memberOf`.
+    slapd.add_member("devs", &format!("uid=carol,ou=people,{BASE}"));
+    let settings = LdapSettings {
+        group_filter: None,
+        group_base_dn: None,
+        groups_attribute: Some("memberOf".into()),
+        ..slapd.settings()
+    };
+    let app = app(settings, |s| s.auth.cache_seconds = 0).await;
+    assert_eq!(
+        outcome(token_as(&app, "carol", "carol-pw").await).await,
+        (200, "carol pull,push".into()),
+        "carol's memberOf names cn=devs: push on team/*"
+    );
+    assert_eq!(
+        outcome(token_as(&app, "bob", "bob-pw").await).await,
+        (200, "bob pull".into()),
+        "bob is not in devs"
+    );
+    assert_eq!(
+        outcome(token_as(&app, "alice", "alice-pw").await).await,
+        (200, "alice pull".into()),
+        "groups come from memberOf, not from a group search: alice has none"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,6 @@
 //! Workload-token federation over HTTP: a Kubernetes-style service-account token as the
-//! password (Basic and the OAuth2 password grant), keys from a JWKS served on loopback.
+//! password (Basic and the OAuth2 password grant), keys from a JWKS served on loopback
+//! over HTTP, or over HTTPS with a CA made in the test.
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use crate::helpers::{TestApp, claims, spawn_app_with_clock, user};
 use crate::support::workload::{
     JwksServer, WorkloadKey, jwks_of, service_account_claims, unsigned_token, workload_key,
 };
+use crate::support::{new_ca, tls_server_pair};
 
 const ISS: &str = "https://kubernetes.default.svc.cluster.local";
 const AUD: &str = "registry.test";
@@ -44,9 +46,21 @@ fn team_rules(s: &mut Settings) {
 }
 
 async fn federated(customize: impl FnOnce(&mut Settings, &str)) -> Federated {
+    federated_with(None, customize).await
+}
+
+/// As [`federated`]; with `tls` (certificate PEM, key PEM) the JWKS is served over HTTPS.
+async fn federated_with(
+    tls: Option<(&str, &str)>,
+    customize: impl FnOnce(&mut Settings, &str),
+) -> Federated {
     let rsa = workload_key("rsa-1", Algorithm::RS256);
     let ec = workload_key("ec-1", Algorithm::ES256);
-    let jwks = JwksServer::start(jwks_of(&[&rsa, &ec])).await;
+    let body = jwks_of(&[&rsa, &ec]);
+    let jwks = match tls {
+        Some((cert, key)) => JwksServer::start_tls(body, cert, key).await,
+        None => JwksServer::start(body).await,
+    };
     let now = Utc::now().timestamp();
     let clock = Arc::new(ManualClock::new(
         chrono::DateTime::from_timestamp(now, 0).unwrap(),
@@ -65,9 +79,10 @@ async fn federated(customize: impl FnOnce(&mut Settings, &str)) -> Federated {
         clock.clone(),
     )
     .await;
-    // The keys are fetched in the background at start (unless the URL is unreachable).
+    // The keys are fetched in the background at start (unless the URL is unreachable or its
+    // certificate is not trusted).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while jwks.hits() == 0 && std::time::Instant::now() < deadline {
+    while jwks.hits() + jwks.refused_handshakes() == 0 && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     Federated {
@@ -365,6 +380,78 @@ async fn an_issuer_whose_keys_were_never_fetched_answers_503_not_401() {
         .await
         .unwrap();
     assert_eq!(alice.status(), 200);
+}
+
+/// A test CA, a certificate for 127.0.0.1 it signed (PEM, key PEM), and the CA in a PEM file.
+fn https_jwks_ca() -> (String, String, tempfile::TempDir) {
+    let ca = new_ca("workload issuer test CA");
+    let (cert, key) = tls_server_pair(&ca, "jwks server");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("issuer-ca.pem"), ca.pem()).unwrap();
+    (cert, key, dir)
+}
+
+#[tokio::test]
+async fn keys_fetched_over_https_from_a_server_signed_by_the_ca_file_verify_tokens() {
+    let (cert, key, ca_dir) = https_jwks_ca();
+    let ca_file = ca_dir.path().join("issuer-ca.pem");
+    let f = federated_with(Some((&cert, &key)), |s, url| {
+        assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+        s.federation[0].ca_file = Some(ca_file);
+    })
+    .await;
+    assert_eq!(
+        f.jwks.hits(),
+        1,
+        "the keys were fetched over https at start"
+    );
+    assert_eq!(f.jwks.refused_handshakes(), 0);
+    for key in [&f.rsa, &f.ec] {
+        let response = f.get("oidc", &key.sign(&f.claims()), "").await;
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(claims(body["token"].as_str().unwrap())["sub"], BUILDER);
+    }
+}
+
+#[tokio::test]
+async fn https_keys_from_a_server_the_ca_file_or_web_roots_do_not_vouch_for_are_never_used() {
+    let (cert, key, _ca_dir) = https_jwks_ca();
+    let (_, _, other_dir) = https_jwks_ca();
+    let other_ca = other_dir.path().join("issuer-ca.pem");
+    for (what, ca_file) in [("web roots", None), ("another CA", Some(other_ca))] {
+        let f = federated_with(Some((&cert, &key)), |s, _| {
+            s.auth.cache_seconds = 0;
+            s.federation[0].ca_file = ca_file;
+        })
+        .await;
+        assert_eq!(f.jwks.refused_handshakes(), 1, "{what}: the start fetch");
+        // Past the retry gap: the login tries again itself, and fails the same way.
+        f.clock.advance(TimeDelta::seconds(11));
+        let response = f.get("oidc", &f.rsa.sign(&f.claims()), "").await;
+        assert_eq!(response.status(), 503, "{what}");
+        assert_eq!(
+            response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+            Some("5"),
+            "{what}"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["errors"][0]["code"], "UNAVAILABLE", "{what}: {body}");
+        assert!(
+            !body.to_string().contains("127.0.0.1"),
+            "{what}: the body names no source: {body}"
+        );
+        // The server counts the handshake when it reads the client's alert: poll for it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while f.jwks.refused_handshakes() < 2 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(f.jwks.refused_handshakes(), 2, "{what}: the login's fetch");
+        assert_eq!(f.jwks.hits(), 0, "{what}: no request went through");
+    }
 }
 
 #[tokio::test]

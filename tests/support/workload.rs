@@ -1,6 +1,6 @@
 //! Workload-token fixtures: issuer keys made on the spot (RSA and EC), their JWK Set, tokens
 //! signed with them (and the forged kinds: unsigned, HMAC keyed with the public key), and a
-//! tiny loopback HTTP server that serves a JWKS and counts its hits.
+//! tiny loopback HTTP or HTTPS server that serves a JWKS and counts its hits.
 
 // Each suite uses only part of this file.
 #![allow(dead_code)]
@@ -118,31 +118,122 @@ pub fn service_account_claims(
     })
 }
 
-/// A loopback HTTP server answering every request with a JWKS, counting requests.
+/// A loopback HTTP(S) server answering every request with a JWKS, counting requests.
 pub struct JwksServer {
     pub url: String,
     hits: Arc<AtomicU64>,
+    refused_handshakes: Arc<AtomicU64>,
     body: Arc<Mutex<String>>,
     task: tokio::task::JoinHandle<()>,
 }
 
+/// The HTTP answer carrying `body`.
+fn response(body: &str) -> String {
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A TLS server configuration presenting `cert_pem` (one certificate) with `key_pem` (PKCS#8).
+fn tls_config(cert_pem: &str, key_pem: &str) -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let cert = CertificateDer::from(pem::parse(cert_pem).expect("cert pem").into_contents());
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        pem::parse(key_pem).expect("key pem").into_contents(),
+    ));
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocols")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .expect("server certificate"),
+    )
+}
+
+/// One HTTPS exchange on a blocking socket (bounded by its timeouts): handshake, read the
+/// request head, answer, close. A handshake the client breaks off counts in `refused`.
+fn serve_tls(
+    socket: std::net::TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    hits: &AtomicU64,
+    refused: &AtomicU64,
+    body: &Mutex<String>,
+) {
+    use std::io::{Read, Write};
+    let timeout = Some(std::time::Duration::from_secs(10));
+    if socket.set_nonblocking(false).is_err()
+        || socket.set_read_timeout(timeout).is_err()
+        || socket.set_write_timeout(timeout).is_err()
+    {
+        return;
+    }
+    let connection = rustls::ServerConnection::new(config).expect("tls connection");
+    let mut tls = rustls::StreamOwned::new(connection, socket);
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+        match tls.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+            Err(_) => {
+                if tls.conn.is_handshaking() {
+                    refused.fetch_add(1, Ordering::SeqCst);
+                }
+                return;
+            }
+        }
+    }
+    hits.fetch_add(1, Ordering::SeqCst);
+    let answer = response(&body.lock().unwrap());
+    let _ = tls.write_all(answer.as_bytes());
+    tls.conn.send_close_notify();
+    let _ = tls.flush();
+}
+
 impl JwksServer {
-    /// Serves `body` on 127.0.0.1, a free port.
+    /// Serves `body` over HTTP on 127.0.0.1, a free port.
     pub async fn start(body: String) -> JwksServer {
+        JwksServer::serve(body, None).await
+    }
+
+    /// Serves `body` over HTTPS on 127.0.0.1, a free port, presenting `cert_pem` (which
+    /// must name 127.0.0.1) with `key_pem`.
+    pub async fn start_tls(body: String, cert_pem: &str, key_pem: &str) -> JwksServer {
+        JwksServer::serve(body, Some(tls_config(cert_pem, key_pem))).await
+    }
+
+    async fn serve(body: String, tls: Option<Arc<rustls::ServerConfig>>) -> JwksServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!(
-            "http://{}/.well-known/jwks.json",
+            "{}://{}/.well-known/jwks.json",
+            if tls.is_some() { "https" } else { "http" },
             listener.local_addr().expect("addr")
         );
         let hits = Arc::new(AtomicU64::new(0));
+        let refused_handshakes = Arc::new(AtomicU64::new(0));
         let body = Arc::new(Mutex::new(body));
-        let (h, b) = (Arc::clone(&hits), Arc::clone(&body));
+        let (h, r, b) = (
+            Arc::clone(&hits),
+            Arc::clone(&refused_handshakes),
+            Arc::clone(&body),
+        );
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (h, b) = (Arc::clone(&h), Arc::clone(&b));
+                let (h, r, b) = (Arc::clone(&h), Arc::clone(&r), Arc::clone(&b));
+                if let Some(config) = &tls {
+                    let config = Arc::clone(config);
+                    let Ok(socket) = stream.into_std() else {
+                        continue;
+                    };
+                    tokio::task::spawn_blocking(move || serve_tls(socket, config, &h, &r, &b));
+                    continue;
+                }
                 tokio::spawn(async move {
                     // Read the request head (bounded), then answer and close.
                     let mut head = Vec::new();
@@ -154,12 +245,8 @@ impl JwksServer {
                         }
                     }
                     h.fetch_add(1, Ordering::SeqCst);
-                    let body = b.lock().unwrap().clone();
-                    let response = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = stream.write_all(response.as_bytes()).await;
+                    let answer = response(&b.lock().unwrap());
+                    let _ = stream.write_all(answer.as_bytes()).await;
                     let _ = stream.shutdown().await;
                 });
             }
@@ -167,6 +254,7 @@ impl JwksServer {
         JwksServer {
             url,
             hits,
+            refused_handshakes,
             body,
             task,
         }
@@ -175,6 +263,11 @@ impl JwksServer {
     /// Requests answered so far.
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    /// TLS handshakes the client broke off (it did not trust the certificate), so far.
+    pub fn refused_handshakes(&self) -> u64 {
+        self.refused_handshakes.load(Ordering::SeqCst)
     }
 
     /// Serves `body` from now on.
@@ -188,7 +281,9 @@ impl JwksServer {
         // The listener is dropped once the aborted task is; wait until a connection fails.
         let addr = self
             .url
-            .trim_start_matches("http://")
+            .split("://")
+            .nth(1)
+            .unwrap()
             .split('/')
             .next()
             .unwrap()

@@ -28,7 +28,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, version};
 
 use crate::clock::Clock;
-use crate::watch::{FileWatch, WatchOptions};
+use crate::watch::{FileWatch, WatchOptions, read_pair_settled};
 
 /// Largest certificate chain or key file read (a chain of a few certificates is a few KiB).
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -295,38 +295,34 @@ impl Shared {
     /// Reads and parses both files; a mismatch is read once more after
     /// [`TlsOptions::pair_retry`].
     fn read_pair(&self) -> PairRead {
-        let mut retried = false;
-        loop {
-            let (cert, key) = match read_files(&self.files) {
-                Ok(bytes) => bytes,
-                Err(e) => return PairRead::Unreadable(e),
-            };
-            let digest = pair_digest(&cert, &key);
-            if self.current.load().digest == digest {
-                return PairRead::Served;
-            }
-            if self.lock().last_failed == Some(Failure::Content(digest)) {
-                return PairRead::SameFailure;
-            }
-            let parsed = parse_pair(&self.files, &self.provider, &cert, &key);
-            if matches!(parsed, Err(TlsError::Mismatch { .. })) && !retried {
-                log::debug!(
-                    "TLS certificate and key do not match; reading them again in {:?}",
-                    self.pair_retry
+        read_pair_settled(
+            self.pair_retry,
+            "TLS certificate and key",
+            || {
+                let (cert, key) = match read_files(&self.files) {
+                    Ok(bytes) => bytes,
+                    Err(e) => return PairRead::Unreadable(e),
+                };
+                let digest = pair_digest(&cert, &key);
+                if self.current.load().digest == digest {
+                    return PairRead::Served;
+                }
+                if self.lock().last_failed == Some(Failure::Content(digest)) {
+                    return PairRead::SameFailure;
+                }
+                let served = parse_pair(&self.files, &self.provider, &cert, &key).map(
+                    |(certified, info)| {
+                        Box::new(Served {
+                            certified: Arc::new(certified),
+                            digest,
+                            info,
+                        })
+                    },
                 );
-                std::thread::sleep(self.pair_retry);
-                retried = true;
-                continue;
-            }
-            let served = parsed.map(|(certified, info)| {
-                Box::new(Served {
-                    certified: Arc::new(certified),
-                    digest,
-                    info,
-                })
-            });
-            return PairRead::New(digest, served);
-        }
+                PairRead::New(digest, served)
+            },
+            |read| matches!(read, PairRead::New(_, Err(TlsError::Mismatch { .. }))),
+        )
     }
 
     /// Re-reads the files; swaps the served pair when they hold a new usable one.
@@ -427,15 +423,17 @@ impl TlsCertificates {
         clock: Arc<dyn Clock>,
     ) -> Result<TlsCertificates, TlsError> {
         let provider = provider();
-        let mut read = read_files(&files)?;
-        let mut parsed = parse_pair(&files, &provider, &read.0, &read.1);
-        if matches!(parsed, Err(TlsError::Mismatch { .. })) {
-            // A rotation may be half done: read the pair once more, as a reload does.
-            std::thread::sleep(options.pair_retry);
-            read = read_files(&files)?;
-            parsed = parse_pair(&files, &provider, &read.0, &read.1);
-        }
-        let (cert, key) = read;
+        // A rotation may be half done: a mismatched pair is read once more, as a reload does.
+        let (cert, key, parsed) = read_pair_settled(
+            options.pair_retry,
+            "TLS certificate and key",
+            || {
+                let (cert, key) = read_files(&files)?;
+                let parsed = parse_pair(&files, &provider, &cert, &key);
+                Ok::<_, TlsError>((cert, key, parsed))
+            },
+            |read| matches!(read, Ok((_, _, Err(TlsError::Mismatch { .. })))),
+        )?;
         let (certified, info) = parsed?;
         let served = Served {
             certified: Arc::new(certified),

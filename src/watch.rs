@@ -29,6 +29,24 @@ use notify::{RecursiveMode, Watcher as _};
 
 use crate::atomic_file::directory_of;
 
+/// Runs `read`, and runs it once more after `delay` when `torn` says its answer may come from
+/// two files caught halfway through their replacement (a key and its certificate renamed one
+/// after the other, or a symlink swapped between the two reads). The second answer stands.
+pub fn read_pair_settled<T>(
+    delay: Duration,
+    what: impl std::fmt::Display,
+    mut read: impl FnMut() -> T,
+    torn: impl Fn(&T) -> bool,
+) -> T {
+    let first = read();
+    if !torn(&first) {
+        return first;
+    }
+    log::debug!("{what} do not match; reading them again in {delay:?}");
+    thread::sleep(delay);
+    read()
+}
+
 /// How the reload thread paces itself.
 #[derive(Debug, Clone, Copy)]
 pub struct WatchOptions {

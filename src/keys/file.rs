@@ -21,7 +21,7 @@ use super::keyset::KeySet;
 use super::material::content_digest;
 use super::{FileKind, KeyError, KeyProvider, KeySpec, KeyStatus, ProviderError, SigningKey};
 use crate::clock::{Clock, SystemClock};
-use crate::watch::{self, FileWatch};
+use crate::watch::{self, FileWatch, read_pair_settled};
 
 /// How the key files are watched, and how long replaced keys stay published.
 #[derive(Debug, Clone, Copy)]
@@ -269,29 +269,23 @@ impl Shared {
         cert: Option<&Path>,
         known: impl Fn(&[u8; 32]) -> bool,
     ) -> PairRead {
-        let mut retried = false;
-        loop {
-            let (key_bytes, cert_bytes) = match read_files(key, cert) {
-                Ok(files) => files,
-                Err(e) => return PairRead::Unreadable(e),
-            };
-            let digest = content_digest(&key_bytes, cert_bytes.as_deref());
-            if known(&digest) {
-                return PairRead::Unchanged;
-            }
-            let parsed = SigningKey::from_bytes(&key_bytes, cert_bytes.as_deref(), self.spec);
-            if matches!(parsed, Err(KeyError::CertificateMismatch)) && !retried {
-                log::debug!(
-                    "{} do not match; reading them again in {:?}",
-                    describe(key, cert),
-                    self.pair_retry
-                );
-                std::thread::sleep(self.pair_retry);
-                retried = true;
-                continue;
-            }
-            return PairRead::New(digest, parsed.map(Box::new));
-        }
+        read_pair_settled(
+            self.pair_retry,
+            describe(key, cert),
+            || {
+                let (key_bytes, cert_bytes) = match read_files(key, cert) {
+                    Ok(files) => files,
+                    Err(e) => return PairRead::Unreadable(e),
+                };
+                let digest = content_digest(&key_bytes, cert_bytes.as_deref());
+                if known(&digest) {
+                    return PairRead::Unchanged;
+                }
+                let parsed = SigningKey::from_bytes(&key_bytes, cert_bytes.as_deref(), self.spec);
+                PairRead::New(digest, parsed.map(Box::new))
+            },
+            |read| matches!(read, PairRead::New(_, Err(KeyError::CertificateMismatch))),
+        )
     }
 
     fn reload_current(&self) -> bool {

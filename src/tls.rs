@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use aws_lc_rs::digest;
 use chrono::{DateTime, Utc};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
@@ -28,6 +27,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, version};
 
 use crate::clock::Clock;
+use crate::keys::content_digest;
 use crate::watch::{FileWatch, WatchOptions, read_pair_settled};
 
 /// Largest certificate chain or key file read (a chain of a few certificates is a few KiB).
@@ -212,16 +212,6 @@ fn read_files(files: &TlsFiles) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
     Ok((cert, key))
 }
 
-fn pair_digest(cert: &[u8], key: &[u8]) -> [u8; 32] {
-    let mut ctx = digest::Context::new(&digest::SHA256);
-    ctx.update(&(cert.len() as u64).to_be_bytes());
-    ctx.update(cert);
-    ctx.update(key);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ctx.finish().as_ref());
-    out
-}
-
 /// Parses a PEM certificate chain and key into what handshakes serve.
 fn parse_pair(
     files: &TlsFiles,
@@ -303,7 +293,7 @@ impl Shared {
                     Ok(bytes) => bytes,
                     Err(e) => return PairRead::Unreadable(e),
                 };
-                let digest = pair_digest(&cert, &key);
+                let digest = content_digest(&key, Some(&cert));
                 if self.current.load().digest == digest {
                     return PairRead::Served;
                 }
@@ -437,7 +427,7 @@ impl TlsCertificates {
         let (certified, info) = parsed?;
         let served = Served {
             certified: Arc::new(certified),
-            digest: pair_digest(&cert, &key),
+            digest: content_digest(&key, Some(&cert)),
             info,
         };
         let shared = Arc::new(Shared {

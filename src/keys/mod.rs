@@ -25,6 +25,7 @@ pub use load::{
 };
 pub use material::{
     CertificateInfo, KeyError, KeySpec, MIN_HMAC_SECRET, PublicKeyInfo, SignError, SigningKey,
+    content_digest,
 };
 
 /// A source of signing keys.

@@ -107,7 +107,8 @@ const EC_ATTEMPTS: usize = 200;
 
 /// A new EC key whose public `x` and `y` both start with a non-zero byte, so every verifier
 /// computes the same thumbprint for it (registry 3.1.x drops leading zeros, see
-/// [`super::kid::unpadded_thumbprint_problem`]). P-256 keys are redrawn about 1 time in 128 (x or y: 2 × 1/256).
+/// [`super::kid::unpadded_thumbprint_problem`]). P-256 keys are redrawn about 1 time in 128
+/// (x or y: 2 × 1/256).
 fn ec_pair_without_zero_led_coordinate(
     alg: &'static aws_lc_rs::signature::EcdsaSigningAlgorithm,
 ) -> Result<EcdsaKeyPair, GenerateError> {

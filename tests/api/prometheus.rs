@@ -127,7 +127,8 @@ async fn a_prometheus_server_scrapes_regauth_and_answers_a_rate_query() {
     );
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut last = String::new();
-    let rate = loop {
+    // Until prometheus answers a positive rate.
+    loop {
         // Keep tokens flowing so the rate between two scrapes is above zero.
         app.pull_token().await;
         if let Ok(Some(status)) = server.try_wait() {
@@ -142,10 +143,8 @@ async fn a_prometheus_server_scrapes_regauth_and_answers_a_rate_query() {
             let value = body["data"]["result"][0]["value"][1]
                 .as_str()
                 .and_then(|v| v.parse::<f64>().ok());
-            if let Some(v) = value
-                && v > 0.0
-            {
-                break v;
+            if value.is_some_and(|v| v > 0.0) {
+                break;
             }
         }
         assert!(
@@ -154,8 +153,7 @@ async fn a_prometheus_server_scrapes_regauth_and_answers_a_rate_query() {
             std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
-    };
-    assert!(rate > 0.0);
+    }
     // The target is up as prometheus sees it.
     let up: Value = app
         .client

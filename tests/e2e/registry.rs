@@ -66,14 +66,7 @@ pub fn find_tool(name: &str) -> Option<PathBuf> {
         .find(|p| is_exec(p))
 }
 
-/// `true` when running in CI (env var `CI` set to anything but "" / "0" /
-/// "false"), where a missing tool is a failure rather than a skip.
-pub fn in_ci() -> bool {
-    match env::var("CI") {
-        Ok(v) => !(v.is_empty() || v == "0" || v.eq_ignore_ascii_case("false")),
-        Err(_) => false,
-    }
-}
+use crate::support::skip_or_fail;
 
 /// Returns `true` if `name` is on PATH. Otherwise: panics under CI, or prints
 /// why the test is skipped and returns `false` on a developer machine.
@@ -85,15 +78,10 @@ pub fn require_tool(name: &str) -> bool {
     if find_tool(name).is_some() {
         return true;
     }
-    let msg = format!(
+    skip_or_fail(&format!(
         "e2e: required tool `{name}` not found on PATH \
          (Debian/Ubuntu: apt-get install -y docker-registry skopeo podman docker.io containerd buildah)"
-    );
-    if in_ci() {
-        panic!("{msg}; CI is set, so this is a failure, not a skip");
-    }
-    eprintln!("{msg}; skipping test");
-    false
+    ))
 }
 
 /// Path of the registry binary: `$REGAUTH_E2E_REGISTRY_BIN`, else the first of
@@ -110,13 +98,10 @@ pub fn require_registry() -> bool {
     if registry_binary().is_some() {
         return true;
     }
-    let msg = "e2e: registry binary not found (looked for $REGAUTH_E2E_REGISTRY_BIN, \
-               docker-registry, registry on PATH; Debian: apt-get install -y docker-registry)";
-    if in_ci() {
-        panic!("{msg}; CI is set, so this is a failure, not a skip");
-    }
-    eprintln!("{msg}; skipping test");
-    false
+    skip_or_fail(
+        "e2e: registry binary not found (looked for $REGAUTH_E2E_REGISTRY_BIN, \
+         docker-registry, registry on PATH; Debian: apt-get install -y docker-registry)",
+    )
 }
 
 /// A free TCP port on 127.0.0.1 (bind to :0, read, close). Racy by nature;

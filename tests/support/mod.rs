@@ -116,3 +116,21 @@ pub fn k8s_swap(dir: &Path, generation: &str, files: &[(&str, &str)]) {
     }
 }
 pub mod workload;
+
+/// True under CI: `CI` set to anything but "", "0" or "false" (any case). A missing outside
+/// program is then a failure, not a skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI")
+        .is_ok_and(|v| !(v.is_empty() || v == "0" || v.eq_ignore_ascii_case("false")))
+}
+
+/// A test cannot run here because `why`: under CI that is a failure (this panics); otherwise
+/// it says so on stderr and returns false, for `if !... { return; }`.
+pub fn skip_or_fail(why: &str) -> bool {
+    assert!(
+        !in_ci(),
+        "{why}; CI is set, so this is a failure, not a skip"
+    );
+    eprintln!("{why}; skipping test");
+    false
+}

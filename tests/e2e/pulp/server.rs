@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 use data_encoding::BASE64URL;
 
 use crate::registry::{
-    CmdOutput, HttpResponse, free_port, http_request, in_ci, require_tool, run_with_timeout,
+    CmdOutput, HttpResponse, free_port, http_request, require_tool, run_with_timeout,
 };
+use crate::support::skip_or_fail;
 
 /// Where the venv is; default `target/pulp-venv` in the source tree.
 pub const VENV_ENV: &str = "REGAUTH_PULP_VENV";
@@ -43,11 +44,7 @@ pub struct Prerequisites {
 
 /// Says why a prerequisite is missing: a skip on a developer machine, a failure under CI.
 fn missing(what: &str) -> Option<Prerequisites> {
-    let msg = format!("e2e: {what}");
-    if in_ci() {
-        panic!("{msg}; CI is set, so this is a failure, not a skip");
-    }
-    eprintln!("{msg}; skipping test");
+    skip_or_fail(&format!("e2e: {what}"));
     None
 }
 

@@ -126,13 +126,9 @@ pub(super) fn issue(
         service,
         ip,
     };
-    let access = if trail.enabled() {
-        let decisions = policy::grant_explained(state.policy.as_ref(), &ctx, scopes);
-        trail.decided(identity, &decisions);
-        decisions.into_iter().map(|(entry, _)| entry).collect()
-    } else {
-        policy::grant(state.policy.as_ref(), &ctx, scopes)
-    };
+    let decisions = policy::grant_explained(state.policy.as_ref(), &ctx, scopes);
+    trail.decided(identity, &decisions);
+    let access = decisions.into_iter().map(|(entry, _)| entry).collect();
     let claims = state
         .claims
         .build(state.clock.as_ref(), identity.subject(), service, access)

@@ -36,11 +36,6 @@ impl Trail {
         }
     }
 
-    /// True when decisions should be explained (the audit log is on).
-    pub fn enabled(&self) -> bool {
-        self.enabled
-    }
-
     pub fn grant_type(&mut self, grant_type: &'static str) {
         self.grant_type = grant_type;
     }

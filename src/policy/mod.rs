@@ -48,12 +48,9 @@ pub fn grant(
     ctx: &RequestContext<'_>,
     scopes: &[ResourceScope],
 ) -> Vec<AccessEntry> {
-    scopes
-        .iter()
-        .map(|scope| {
-            let decision = policy.decide(ctx, scope);
-            AccessEntry::new(scope, scope.actions.intersect(decision.allowed))
-        })
+    grant_explained(policy, ctx, scopes)
+        .into_iter()
+        .map(|(entry, _)| entry)
         .collect()
 }
 

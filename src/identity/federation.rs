@@ -29,7 +29,7 @@ use self::jwks::{JwksError, KeyStore, Lookup, Source};
 pub use self::settings::{
     IssuerSettings, MAX_LEEWAY_SECONDS, MAX_LIFETIME_LIMIT_SECONDS, SettingsError, validate,
 };
-use self::settings::{Rules, check};
+use self::settings::{Rules, checked};
 use super::{Credentials, Identity, IdentitySource, Outcome};
 use crate::clock::Clock;
 use crate::echo::shorten;
@@ -119,10 +119,9 @@ impl Federation {
     /// The issuers in `settings`. JWKS files are read now; URLs on first use (or
     /// [`Federation::prefetch`]).
     pub fn new(settings: &[IssuerSettings], clock: Arc<dyn Clock>) -> Result<Self, StartError> {
-        validate(settings)?;
+        let rules_of_each = checked(settings)?;
         let mut issuers = HashMap::new();
-        for (index, s) in settings.iter().enumerate() {
-            let rules = check(index, s)?;
+        for (s, rules) in settings.iter().zip(rules_of_each) {
             let keys_error = |error| StartError::Keys {
                 issuer: s.issuer.clone(),
                 error,

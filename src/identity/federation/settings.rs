@@ -118,7 +118,13 @@ pub(super) struct Rules {
 
 /// Checks every entry; the first problem is returned.
 pub fn validate(issuers: &[IssuerSettings]) -> Result<(), SettingsError> {
+    checked(issuers).map(|_| ())
+}
+
+/// Checks every entry and returns the rules of each, in order; the first problem is returned.
+pub(super) fn checked(issuers: &[IssuerSettings]) -> Result<Vec<Rules>, SettingsError> {
     let mut seen = HashSet::new();
+    let mut checked = Vec::with_capacity(issuers.len());
     for (index, settings) in issuers.iter().enumerate() {
         let rules = check(index, settings)?;
         if !seen.insert(rules.issuer.clone()) {
@@ -128,8 +134,9 @@ pub fn validate(issuers: &[IssuerSettings]) -> Result<(), SettingsError> {
                 "the same issuer is configured twice; keep one entry",
             ));
         }
+        checked.push(rules);
     }
-    Ok(())
+    Ok(checked)
 }
 
 fn error(index: usize, settings: &IssuerSettings, message: impl Into<String>) -> SettingsError {

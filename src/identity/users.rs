@@ -282,14 +282,17 @@ impl UserDirectory {
     /// Checks a password with bcrypt. Unknown users and wrong passwords fail alike, in the
     /// same time. This takes tens of milliseconds: requests go through [`super::Logins`],
     /// which caches, coalesces and bounds these checks.
+    /// It answers as this source does in the chain, with the chain's equal-time check for
+    /// names it does not know.
     pub fn verify(&self, name: &str, password: &str) -> Result<Identity, AuthError> {
-        let set = self.shared.current.load_full();
-        let user = set.users.get(name);
-        let hash = user.map_or(set.dummy_hash.expose_secret(), |u| u.hash.expose_secret());
-        let ok = bcrypt::verify(password, hash).unwrap_or(false);
-        match user {
-            Some(user) if ok => Ok(user.identity()),
-            _ => Err(AuthError::InvalidCredentials),
+        let credentials = Credentials::new(name, password);
+        match self.authenticate(&credentials) {
+            Outcome::Authenticated(identity) => Ok(identity),
+            Outcome::NotMine => {
+                self.equalize(&credentials);
+                Err(AuthError::InvalidCredentials)
+            }
+            Outcome::Rejected | Outcome::Unavailable(_) => Err(AuthError::InvalidCredentials),
         }
     }
 

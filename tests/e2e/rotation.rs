@@ -218,31 +218,55 @@ fn jwks_kids(stack: &Stack) -> Vec<String> {
 // recipe 1: kid mode
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn kid_mode_rotation_with_a_pre_published_next_certificate_fails_no_pull_or_push() {
-    if !tools_present(&["skopeo"]) {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("keys");
+/// The kid-mode recipe's starting point in `dir`.
+struct KidMode {
+    /// `keys/`: signing.{key,crt} now, next.{key,crt} staged beside them.
+    keys: PathBuf,
+    /// A kid-mode config naming all four files.
+    config: PathBuf,
+    old_kid: String,
+    new_kid: String,
+    /// The current signing key's PEM, before any swap.
+    old_key_pem: Vec<u8>,
+}
+
+fn kid_mode(dir: &Path) -> KidMode {
+    let keys = dir.join("keys");
     let current = generate::write(&keys, Algorithm::ES256, false).unwrap();
-    let staged = generate::write(&dir.path().join("staging"), Algorithm::ES256, false).unwrap();
+    let staged = generate::write(&dir.join("staging"), Algorithm::ES256, false).unwrap();
     fs::rename(&staged.key, keys.join("next.key")).unwrap();
     fs::rename(staged.certificate.unwrap(), keys.join("next.crt")).unwrap();
-    let (old_kid, new_kid) = (
-        current.libtrust_kid.clone().unwrap(),
-        staged.libtrust_kid.clone().unwrap(),
-    );
-    let old_key_pem = fs::read(&current.key).unwrap();
     let k = keys.display();
     let config = write_config(
-        dir.path(),
+        dir,
         "libtrust",
         &format!(
             "  path: {k}/signing.key\n  certificate: {k}/signing.crt\n  x5c: false\n  \
              next: {k}/next.key\n  next_certificate: {k}/next.crt\n"
         ),
     );
+    KidMode {
+        old_kid: current.libtrust_kid.unwrap(),
+        new_kid: staged.libtrust_kid.unwrap(),
+        old_key_pem: fs::read(&current.key).unwrap(),
+        keys,
+        config,
+    }
+}
+
+#[test]
+fn kid_mode_rotation_with_a_pre_published_next_certificate_fails_no_pull_or_push() {
+    if !tools_present(&["skopeo"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let KidMode {
+        keys,
+        config,
+        old_kid,
+        new_kid,
+        old_key_pem,
+    } = kid_mode(dir.path());
 
     // Step 1: the registry starts trusting the current and the next key.
     let bundle = regauth_cli("bundle", &config);
@@ -594,24 +618,13 @@ fn kid_mode_rotation_under_a_docker_pull_loop_fails_no_pull() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("keys");
-    let current = generate::write(&keys, Algorithm::ES256, false).unwrap();
-    let staged = generate::write(&dir.path().join("staging"), Algorithm::ES256, false).unwrap();
-    fs::rename(&staged.key, keys.join("next.key")).unwrap();
-    fs::rename(staged.certificate.unwrap(), keys.join("next.crt")).unwrap();
-    let (old_kid, new_kid) = (
-        current.libtrust_kid.clone().unwrap(),
-        staged.libtrust_kid.clone().unwrap(),
-    );
-    let k = keys.display();
-    let config = write_config(
-        dir.path(),
-        "libtrust",
-        &format!(
-            "  path: {k}/signing.key\n  certificate: {k}/signing.crt\n  x5c: false\n  \
-             next: {k}/next.key\n  next_certificate: {k}/next.crt\n"
-        ),
-    );
+    let KidMode {
+        keys,
+        config,
+        old_kid,
+        new_kid,
+        ..
+    } = kid_mode(dir.path());
     let bundle_path = dir.path().join("bundle.pem");
     fs::write(&bundle_path, regauth_cli("bundle", &config)).unwrap();
     let stack = Arc::new(Stack::launch_with(dir, &config, bundle_path, true));

@@ -14,6 +14,7 @@ use crate::keys::{Algorithm, KeySpec, KidFormat};
 use crate::policy::{Acl, RuleSettings};
 use crate::proxy::{ForwardedHeader, TrustedProxies};
 use crate::scope::{Action, Actions};
+use crate::watch::WatchOptions;
 
 /// Prefix of the environment variables that override settings.
 pub const ENV_PREFIX: &str = "REGAUTH";
@@ -298,6 +299,15 @@ impl Validated {
     /// `key.poll_interval_seconds` as a duration: the backstop re-read of watched files.
     pub fn poll_interval(&self) -> Duration {
         Duration::from_secs(self.settings.key.poll_interval_seconds)
+    }
+
+    /// How watched files (keys, htpasswd, TLS pair) are watched: the default pacing with
+    /// `key.poll_interval_seconds` as the backstop.
+    pub fn watch_options(&self) -> WatchOptions {
+        WatchOptions {
+            poll_interval: self.poll_interval(),
+            ..WatchOptions::default()
+        }
     }
 
     /// How keys are built: algorithm override, `kid` format, `x5c` or not.

@@ -22,7 +22,6 @@ use crate::metrics::Metrics;
 use crate::refresh::{self, RefreshTokens};
 use crate::shutdown::{Seal, Shutdown};
 use crate::tls::TlsCertificates;
-use crate::watch;
 
 /// A built service, bound to its port, not yet running.
 pub struct Application {
@@ -55,10 +54,7 @@ impl Application {
         let users = Arc::new(UserDirectory::start(
             settings.users.clone(),
             settings.auth.htpasswd.clone(),
-            watch::WatchOptions {
-                poll_interval: config.poll_interval(),
-                ..watch::WatchOptions::default()
-            },
+            config.watch_options(),
         )?);
         let users_source: Arc<dyn IdentitySource> = users.clone();
         let ldap = settings

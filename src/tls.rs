@@ -386,10 +386,7 @@ pub fn from_settings(
         return Ok(None);
     };
     let options = TlsOptions {
-        watch: WatchOptions {
-            poll_interval: config.poll_interval(),
-            ..WatchOptions::default()
-        },
+        watch: config.watch_options(),
         ..TlsOptions::default()
     };
     let tls = TlsCertificates::start(files.clone(), options, clock)?;

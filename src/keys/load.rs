@@ -17,7 +17,6 @@ use super::{
 };
 use crate::clock::Clock;
 use crate::config::{KeySource, Validated};
-use crate::watch::WatchOptions;
 
 /// The certificate `regauth keygen` writes beside a key file: `NAME.crt` for `NAME.key` (or
 /// for `NAME` without an extension). It may not exist.
@@ -123,10 +122,7 @@ pub fn provider_from_settings(
                 next_certificate: settings.next_certificate.clone(),
             };
             let options = ReloadOptions {
-                watch: WatchOptions {
-                    poll_interval: config.poll_interval(),
-                    ..WatchOptions::default()
-                },
+                watch: config.watch_options(),
                 retain: config.retention(),
                 ..ReloadOptions::default()
             };

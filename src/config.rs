@@ -16,6 +16,9 @@ use crate::proxy::{ForwardedHeader, TrustedProxies};
 use crate::scope::{Action, Actions};
 use crate::watch::WatchOptions;
 
+/// The refresh-token secret's file name when `auth.refresh_secret_file` is unset (as
+/// `regauth keygen --refresh-secret` names it).
+pub const REFRESH_SECRET_NAME: &str = "refresh.secret";
 /// Prefix of the environment variables that override settings.
 pub const ENV_PREFIX: &str = "REGAUTH";
 /// Shortest token lifetime: clients treat anything shorter as 60 s.
@@ -207,8 +210,10 @@ pub struct AuthSettings {
     /// Seconds a successful password check is remembered; 0 turns the cache off.
     pub cache_seconds: u64,
     /// The secret refresh tokens are signed with (base64, at least 32 bytes). Refresh tokens
-    /// are issued only while this file exists.
-    pub refresh_secret_file: PathBuf,
+    /// are issued only while this file exists. Unset: `refresh.secret` beside `key.path`
+    /// (where `regauth keygen --refresh-secret` writes it), or `keys/refresh.secret` for an
+    /// environment key; see [`Validated::refresh_secret_file`].
+    pub refresh_secret_file: Option<PathBuf>,
     /// Refresh token lifetime in seconds.
     pub refresh_ttl_seconds: u64,
     /// Password checks (bcrypt) that run at once; 0 means one per CPU core.
@@ -224,7 +229,7 @@ impl Default for AuthSettings {
         AuthSettings {
             htpasswd: None,
             cache_seconds: 60,
-            refresh_secret_file: PathBuf::from("keys/refresh.secret"),
+            refresh_secret_file: None,
             refresh_ttl_seconds: 90 * 86_400,
             check_workers: 0,
             check_queue: 32,
@@ -278,6 +283,17 @@ pub enum ConfigError {
     /// Syntax errors, unknown keys, wrong types.
     #[error("invalid configuration: {0}")]
     Parse(String),
+    /// A `REGAUTH_` variable that names no setting (a typo such as one `_` where `__` belongs).
+    #[error(
+        "invalid configuration: environment variable {name} is not a setting{hint}; settings are REGAUTH_<SECTION>__<KEY> (two underscores after the section), and the other REGAUTH_ variables regauth reads are {}",
+        NOT_SETTINGS.join(", ")
+    )]
+    UnknownVariable {
+        /// The variable's name.
+        name: String,
+        /// A suggestion, when the name looks like a setting with one `_` too few.
+        hint: String,
+    },
     /// A value out of range or of the wrong form.
     #[error("invalid configuration: {key}: {message}")]
     Invalid {
@@ -316,6 +332,17 @@ impl Validated {
             algorithm: self.algorithm,
             kid_format: self.settings.token.kid_format,
             x5c: self.settings.key.x5c,
+        }
+    }
+
+    /// The refresh-token secret's file: `auth.refresh_secret_file`, else `refresh.secret` in
+    /// the directory of `key.path` (a file key), else `keys/refresh.secret`.
+    pub fn refresh_secret_file(&self) -> PathBuf {
+        let settings = &self.settings;
+        match (&settings.auth.refresh_secret_file, settings.key.source) {
+            (Some(path), _) => path.clone(),
+            (None, KeySource::File) => settings.key.path.with_file_name(REFRESH_SECRET_NAME),
+            (None, KeySource::Env) => Path::new("keys").join(REFRESH_SECRET_NAME),
         }
     }
 
@@ -604,6 +631,58 @@ impl TlsSettings {
     }
 }
 
+/// `REGAUTH_` variables that are not settings but are read all the same (besides the one
+/// `key.env` names).
+pub const NOT_SETTINGS: &[&str] = &["REGAUTH_CONFIG", "REGAUTH_SIGNING_KEY"];
+
+/// The top-level sections, as variables spell them.
+const SECTIONS: &[&str] = &[
+    "SERVER",
+    "TOKEN",
+    "KEY",
+    "ACCESS",
+    "USERS",
+    "AUTH",
+    "LDAP",
+    "ACL",
+    "FEDERATION",
+    "AUDIT",
+    "LOG",
+];
+
+/// Every `REGAUTH_` variable must be a setting (`REGAUTH_<SECTION>__<KEY>`, which the loader
+/// checks against the known keys), one of [`NOT_SETTINGS`], or the variable `key.env` names:
+/// a mistyped setting must stop the start, not be ignored.
+fn check_variables(settings: &Settings, env: &HashMap<String, String>) -> Result<(), ConfigError> {
+    let mut names: Vec<&String> = env.keys().collect();
+    names.sort();
+    for name in names {
+        let Some(rest) = name.strip_prefix("REGAUTH_") else {
+            continue;
+        };
+        if is_setting_var(name)
+            || NOT_SETTINGS.contains(&name.as_str())
+            || *name == settings.key.env
+        {
+            continue;
+        }
+        let hint = SECTIONS
+            .iter()
+            .find_map(|section| {
+                rest.strip_prefix(section)
+                    .and_then(|key| key.strip_prefix('_'))
+                    .filter(|key| !key.is_empty())
+                    .map(|key| format!(" (did you mean REGAUTH_{section}__{key}?)"))
+            })
+            .unwrap_or_default();
+        return Err(ConfigError::UnknownVariable {
+            name: name.clone(),
+            hint,
+        });
+    }
+    Ok(())
+}
+
 /// True for `REGAUTH_<SECTION>__<KEY>` names.
 fn is_setting_var(name: &str) -> bool {
     name.strip_prefix("REGAUTH_")
@@ -622,7 +701,9 @@ pub fn load_with_env(
     env: &HashMap<String, String>,
 ) -> Result<Validated, ConfigError> {
     let zero_config = file.is_none() && !env.keys().any(|k| k.starts_with("REGAUTH_KEY__"));
-    Settings::load(file, env)?.validate(zero_config)
+    let settings = Settings::load(file, env)?;
+    check_variables(&settings, env)?;
+    settings.validate(zero_config)
 }
 
 #[cfg(test)]
@@ -1009,5 +1090,71 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains(".yaml, .yml or .toml"), "{err}");
+    }
+
+    #[test]
+    fn a_regauth_variable_that_is_no_setting_stops_the_load_and_is_named() {
+        // (variables, the error must contain, or None when the load succeeds)
+        let cases: &[(&[(&str, &str)], Option<&str>)] = &[
+            (
+                &[("REGAUTH_TOKEN_TTL_SECONDS", "10")],
+                Some(
+                    "REGAUTH_TOKEN_TTL_SECONDS is not a setting (did you mean REGAUTH_TOKEN__TTL_SECONDS?)",
+                ),
+            ),
+            (
+                &[("REGAUTH_SERVER_LISTEN", "0.0.0.0:5001")],
+                Some("did you mean REGAUTH_SERVER__LISTEN?"),
+            ),
+            (
+                &[("REGAUTH_NOTHING", "1")],
+                Some("REGAUTH_NOTHING is not a setting;"),
+            ),
+            (&[("REGAUTH_TOKEN__TTL_SECONDS", "120")], None),
+            (&[("REGAUTH_CONFIG", "/etc/regauth/regauth.yaml")], None),
+            (&[("REGAUTH_SIGNING_KEY", "pem")], None),
+            // The variable key.env names is the key, not a setting.
+            (
+                &[
+                    ("REGAUTH_KEY__ENV", "REGAUTH_MY_KEY"),
+                    ("REGAUTH_MY_KEY", "pem"),
+                ],
+                None,
+            ),
+            (&[("OTHER_TOKEN_TTL", "1"), ("REGAUTHX", "1")], None),
+        ];
+        for (vars, expected) in cases {
+            let result = load_with_env(None, &env(vars));
+            match expected {
+                None => assert!(result.is_ok(), "{vars:?}: {:?}", result.err()),
+                Some(text) => {
+                    let err = result.expect_err(text).to_string();
+                    assert!(err.contains(text), "{vars:?}: {err}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_refresh_secret_defaults_to_the_key_directory() {
+        let with = |yaml: &str| {
+            let f = file("yaml", yaml);
+            load_with_env(Some(f.path()), &HashMap::new())
+                .unwrap()
+                .refresh_secret_file()
+        };
+        assert_eq!(
+            with("key:\n  path: /etc/regauth/keys/signing.key\n"),
+            PathBuf::from("/etc/regauth/keys/refresh.secret")
+        );
+        assert_eq!(with("{}"), PathBuf::from("keys/refresh.secret"));
+        assert_eq!(
+            with("key:\n  path: /k/signing.key\nauth:\n  refresh_secret_file: /s/r.secret\n"),
+            PathBuf::from("/s/r.secret")
+        );
+        assert_eq!(
+            with("key:\n  source: env\n  path: /k/signing.key\n"),
+            PathBuf::from("keys/refresh.secret")
+        );
     }
 }

@@ -213,7 +213,7 @@ fn keygen(alg: Algorithm, out: PathBuf, force: bool, refresh_secret: bool) -> an
     if alg.is_hmac() {
         println!("algorithm:    {alg} (set key.algorithm: {alg})");
     }
-    let secret = out.join("refresh.secret");
+    let secret = out.join(config::REFRESH_SECRET_NAME);
     if refresh_secret && refresh::write_secret(&secret)? {
         println!(
             "refresh secret: {} (share it between replicas)",
@@ -350,15 +350,16 @@ fn check(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         }
     }
     check_federation(&config, &mut problems);
-    if settings.auth.refresh_secret_file.exists() {
-        match refresh::RefreshTokens::load(&settings.auth.refresh_secret_file, 60) {
+    let refresh_secret = config.refresh_secret_file();
+    if refresh_secret.exists() {
+        match refresh::RefreshTokens::load(&refresh_secret, 60) {
             Ok(_) => println!("refresh tokens: on"),
             Err(e) => problems.push(format!("refresh secret: {e}")),
         }
     } else {
         println!(
-            "refresh tokens: off ({} does not exist)",
-            settings.auth.refresh_secret_file.display()
+            "refresh tokens: off ({0} does not exist; to turn them on: head -c 32 /dev/urandom | base64 > {0})",
+            refresh_secret.display()
         );
     }
     if problems.is_empty() {

@@ -360,11 +360,11 @@ fn key_provider(config: &Validated, clock: Arc<dyn Clock>) -> anyhow::Result<Arc
 /// configuration creates it.
 fn refresh_tokens(config: &Validated) -> anyhow::Result<Option<RefreshTokens>> {
     let auth = &config.settings.auth;
-    let path = &auth.refresh_secret_file;
+    let path = &config.refresh_secret_file();
     if !path.exists() {
         if !config.zero_config {
             log::info!(
-                "refresh tokens are off: {} does not exist (`regauth keygen --refresh-secret` writes one; replicas must share it)",
+                "refresh tokens are off: {0} does not exist (`regauth keygen --refresh-secret` writes one beside a new key; for the current key: head -c 32 /dev/urandom | base64 > {0}; replicas must share it)",
                 path.display()
             );
             return Ok(None);

@@ -86,6 +86,25 @@ fn serve_fails_with(args: &[&str], envs: &[(&str, &str)], expected: &str) {
 }
 
 #[test]
+fn a_mistyped_variable_stops_serve_and_check_and_is_named() {
+    // One underscore where two belong: not a setting, so neither command may ignore it.
+    let typo = [("REGAUTH_TOKEN_TTL_SECONDS", "10")];
+    let hint = "did you mean REGAUTH_TOKEN__TTL_SECONDS?";
+    serve_fails_with(&[], &typo, hint);
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .arg("check")
+        .envs(typo)
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(hint), "{stderr}");
+}
+
+#[test]
 fn a_missing_key_file_is_a_startup_error_that_names_the_path() {
     serve_fails_with(
         &[],
@@ -470,4 +489,31 @@ fn explain_names_the_deciding_rule_per_scope() {
         stdout.contains("anonymous") && stdout.contains("no rule matched"),
         "{stdout}"
     );
+}
+
+#[test]
+fn the_refresh_secret_is_found_beside_the_key_whatever_the_working_directory() {
+    // keygen --refresh-secret --out DIR writes DIR/refresh.secret; a configuration that only
+    // names key.path in DIR must find it there, not under ./keys of the working directory.
+    let keys = tempfile::tempdir().unwrap();
+    let (ok, _, stderr) = run_in(
+        keys.path(),
+        &["keygen", "--refresh-secret", "--out", keys.path().to_str().unwrap()],
+    );
+    assert!(ok, "{stderr}");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let yaml = format!("key:\n  path: {}\n", keys.path().join("signing.key").display());
+    std::fs::write(elsewhere.path().join("regauth.yaml"), yaml).unwrap();
+    let (ok, stdout, stderr) = run_in(elsewhere.path(), &["check", "--config", "regauth.yaml"]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("refresh tokens: on"), "{stdout}");
+
+    std::fs::remove_file(keys.path().join("refresh.secret")).unwrap();
+    let (ok, stdout, _) = run_in(elsewhere.path(), &["check", "--config", "regauth.yaml"]);
+    assert!(ok);
+    let expected = format!(
+        "refresh tokens: off ({} does not exist;",
+        keys.path().join("refresh.secret").display()
+    );
+    assert!(stdout.contains(&expected), "{stdout}");
 }

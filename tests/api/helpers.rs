@@ -34,7 +34,7 @@ pub fn test_settings(dir: &Path) -> Settings {
     let mut settings = Settings::default();
     settings.server.listen = "127.0.0.1:0".into();
     settings.key.path = dir.join("signing.key");
-    settings.auth.refresh_secret_file = dir.join("refresh.secret");
+    settings.auth.refresh_secret_file = Some(dir.join("refresh.secret"));
     // Tests that read the audit log turn it on with a file of their own.
     settings.audit.enabled = false;
     settings

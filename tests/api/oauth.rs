@@ -192,7 +192,7 @@ async fn a_refresh_is_decided_by_the_rules_and_groups_in_force_when_it_is_presen
         let secret = secret.clone();
         spawn_app_with(move |s| {
             s.users.insert("alice".into(), user);
-            s.auth.refresh_secret_file = secret;
+            s.auth.refresh_secret_file = Some(secret);
             s.acl = Some(acl);
         })
     };
@@ -264,7 +264,7 @@ async fn a_new_password_or_another_service_refuses_a_refresh_token() {
     let secret = first.dir.path().join("refresh.secret");
     let second = spawn_app_with(move |s| {
         s.users.insert("alice".into(), user("n3w-password", &[]));
-        s.auth.refresh_secret_file = secret;
+        s.auth.refresh_secret_file = Some(secret);
     })
     .await;
     let response = post(
@@ -302,7 +302,7 @@ async fn a_refresh_token_survives_a_restart_when_users_and_secret_are_the_same()
     // own signing key.
     let second = spawn_app_with(move |s| {
         s.auth.htpasswd = Some(h2);
-        s.auth.refresh_secret_file = secret;
+        s.auth.refresh_secret_file = Some(secret);
     })
     .await;
     assert_ne!(
@@ -403,7 +403,7 @@ async fn malformed_oauth_requests_name_what_is_wrong() {
 async fn without_a_refresh_secret_no_refresh_tokens_are_issued() {
     let app = spawn_app_with(|s| {
         with_alice(s);
-        s.auth.refresh_secret_file = s.key.path.with_file_name("missing.secret");
+        s.auth.refresh_secret_file = Some(s.key.path.with_file_name("missing.secret"));
     })
     .await;
     let body = offline_login(&app, "s").await;

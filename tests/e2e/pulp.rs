@@ -2,7 +2,7 @@
 //! Pulp's user-name caveat, and sees a key cut-over, with every token request asserted.
 //! `server` starts Pulp (pulpcore and pulp_container from PyPI, pinned in
 //! tests/e2e/pulp/requirements.txt, installed into a venv by .ci/run and found through
-//! `REGAUTH_PULP_VENV`) on its own PostgreSQL. docs/pulp.md explains the settings on both sides.
+//! `E2E_PULP_VENV`) on its own PostgreSQL. docs/pulp.md explains the settings on both sides.
 
 mod server;
 

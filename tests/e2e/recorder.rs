@@ -163,10 +163,10 @@ impl Recorder {
     }
 
     /// Forgets what was recorded (between the steps of a scenario). With
-    /// `REGAUTH_E2E_TRACE` set, prints it first (how docs/clients.md was written).
+    /// `E2E_TRACE` set, prints it first (how docs/clients.md was written).
     pub fn clear(&self) {
         let mut requests = self.requests.lock().expect("lock");
-        if std::env::var_os("REGAUTH_E2E_TRACE").is_some() {
+        if std::env::var_os("E2E_TRACE").is_some() {
             for r in requests.iter() {
                 eprintln!("token request: {}", r.summary());
             }

@@ -38,7 +38,7 @@ pub const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
 pub const REGISTRY_START_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(25);
 
-/// Binary names tried, in order, when `REGAUTH_E2E_REGISTRY_BIN` is unset:
+/// Binary names tried, in order, when `E2E_REGISTRY_BIN` is unset:
 /// Debian/Ubuntu install `/usr/bin/docker-registry`; upstream release tarballs
 /// and the container image ship `registry`.
 pub const REGISTRY_BINARIES: &[&str] = &["docker-registry", "registry"];
@@ -84,10 +84,10 @@ pub fn require_tool(name: &str) -> bool {
     ))
 }
 
-/// Path of the registry binary: `$REGAUTH_E2E_REGISTRY_BIN`, else the first of
+/// Path of the registry binary: `$E2E_REGISTRY_BIN`, else the first of
 /// `REGISTRY_BINARIES` on PATH.
 pub fn registry_binary() -> Option<PathBuf> {
-    if let Some(p) = env::var_os("REGAUTH_E2E_REGISTRY_BIN") {
+    if let Some(p) = env::var_os("E2E_REGISTRY_BIN") {
         return find_tool(&p.to_string_lossy());
     }
     REGISTRY_BINARIES.iter().find_map(|n| find_tool(n))
@@ -99,7 +99,7 @@ pub fn require_registry() -> bool {
         return true;
     }
     skip_or_fail(
-        "e2e: registry binary not found (looked for $REGAUTH_E2E_REGISTRY_BIN, \
+        "e2e: registry binary not found (looked for $E2E_REGISTRY_BIN, \
          docker-registry, registry on PATH; Debian: apt-get install -y docker-registry)",
     )
 }

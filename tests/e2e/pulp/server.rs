@@ -23,9 +23,9 @@ use crate::registry::{
 use crate::support::skip_or_fail;
 
 /// Where the venv is; default `target/pulp-venv` in the source tree.
-pub const VENV_ENV: &str = "REGAUTH_PULP_VENV";
+pub const VENV_ENV: &str = "E2E_PULP_VENV";
 /// Directory holding `initdb` and `postgres`; default the newest `/usr/lib/postgresql/*/bin`.
-pub const PG_BIN_ENV: &str = "REGAUTH_E2E_PG_BIN";
+pub const PG_BIN_ENV: &str = "E2E_PG_BIN";
 /// Pulp's API and content app, and PostgreSQL, must answer within this.
 const START_TIMEOUT: Duration = Duration::from_secs(180);
 /// `pulpcore-manager migrate` runs a few hundred migrations: about a minute on two busy cores.

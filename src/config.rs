@@ -1138,7 +1138,7 @@ mod tests {
     #[test]
     fn the_refresh_secret_defaults_to_the_key_directory() {
         let with = |yaml: &str| {
-            let f = file("yaml", yaml);
+            let f = file(".yaml", yaml);
             load_with_env(Some(f.path()), &HashMap::new())
                 .unwrap()
                 .refresh_secret_file()

@@ -498,11 +498,19 @@ fn the_refresh_secret_is_found_beside_the_key_whatever_the_working_directory() {
     let keys = tempfile::tempdir().unwrap();
     let (ok, _, stderr) = run_in(
         keys.path(),
-        &["keygen", "--refresh-secret", "--out", keys.path().to_str().unwrap()],
+        &[
+            "keygen",
+            "--refresh-secret",
+            "--out",
+            keys.path().to_str().unwrap(),
+        ],
     );
     assert!(ok, "{stderr}");
     let elsewhere = tempfile::tempdir().unwrap();
-    let yaml = format!("key:\n  path: {}\n", keys.path().join("signing.key").display());
+    let yaml = format!(
+        "key:\n  path: {}\n",
+        keys.path().join("signing.key").display()
+    );
     std::fs::write(elsewhere.path().join("regauth.yaml"), yaml).unwrap();
     let (ok, stdout, stderr) = run_in(elsewhere.path(), &["check", "--config", "regauth.yaml"]);
     assert!(ok, "{stdout}{stderr}");

@@ -234,10 +234,10 @@ fn read_files(
     key: &Path,
     cert: Option<&Path>,
 ) -> Result<(Vec<u8>, Option<Vec<u8>>), ProviderError> {
-    let key_bytes = std::fs::read(key).map_err(|source| ProviderError::Read {
+    let key_bytes = std::fs::read(key).map_err(|error| ProviderError::Read {
         what: FileKind::Key,
         path: key.display().to_string(),
-        source,
+        error,
     })?;
     Ok((key_bytes, super::read_certificate(cert)?))
 }

@@ -136,8 +136,8 @@ pub fn provider_from_settings(
 impl ProviderError {
     /// True when this is "the file of `kind` does not exist".
     pub fn is_missing(&self, kind: FileKind) -> bool {
-        matches!(self, ProviderError::Read { what, source, .. }
-            if *what == kind && source.kind() == ErrorKind::NotFound)
+        matches!(self, ProviderError::Read { what, error, .. }
+            if *what == kind && error.kind() == ErrorKind::NotFound)
     }
 }
 

@@ -123,10 +123,10 @@ fn warn_registry_thumbprint(key: &SigningKey, role: &str) {
 /// Reads an optional certificate chain file.
 fn read_certificate(path: Option<&std::path::Path>) -> Result<Option<Vec<u8>>, ProviderError> {
     path.map(|path| {
-        std::fs::read(path).map_err(|source| ProviderError::Read {
+        std::fs::read(path).map_err(|error| ProviderError::Read {
             what: FileKind::Certificate,
             path: path.display().to_string(),
-            source,
+            error,
         })
     })
     .transpose()
@@ -150,19 +150,30 @@ impl std::fmt::Display for FileKind {
     }
 }
 
+/// What to do about a key file that does not exist: make one.
+fn missing_key_hint(what: FileKind, error: &std::io::Error) -> &'static str {
+    match (what, error.kind()) {
+        (FileKind::Key, std::io::ErrorKind::NotFound) => {
+            " (create a key and its certificate with `regauth keygen --out DIR`, and point key.path at DIR/signing.key)"
+        }
+        _ => "",
+    }
+}
+
 /// Errors starting a key provider.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProviderError {
-    /// A file could not be read.
-    #[error("cannot read {what} {path}: {source}")]
+    /// A file could not be read. The I/O error is part of the message, not a separate
+    /// source, so `{:#}` chains print it once.
+    #[error("cannot read {what} {path}: {error}{}", missing_key_hint(*what, error))]
     Read {
         /// Which file.
         what: FileKind,
         /// The path as configured.
         path: String,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The environment variable is unset or empty.
     #[error("environment variable {0} is unset or empty")]

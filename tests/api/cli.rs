@@ -114,6 +114,26 @@ fn a_missing_key_file_is_a_startup_error_that_names_the_path() {
 }
 
 #[test]
+fn a_missing_key_names_its_cause_once_and_the_command_that_makes_one() {
+    // A configuration file turns key generation off, so the key must exist.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("regauth.yaml"), "{}\n").unwrap();
+    for command in ["serve", "check", "bundle"] {
+        let (ok, stdout, stderr) = run_in(dir.path(), &[command, "--config", "regauth.yaml"]);
+        assert!(!ok, "{command}: {stdout}");
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("cannot read key file keys/signing.key"))
+            .unwrap_or_else(|| panic!("{command}: {stderr}"));
+        assert_eq!(line.matches("os error 2").count(), 1, "{command}: {line}");
+        assert!(
+            line.contains("regauth keygen --out DIR"),
+            "{command}: {line}"
+        );
+    }
+}
+
+#[test]
 fn bad_configuration_stops_the_start_with_a_message() {
     serve_fails_with(
         &[],

@@ -84,8 +84,10 @@ pub fn bundle(config: &Validated) -> anyhow::Result<Output> {
     for loaded in &keys {
         let (key, role) = with_anchor(loaded, config)?;
         // Each key on its own terms: tokens carry x5c only for a certificate the settings
-        // name, and the registry must trust a certificate found beside the key itself.
-        let sent = key.sends_x5c();
+        // name, and the registry must trust a certificate found beside the key itself. So
+        // whether x5c is sent is the loaded key's answer, not that of the copy made with the
+        // certificate found beside it.
+        let sent = loaded.key.sends_x5c();
         let entry = BundleKey {
             role: &role,
             setting: loaded.certificate_setting,

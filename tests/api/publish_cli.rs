@@ -122,7 +122,16 @@ fn bundle_fails_and_prints_nothing_when_a_key_has_no_certificate_or_the_next_key
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(certificates_der(&out.stdout).len(), 2);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("beside it"));
+    let notes = String::from_utf8_lossy(&out.stderr);
+    assert!(notes.contains("beside it"), "{notes}");
+    // Tokens carry no x5c for a certificate the settings do not name: the registry finds the
+    // key by kid, and the note must not say otherwise.
+    let beside = notes
+        .lines()
+        .find(|l| l.contains("beside it"))
+        .unwrap_or_default();
+    assert!(beside.contains("found by kid"), "{beside}");
+    assert!(!beside.contains("sent as x5c"), "{beside}");
     // With no certificate anywhere, nothing is printed.
     std::fs::rename(keys.join("next.crt"), keys.join("next.crt.away")).unwrap();
     let out = run("bundle", &no_next_cert);
@@ -339,4 +348,29 @@ fn public_key_refuses_an_hmac_secret_and_a_next_key_that_is_not_configured() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn bundle_says_a_certificate_found_beside_the_key_is_matched_by_kid_not_sent_as_x5c() {
+    // keygen's layout with the default x5c: true, and no key.certificate: the certificate is
+    // found beside the key for the bundle, but tokens do not carry it.
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    generate::write(&keys, Algorithm::ES256, false).unwrap();
+    let config = dir.path().join("regauth.yaml");
+    std::fs::write(
+        &config,
+        format!("key:\n  path: {}/signing.key\n", keys.display()),
+    )
+    .unwrap();
+    let out = run("bundle", &config);
+    let notes = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{notes}");
+    assert_eq!(certificates_der(&out.stdout).len(), 1);
+    let note = notes
+        .lines()
+        .find(|l| l.contains("beside it"))
+        .unwrap_or_else(|| panic!("{notes}"));
+    assert!(note.contains("found by kid"), "{note}");
+    assert!(!note.contains("x5c"), "{note}");
 }

@@ -450,6 +450,14 @@ fn explain(
         federated.identity
     } else if account.is_empty() {
         Identity::anonymous()
+    } else if !sources.is_configured() && config.settings.federation.is_empty() {
+        // As the server does: with nobody to sign in, credentials are ignored.
+        println!(
+            "note: no identity source is configured (no users, htpasswd file, ldap or \
+             federation), so the server ignores credentials and every caller is anonymous; \
+             evaluating {account:?} as the anonymous caller"
+        );
+        Identity::anonymous()
     } else {
         match sources.describe(account) {
             Ok(Some(identity)) => identity,

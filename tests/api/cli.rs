@@ -545,3 +545,58 @@ fn the_refresh_secret_is_found_beside_the_key_whatever_the_working_directory() {
     );
     assert!(stdout.contains(&expected), "{stdout}");
 }
+
+#[test]
+fn explain_agrees_with_the_server_when_no_identity_source_is_configured() {
+    // Zero configuration: nobody can sign in, so the server ignores alice's credentials and
+    // grants what anonymous callers get. explain must say the same.
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = start_serve(&[], Some(dir.path()));
+    let response = {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            stream,
+            "GET /token?service=registry&scope=repository:team/app:pull,push HTTP/1.1\r\n\
+             Host: {addr}\r\nAuthorization: Basic YWxpY2U6eA==\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let body = &response[response.find("\r\n\r\n").unwrap() + 4..];
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    let served = crate::helpers::claims(json["token"].as_str().unwrap());
+    assert_eq!(served["sub"], "", "{served}");
+    let served_actions: Vec<String> = served["access"][0]["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect();
+
+    let (ok, stdout, stderr) = run_in(
+        dir.path(),
+        &[
+            "explain",
+            "--account",
+            "alice",
+            "--service",
+            "registry",
+            "--scope",
+            "repository:team/app:pull,push",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("no identity source is configured"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("granted: [{}]", served_actions.join(","))),
+        "server granted {served_actions:?}; explain said:\n{stdout}"
+    );
+}

@@ -144,6 +144,24 @@ fn the_configmap_settings_load_and_the_grace_period_covers_the_prestop_sleep_and
         Path::new("/etc/regauth/keys/signing.key")
     );
     assert_eq!(config.listen.port(), 5001);
+    // Rules as shipped, so adding one (what docs/kubernetes.md asks for) keeps the start
+    // working: access.anonymous beside acl would stop it.
+    assert!(config.settings.access.anonymous.is_none());
+    assert_eq!(config.acl.len(), 3);
+    let settings = literal_block(&configmap, "regauth.yaml");
+    let acl_line = settings
+        .lines()
+        .position(|l| l.trim() == "acl:")
+        .expect("the ConfigMap lists its rules under acl");
+    let mut lines: Vec<&str> = settings.lines().collect();
+    lines.insert(
+        acl_line + 1,
+        "  - match: {account: ci, type: repository, name: team/**}\n    actions: [pull, push]",
+    );
+    fs::write(settings_file.path(), lines.join("\n")).unwrap();
+    let with_rule = regauth::config::load_with_env(Some(settings_file.path()), &env)
+        .unwrap_or_else(|e| panic!("the ConfigMap's settings with a rule added: {e}"));
+    assert_eq!(with_rule.acl.len(), 4);
 
     let deployment = fs::read_to_string(dir.join("deployment.yaml")).unwrap();
     let grace = number_after(&deployment, "", "terminationGracePeriodSeconds");

@@ -1,5 +1,6 @@
-# regauth in an empty image: one statically linked binary, no shell, no libc, no CA store
-# (regauth makes no outgoing TLS connections). No base image is pulled and nothing is compiled
+# regauth in an empty image: one statically linked binary, no shell, no libc, no system CA
+# store (federation's jwks_url uses the web roots built into the binary; LDAP over TLS needs
+# ldap.ca_file, see docs/container.md). No base image is pulled and nothing is compiled
 # here: scripts/build-image.sh builds the binary with cargo and stages the build context
 # (this file, `regauth` and `regauth.yaml`). See docs/container.md.
 FROM scratch

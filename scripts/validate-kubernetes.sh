@@ -39,6 +39,8 @@ for file in "$dir"/*.yaml; do
 done
 files=()
 for name in "${resources[@]}"; do
+  # A directory is a kustomize base (an overlay's ../): validated on its own.
+  [ -d "$dir/$name" ] && continue
   [ -f "$dir/$name" ] || { echo "validate-kubernetes: $name (in resources) does not exist" >&2; status=1; continue; }
   files+=("$dir/$name")
 done

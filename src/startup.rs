@@ -411,12 +411,23 @@ fn log_summary(config: &Validated, addr: std::net::SocketAddr, keys: &dyn KeyPro
         .first()
         .cloned()
         .unwrap_or_else(|| "registry.example.com".into());
-    let bundle = match (&settings.key.certificate, settings.key.source) {
-        (Some(cert), _) => cert.display().to_string(),
-        (None, KeySource::File) => keys::certificate_beside(&settings.key.path)
+    // An absolute path: the registry does not run in regauth's working directory.
+    let absolute = |path: &Path| {
+        std::path::absolute(path)
+            .unwrap_or_else(|_| path.to_path_buf())
             .display()
-            .to_string(),
+            .to_string()
+    };
+    let bundle = match (&settings.key.certificate, settings.key.source) {
+        (Some(cert), _) => absolute(cert),
+        (None, KeySource::File) => absolute(&keys::certificate_beside(&settings.key.path)),
         (None, KeySource::Env) => "<certificate of the signing key>".into(),
+    };
+    // The placeholder is marked as one, so it is not mistaken for a configured name.
+    let service = if settings.token.services.is_empty() {
+        format!("{service}   # token.services is empty: any service; use the registry's name")
+    } else {
+        service
     };
     let host = if addr.ip().is_unspecified() {
         format!("<this host>:{}", addr.port())

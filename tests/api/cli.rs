@@ -600,3 +600,41 @@ fn explain_agrees_with_the_server_when_no_identity_source_is_configured() {
         "server granted {served_actions:?}; explain said:\n{stdout}"
     );
 }
+
+#[test]
+fn the_start_banner_names_the_bundle_by_an_absolute_path_and_marks_a_placeholder_service() {
+    // A registry runs elsewhere: a path relative to regauth's working directory is useless
+    // in its configuration, and a made-up service name must not look configured.
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _addr, log) = start_serve_logging(&[], Some(dir.path()), &[]);
+    let mut lines = log.before.clone();
+    if !lines.iter().any(|l| l.contains("rootcertbundle:")) {
+        // The banner is one multi-line message: its lines arrive together.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while let Some(line) = log.wait_for("") {
+            let done = line.contains("rootcertbundle:");
+            lines.push(line);
+            if done || std::time::Instant::now() > deadline {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let banner = lines.join("\n");
+    let line = lines
+        .iter()
+        .find(|l| l.contains("rootcertbundle:"))
+        .unwrap_or_else(|| panic!("no rootcertbundle in the banner:\n{banner}"));
+    let bundle = line.split("rootcertbundle:").nth(1).unwrap().trim();
+    assert!(std::path::Path::new(bundle).is_absolute(), "{line}");
+    assert_eq!(
+        std::path::Path::new(bundle).canonicalize().unwrap(),
+        dir.path().canonicalize().unwrap().join("keys/signing.crt"),
+        "{line}"
+    );
+    assert!(
+        banner.contains("token.services is empty"),
+        "the placeholder service is not marked:\n{banner}"
+    );
+}

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 
 use regauth::clock::SystemClock;
 use regauth::config::{self, Validated};
-use regauth::identity::federation::{Federated, Federation, TOKEN_USER};
+use regauth::identity::federation::{self, Federated, Federation, TOKEN_USER};
 use regauth::identity::{
     Identity, IdentitySource, LdapSource, MAX_PASSWORD_BYTES, Sources, UserDirectory,
 };
@@ -350,6 +350,9 @@ fn check(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         }
     }
     check_federation(&config, &mut problems);
+    for warning in federation::warnings(&settings.federation, config.acl.names_federation()) {
+        println!("warning: {warning}");
+    }
     if settings.auth.refresh_secret_file.exists() {
         match refresh::RefreshTokens::load(&settings.auth.refresh_secret_file, 60) {
             Ok(_) => println!("refresh tokens: on"),

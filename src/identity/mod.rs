@@ -45,7 +45,8 @@ pub struct Identity {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Workload {
     issuer: String,
-    /// The token's claims that are strings (others cannot be used by rules).
+    /// The token's claims that are strings of at most 255 bytes (no other can be part of a
+    /// resource name).
     claims: BTreeMap<String, String>,
 }
 

@@ -247,9 +247,16 @@ pub(super) fn map_identity(
             }
         }
     };
+    // Only strings short enough to be part of a resource name can ever matter to a rule;
+    // the rest would only make each cached login bigger.
     let strings = claims
         .iter()
-        .filter_map(|(name, value)| Some((name.clone(), value.as_str()?.to_owned())))
+        .filter_map(|(name, value)| {
+            let text = value
+                .as_str()
+                .filter(|t| t.len() <= crate::scope::MAX_NAME_LEN)?;
+            Some((name.clone(), text.to_owned()))
+        })
         .collect();
     Ok(Identity::user(account, groups)
         .with_source(SOURCE_FEDERATION)

@@ -690,7 +690,12 @@ fn a_verified_caller_is_of_source_federation_with_its_issuer_and_string_claims()
     let f = fixture(|_| {});
     let token = f.rsa.sign(&with(
         claims(),
-        json!({"repository": "octo-org/app", "run_number": 7, "nested": {"a": "b"}}),
+        json!({
+            "repository": "octo-org/app",
+            "run_number": 7,
+            "nested": {"a": "b"},
+            "long": "x".repeat(256),
+        }),
     ));
     let got = f.federation.verify("oidc", &token).unwrap().unwrap();
     assert_eq!(got.identity.source(), SOURCE_FEDERATION);
@@ -701,6 +706,8 @@ fn a_verified_caller_is_of_source_federation_with_its_issuer_and_string_claims()
     assert_eq!(got.identity.claim("run_number"), None);
     assert_eq!(got.identity.claim("nested"), None);
     assert_eq!(got.identity.claim("missing"), None);
+    // Longer than any resource name: it could never match, so it is not kept.
+    assert_eq!(got.identity.claim("long"), None);
 }
 
 #[test]

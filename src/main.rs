@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 
 use regauth::clock::SystemClock;
 use regauth::config::{self, Validated};
-use regauth::identity::federation::{Federated, Federation, TOKEN_USER};
+use regauth::identity::federation::{self, Federated, Federation, TOKEN_USER};
 use regauth::identity::{
     Identity, IdentitySource, LdapSource, MAX_PASSWORD_BYTES, Sources, UserDirectory,
 };
@@ -350,6 +350,9 @@ fn check(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         }
     }
     check_federation(&config, &mut problems);
+    for warning in federation::warnings(&settings.federation, config.acl.names_federation()) {
+        println!("warning: {warning}");
+    }
     let refresh_secret = config.refresh_secret_file();
     if refresh_secret.exists() {
         match refresh::RefreshTokens::load(&refresh_secret, 60) {

@@ -454,6 +454,11 @@ fn log_summary(config: &Validated, addr: std::net::SocketAddr, keys: &dyn KeyPro
             ""
         }
     );
+    for warning in
+        crate::identity::federation::warnings(&settings.federation, config.acl.names_federation())
+    {
+        log::warn!("{warning}");
+    }
     let proxies = &config.proxies;
     if !proxies.is_empty() {
         log::info!(

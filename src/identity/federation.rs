@@ -5,8 +5,10 @@
 //! issuer; anything else is not this source's business (a JWT from an unknown issuer is just
 //! a wrong password). A configured issuer's token must then pass every check: size, `alg`
 //! in the issuer's allow-list and fitting the key's type, the signature, `exp` (required),
-//! `nbf` and `iat` with leeway, `aud`, and a lifetime no longer than allowed. The caller
-//! becomes the account in `account_claim`, with the groups in `groups_claim`.
+//! `nbf` and `iat` with leeway, `aud`, a lifetime no longer than allowed, and the issuer's
+//! `required_claims`. The caller becomes the account in `account_claim`, with the groups in
+//! `groups_claim`, as source `federation`: only rules that name that source or the issuer
+//! ever match it (see [`crate::policy`]).
 //!
 //! Verification may read or fetch the issuer's JWKS ([`jwks`]), so it runs on a blocking
 //! thread, as password checks do.
@@ -24,10 +26,11 @@ use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
 pub use self::claims::{MAX_ACCOUNT_BYTES, MAX_GROUPS, MAX_HEADER_BYTES, Refusal};
-use self::claims::{Parts, check_claims, header, map_identity};
+use self::claims::{Parts, check_claims, check_required, header, map_identity};
 use self::jwks::{JwksError, KeyStore, Lookup, Source};
 pub use self::settings::{
     IssuerSettings, MAX_LEEWAY_SECONDS, MAX_LIFETIME_LIMIT_SECONDS, SettingsError, validate,
+    warnings,
 };
 use self::settings::{Rules, checked};
 use super::{Credentials, Identity, IdentitySource, Outcome};
@@ -67,7 +70,8 @@ pub enum FederationError {
 /// A verified workload token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Federated {
-    /// The caller: the mapped account and groups.
+    /// The caller: the mapped account and groups, source `federation`, with the issuer and
+    /// the token's string claims (what rules may match).
     pub identity: Identity,
     /// The issuer that vouched for it.
     pub issuer: String,
@@ -220,6 +224,7 @@ impl Federation {
         }
         let now = self.clock.now().timestamp();
         let expires_at = check_claims(&claims, &issuer.rules, now).map_err(refused)?;
+        check_required(&claims, &issuer.rules).map_err(refused)?;
         let identity = map_identity(&claims, &issuer.rules).map_err(refused)?;
         if username != TOKEN_USER && username != identity.subject() {
             return Err(refused(Refusal::UserName));
@@ -276,7 +281,6 @@ impl IdentitySource for Federation {
                 Outcome::Authenticated(
                     federated
                         .identity
-                        .with_source(SOURCE_FEDERATION)
                         .valid_until(std::time::Instant::now() + left),
                 )
             }

@@ -12,6 +12,8 @@ mod login;
 mod source;
 mod users;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use data_encoding::BASE64;
@@ -34,6 +36,18 @@ pub struct Identity {
     source: String,
     /// Past this instant the login must not be reused from the cache (e.g. a token's expiry).
     valid_until: Option<Instant>,
+    /// For a caller signed in with a workload token: its issuer and string claims.
+    workload: Option<Arc<Workload>>,
+}
+
+/// What a verified workload token says beyond the account and groups: the rules' `issuer`
+/// and `${claim.NAME}` look here. Bounded by the token's claim-set limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Workload {
+    issuer: String,
+    /// The token's claims that are strings of at most 255 bytes (no other can be part of a
+    /// resource name).
+    claims: BTreeMap<String, String>,
 }
 
 impl Identity {
@@ -44,6 +58,7 @@ impl Identity {
             groups: Vec::new(),
             source: String::new(),
             valid_until: None,
+            workload: None,
         }
     }
 
@@ -54,6 +69,7 @@ impl Identity {
             groups,
             source: String::new(),
             valid_until: None,
+            workload: None,
         }
     }
 
@@ -61,6 +77,30 @@ impl Identity {
     pub fn with_source(mut self, source: &str) -> Self {
         source.clone_into(&mut self.source);
         self
+    }
+
+    /// This identity, vouched for by a workload token of `issuer` carrying the string
+    /// `claims` (those rules may use).
+    pub fn with_workload(mut self, issuer: &str, claims: BTreeMap<String, String>) -> Self {
+        self.workload = Some(Arc::new(Workload {
+            issuer: issuer.to_owned(),
+            claims,
+        }));
+        self
+    }
+
+    /// The issuer of the workload token the caller signed in with; `None` for everyone else.
+    pub fn issuer(&self) -> Option<&str> {
+        self.workload.as_ref().map(|w| w.issuer.as_str())
+    }
+
+    /// The string claim `name` of the caller's workload token; `None` when there is no such
+    /// claim, when it is not a string, or when the caller did not sign in with a token.
+    pub fn claim(&self, name: &str) -> Option<&str> {
+        self.workload
+            .as_ref()
+            .and_then(|w| w.claims.get(name))
+            .map(String::as_str)
     }
 
     /// This identity, not to be answered from the login cache after `until` (a source whose

@@ -1,13 +1,27 @@
 //! Ordered access rules: the first rule whose `match` fits the request decides the actions.
+//!
+//! Sources are kept apart: a rule that names neither `source` nor `issuer` is a rule for
+//! people (and anonymous callers) and never matches a caller who signed in with a workload
+//! token. Workloads get exactly what rules naming `source: federation` or an `issuer` give.
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use super::pattern::{Pattern, PatternError};
+use super::pattern::{Pattern, PatternError, Variables};
 use super::{Decision, Policy, RequestContext};
+use crate::identity::federation::SOURCE_FEDERATION;
+use crate::identity::{Identity, SOURCE_HTPASSWD, SOURCE_LDAP, SOURCE_USERS};
 use crate::scope::{Action, Actions, NO_ACTIONS, ResourceScope};
+
+/// The identity sources a rule's `source` may name.
+pub const SOURCE_NAMES: [&str; 4] = [
+    SOURCE_USERS,
+    SOURCE_HTPASSWD,
+    SOURCE_LDAP,
+    SOURCE_FEDERATION,
+];
 
 /// A rule as written in the configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -37,10 +51,48 @@ impl RuleSettings {
     }
 }
 
-/// The `match` of a rule. Omitted fields match anything.
+/// One name, or a list of names.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum OneOrMore {
+    /// A single name.
+    One(String),
+    /// Several names.
+    More(Vec<String>),
+}
+
+impl OneOrMore {
+    /// The names.
+    pub fn as_slice(&self) -> &[String] {
+        match self {
+            OneOrMore::One(one) => std::slice::from_ref(one),
+            OneOrMore::More(more) => more,
+        }
+    }
+}
+
+impl std::fmt::Display for OneOrMore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OneOrMore::One(one) => write!(f, "{one:?}"),
+            OneOrMore::More(more) => write!(f, "{more:?}"),
+        }
+    }
+}
+
+/// The `match` of a rule. Omitted fields match anything, except that a rule naming neither
+/// `source` nor `issuer` never matches a workload (a caller of source `federation`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MatchSettings {
+    /// The identity source(s) that signed the caller in: `users`, `htpasswd`, `ldap`,
+    /// `federation`; one name or a list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<OneOrMore>,
+    /// The issuer (`iss`, exactly) of the caller's workload token; implies `source:
+    /// federation`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
     /// Account: exact, glob or `/regex/`. `""` is the anonymous caller; globs never match it.
     pub account: Option<String>,
     /// A group the user belongs to (exact).
@@ -66,8 +118,20 @@ pub struct RuleError {
     pub reason: String,
 }
 
+/// Which callers a rule is for, by where they signed in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Callers {
+    /// No `source` and no `issuer`: everyone but workloads.
+    People,
+    /// `source`: callers of these sources (anonymous callers have none).
+    Sources(Vec<&'static str>),
+    /// `issuer`: workloads whose token this issuer signed.
+    Issuer(String),
+}
+
 #[derive(Debug, Clone)]
 struct Rule {
+    callers: Callers,
     account: Option<Pattern>,
     group: Option<String>,
     resource_type: Option<String>,
@@ -127,11 +191,14 @@ impl Acl {
                     })
                 })
                 .collect::<Result<Actions, _>>()?;
+            let name = pattern(index, &m.name, true)?;
+            let callers = callers(index, m, name.as_ref())?;
             rules.push(Rule {
+                callers,
                 account: pattern(index, &m.account, false)?,
                 group: m.group.clone(),
                 resource_type: m.resource_type.clone(),
-                name: pattern(index, &m.name, true)?,
+                name,
                 service: pattern(index, &m.service, false)?,
                 ip,
                 actions,
@@ -146,6 +213,7 @@ impl Acl {
     pub fn default_rules(anonymous: &Actions) -> Acl {
         // `account: Some(..)` always: `None` would mean "any caller".
         let repo = |account: Pattern, actions: Actions, text: &str| Rule {
+            callers: Callers::People,
             account: Some(account),
             group: None,
             resource_type: Some("repository".into()),
@@ -178,6 +246,16 @@ impl Acl {
         }
     }
 
+    /// True when some rule is written for workloads (names `source: federation` or an
+    /// `issuer`): without one, callers signed in with a workload token get nothing.
+    pub fn names_federation(&self) -> bool {
+        self.rules.iter().any(|r| match &r.callers {
+            Callers::People => false,
+            Callers::Sources(sources) => sources.contains(&SOURCE_FEDERATION),
+            Callers::Issuer(_) => true,
+        })
+    }
+
     /// Number of rules.
     pub fn len(&self) -> usize {
         self.rules.len()
@@ -187,6 +265,68 @@ impl Acl {
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
+}
+
+/// Who a rule is for, from `source` and `issuer`, checked against what the rule matches.
+fn callers(index: usize, m: &MatchSettings, name: Option<&Pattern>) -> Result<Callers, RuleError> {
+    let fail = |reason: String| RuleError { index, reason };
+    let mut sources = Vec::new();
+    if let Some(list) = &m.source {
+        if list.as_slice().is_empty() {
+            return Err(fail(format!(
+                "source must name at least one of {}",
+                SOURCE_NAMES.join(", ")
+            )));
+        }
+        for written in list.as_slice() {
+            let known = SOURCE_NAMES
+                .iter()
+                .find(|s| **s == written.as_str())
+                .ok_or_else(|| {
+                    fail(format!(
+                        "source {written:?} is not one of {}",
+                        SOURCE_NAMES.join(", ")
+                    ))
+                })?;
+            if !sources.contains(known) {
+                sources.push(*known);
+            }
+        }
+    }
+    let workloads_only = sources == [SOURCE_FEDERATION];
+    let callers = match &m.issuer {
+        Some(issuer) if issuer.trim().is_empty() => {
+            return Err(fail(
+                "issuer must be the `iss` of a configured federation issuer".into(),
+            ));
+        }
+        Some(_) if !sources.is_empty() && !workloads_only => {
+            return Err(fail(
+                "issuer matches workloads only: write source: federation or leave source out"
+                    .into(),
+            ));
+        }
+        Some(issuer) => Callers::Issuer(issuer.clone()),
+        None if sources.is_empty() => Callers::People,
+        None => Callers::Sources(sources.clone()),
+    };
+    let mixed = sources.contains(&SOURCE_FEDERATION) && !workloads_only;
+    if mixed
+        && (m.account.is_some() || m.group.is_some() || name.is_some_and(Pattern::uses_account))
+    {
+        return Err(fail(
+            "source lists federation with other sources in a rule that matches an account or              group: a workload's account or group must never satisfy a rule meant for people;              write separate rules"
+                .into(),
+        ));
+    }
+    let for_workloads = matches!(callers, Callers::Issuer(_)) || workloads_only;
+    if name.is_some_and(Pattern::uses_claims) && !for_workloads {
+        return Err(fail(
+            "${claim.NAME} is a claim of a workload token: use it in a rule with              source: federation or an issuer"
+                .into(),
+        ));
+    }
+    Ok(callers)
 }
 
 fn display(actions: &Actions) -> String {
@@ -206,7 +346,11 @@ fn parse_net(s: &str) -> Option<IpNet> {
 fn describe(index: usize, rule: &RuleSettings) -> String {
     let m = &rule.matches;
     let mut parts = Vec::new();
+    if let Some(source) = &m.source {
+        parts.push(format!("source={source}"));
+    }
     let fields = [
+        ("issuer", &m.issuer),
         ("account", &m.account),
         ("group", &m.group),
         ("type", &m.resource_type),
@@ -235,8 +379,33 @@ fn describe(index: usize, rule: &RuleSettings) -> String {
     )
 }
 
+impl Variables for Identity {
+    fn account(&self) -> &str {
+        self.subject()
+    }
+
+    fn claim(&self, name: &str) -> Option<&str> {
+        Identity::claim(self, name)
+    }
+}
+
+impl Callers {
+    fn admit(&self, identity: &Identity) -> bool {
+        match self {
+            Callers::People => identity.source() != SOURCE_FEDERATION,
+            Callers::Sources(sources) => sources.contains(&identity.source()),
+            Callers::Issuer(issuer) => {
+                identity.source() == SOURCE_FEDERATION && identity.issuer() == Some(issuer)
+            }
+        }
+    }
+}
+
 impl Rule {
     fn matches(&self, ctx: &RequestContext<'_>, scope: &ResourceScope) -> bool {
+        if !self.callers.admit(ctx.identity) {
+            return false;
+        }
         let account = ctx.identity.subject();
         let account_ok = match &self.account {
             None => true,
@@ -258,7 +427,7 @@ impl Rule {
             && self
                 .name
                 .as_ref()
-                .is_none_or(|p| p.matches(&scope.name, account))
+                .is_none_or(|p| p.matches_for(&scope.name, ctx.identity))
             && self
                 .service
                 .as_ref()

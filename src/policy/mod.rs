@@ -7,8 +7,8 @@ mod pattern;
 
 use std::net::IpAddr;
 
-pub use acl::{Acl, MatchSettings, RuleError, RuleSettings};
-pub use pattern::{Pattern, PatternError};
+pub use acl::{Acl, MatchSettings, OneOrMore, RuleError, RuleSettings, SOURCE_NAMES};
+pub use pattern::{Pattern, PatternError, Variables, anchored_regex, regex_inside};
 
 use crate::claims::AccessEntry;
 use crate::identity::Identity;

@@ -9,7 +9,7 @@ use jsonwebtoken::Algorithm;
 use regauth::clock::ManualClock;
 use regauth::config::Settings;
 use regauth::identity::federation::IssuerSettings;
-use regauth::policy::RuleSettings;
+use regauth::policy::{OneOrMore, RuleSettings};
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, claims, spawn_app_with_clock, user};
@@ -31,16 +31,23 @@ struct Federated {
     ec: WorkloadKey,
 }
 
-/// Namespace team-a may push to team-a/**; any other signed-in caller may pull.
+fn federation() -> Option<OneOrMore> {
+    Some(OneOrMore::One("federation".into()))
+}
+
+/// Namespace team-a's workloads may push to team-a/**; any other workload may pull, and so
+/// may any signed-in person. Rules for workloads name their source.
 fn team_rules(s: &mut Settings) {
     s.acl = Some(vec![
         RuleSettings::new(
             |m| {
+                m.source = federation();
                 m.account = Some("/system:serviceaccount:team-a:.+/".into());
                 m.name = Some("team-a/**".into());
             },
             &["pull", "push"],
         ),
+        RuleSettings::new(|m| m.source = federation(), &["pull"]),
         RuleSettings::new(|m| m.account = Some("/.+/".into()), &["pull"]),
     ]);
 }
@@ -519,7 +526,7 @@ fn cli_dir(key: &WorkloadKey, extra: &str) -> tempfile::TempDir {
         dir.path().join("regauth.yaml"),
         format!(
             "token:\n  services: [{AUD}]\nfederation:\n  - issuer: {ISS}\n    jwks_file: cluster-jwks.json\n    audiences: [{AUD}]\n{extra}\
-             acl:\n  - match: {{account: '/system:serviceaccount:team-a:.+/', name: 'team-a/**'}}\n    actions: [pull, push]\n    comment: team-a pushes\n"
+             acl:\n  - match: {{source: federation, account: '/system:serviceaccount:team-a:.+/', name: 'team-a/**'}}\n    actions: [pull, push]\n    comment: team-a pushes\n"
         ),
     )
     .unwrap();
@@ -545,6 +552,7 @@ fn check_loads_the_issuers_keys_and_refuses_hmac_or_a_broken_jwks() {
     let good = cli_dir(&key, "");
     let (ok, stdout, stderr) = regauth_in(good.path(), &["check", "--config", "regauth.yaml"]);
     assert!(ok, "{stdout}{stderr}");
+    assert!(!stdout.contains("warning"), "{stdout}");
     assert!(
         stdout.contains(&format!(
             "federation issuer \"{ISS}\": 1 key(s) from cluster-jwks.json"
@@ -605,6 +613,9 @@ fn explain_verifies_a_token_file_and_names_its_issuer_or_why_it_is_refused() {
         stdout.contains(&format!(
             "account \"{BUILDER}\" (source: federation (issuer {ISS}), groups: [])"
         )) && stdout.contains("granted: [pull,push]")
+            && stdout.contains(
+                "by:      rule 1: match source=\"federation\" account=\"/system:serviceaccount:team-a:.+/\""
+            )
             && stdout.contains("(team-a pushes)"),
         "{stdout}"
     );
@@ -648,4 +659,355 @@ async fn an_oversized_jwks_is_not_read() {
         .unwrap();
     assert_eq!(response.status(), 503, "no key could be loaded");
     assert!(big.hits() >= 1);
+}
+
+/// The `access` granted to `user`:`password` (a person, or `oidc` with a token) for `scopes`.
+async fn granted(app: &TestApp, user: &str, password: &str, scopes: &[&str]) -> Value {
+    let query: String = scopes.iter().map(|s| format!("&scope={s}")).collect();
+    let response = app
+        .client
+        .get(format!("{}/token?service={AUD}{query}", app.address))
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{user}");
+    access(&response.json().await.unwrap())
+}
+
+/// The action lists of `access`, in order, joined with `,`.
+fn actions(access: &Value) -> Vec<String> {
+    access
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            e["actions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn without_acl_a_workload_gets_nothing_while_people_and_anonymous_keep_the_defaults() {
+    let f = federated(|s, _| s.acl = None).await;
+    let scopes = [
+        "repository:victim/app:pull,push",
+        "repository:team-a/app:pull,push",
+    ];
+    let token = f.rsa.sign(&f.claims());
+    assert_eq!(
+        actions(&granted(&f.app, "oidc", &token, &scopes).await),
+        ["", ""],
+        "a verified workload token from a trusted issuer gets nothing from the default rules"
+    );
+    assert_eq!(
+        actions(&granted(&f.app, "alice", "s3cret", &scopes).await),
+        ["pull,push", "pull,push"]
+    );
+    let anonymous: Value = f
+        .app
+        .client
+        .get(format!(
+            "{}/token?service={AUD}&scope=repository:victim/app:pull,push",
+            f.app.address
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(actions(&access(&anonymous)), ["pull"]);
+}
+
+#[tokio::test]
+async fn a_workload_named_like_a_local_user_with_her_group_gets_none_of_her_grants() {
+    let f = federated(|s, _| {
+        s.users.insert("alice".into(), user("s3cret", &["release"]));
+        s.federation[0].groups_claim = Some("groups".into());
+        s.acl = Some(vec![
+            RuleSettings::new(
+                |m| {
+                    m.account = Some("alice".into());
+                    m.name = Some("alice/**".into());
+                },
+                &["*"],
+            ),
+            RuleSettings::new(
+                |m| {
+                    m.group = Some("release".into());
+                    m.name = Some("prod/**".into());
+                },
+                &["pull", "push"],
+            ),
+            RuleSettings::new(
+                |m| {
+                    m.source = federation();
+                    m.name = Some("ci/**".into());
+                },
+                &["pull"],
+            ),
+        ]);
+    })
+    .await;
+    let mut claims = f.claims();
+    claims["sub"] = json!("alice");
+    claims["groups"] = json!(["release"]);
+    let token = f.ec.sign(&claims);
+    let scopes = [
+        "repository:alice/app:pull,push",
+        "repository:prod/app:pull,push",
+        "repository:ci/cache:pull,push",
+    ];
+    for user_name in ["oidc", "alice"] {
+        let workload = granted(&f.app, user_name, &token, &scopes).await;
+        assert_eq!(actions(&workload), ["", "", "pull"], "as {user_name}");
+    }
+    assert_eq!(
+        actions(&granted(&f.app, "alice", "s3cret", &scopes).await),
+        ["pull,push", "pull,push", ""]
+    );
+}
+
+#[tokio::test]
+async fn required_claims_admit_matching_tokens_and_refuse_others_with_an_audited_counted_401() {
+    let f = federated(|s, _| {
+        s.auth.cache_seconds = 0;
+        s.auth.limits.failures = 0;
+        s.audit.enabled = true;
+        s.audit.output = s.key.path.with_file_name("audit.log").display().to_string();
+        s.federation[0].required_claims = [
+            (
+                "repository_owner".to_owned(),
+                OneOrMore::One("octo-org".into()),
+            ),
+            (
+                "ref".to_owned(),
+                OneOrMore::More(vec!["refs/heads/main".into(), "refs/heads/release".into()]),
+            ),
+            (
+                "environment".to_owned(),
+                OneOrMore::One("/prod(-[a-z]+)?/".into()),
+            ),
+        ]
+        .into();
+    })
+    .await;
+    let good = || {
+        let mut c = f.claims();
+        c["repository_owner"] = json!("octo-org");
+        c["ref"] = json!("refs/heads/main");
+        c["environment"] = json!("prod-eu");
+        c
+    };
+    let changed = |claim: &str, value: Value| {
+        let mut c = good();
+        if value.is_null() {
+            c.as_object_mut().unwrap().remove(claim);
+        } else {
+            c[claim] = value;
+        }
+        c
+    };
+    let accepted = [
+        ("all met", good()),
+        (
+            "the other listed ref",
+            changed("ref", json!("refs/heads/release")),
+        ),
+        ("environment prod", changed("environment", json!("prod"))),
+    ];
+    for (what, claims) in &accepted {
+        assert_eq!(f.status(&f.rsa.sign(claims)).await, 200, "{what}");
+    }
+    let refused = [
+        (
+            "another owner",
+            changed("repository_owner", json!("evil-org")),
+        ),
+        ("owner missing", changed("repository_owner", Value::Null)),
+        (
+            "owner not a string",
+            changed("repository_owner", json!(["octo-org"])),
+        ),
+        ("a ref not listed", changed("ref", json!("refs/heads/dev"))),
+        (
+            "regex is anchored",
+            changed("environment", json!("preprod")),
+        ),
+        (
+            "regex is anchored at the end",
+            changed("environment", json!("prod-eu-x1")),
+        ),
+    ];
+    for (what, claims) in &refused {
+        let response = f.get("oidc", &f.rsa.sign(claims), "").await;
+        assert_eq!(response.status(), 401, "{what}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["errors"][0]["code"], "UNAUTHORIZED", "{what}: {body}");
+        assert!(!body.to_string().contains("evil-org"), "{body}");
+    }
+    let metrics = f.app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "regauth_auth_failures_total{{reason=\"invalid_credentials\"}} {}",
+            refused.len()
+        )),
+        "{metrics}"
+    );
+    let lines = crate::audit::wait_for_lines(
+        &f.app.dir.path().join("audit.log"),
+        accepted.len() + refused.len(),
+    );
+    let outcomes: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["outcome"].as_str().unwrap(),
+                l["reason"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes[accepted.len()..],
+        vec![("refused", "invalid_credentials"); refused.len()],
+        "{lines:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_claim_variable_grants_exactly_that_repositorys_namespace_and_cannot_be_widened() {
+    let f = federated(|s, _| {
+        s.acl = Some(vec![RuleSettings::new(
+            |m| {
+                m.issuer = Some(ISS.into());
+                m.name = Some("${claim.repository}/**".into());
+            },
+            &["pull", "push"],
+        )]);
+    })
+    .await;
+    let token = |repository: &str| {
+        let mut c = f.claims();
+        c["repository"] = json!(repository);
+        f.rsa.sign(&c)
+    };
+    let scopes = [
+        "repository:octo-org/app/a/b:push",
+        "repository:octo-org/app/x:pull",
+        "repository:octo-org/app:push",
+        "repository:octo-org/app2/x:push",
+        "repository:octo-org/other/x:push",
+    ];
+    assert_eq!(
+        actions(&granted(&f.app, "oidc", &token("octo-org/app"), &scopes).await),
+        ["push", "pull", "", "", ""]
+    );
+    // Values with glob or regex characters match only themselves (no repository is named so).
+    for repository in [
+        "octo-org/*",
+        "octo-org/**",
+        "*",
+        "**",
+        ".*",
+        "octo-org/a.p",
+        "octo-org/..",
+    ] {
+        assert_eq!(
+            actions(&granted(&f.app, "oidc", &token(repository), &scopes).await),
+            ["", "", "", "", ""],
+            "repository claim {repository:?}"
+        );
+    }
+    // No such claim: the rule does not match.
+    assert_eq!(
+        actions(&granted(&f.app, "oidc", &f.rsa.sign(&f.claims()), &scopes).await),
+        ["", "", "", "", ""]
+    );
+}
+
+/// A directory with a key, a JWKS file and a regauth.yaml trusting `issuer` with the `extra`
+/// issuer settings and top-level `rest`.
+fn warning_dir(key: &WorkloadKey, issuer: &str, extra: &str, rest: &str) -> tempfile::TempDir {
+    let dir = cli_dir(key, "");
+    std::fs::write(
+        dir.path().join("regauth.yaml"),
+        format!(
+            "server:\n  listen: 127.0.0.1:0\n  shutdown_delay_seconds: 0\ntoken:\n  services: [{AUD}]\n\
+             federation:\n  - issuer: {issuer}\n    jwks_file: cluster-jwks.json\n    audiences: [{AUD}]\n{extra}{rest}"
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+const NOTHING: &str = "federation is configured but no access rule names `source: federation` or an `issuer`: workloads would get nothing";
+const GITHUB: &str = "https://token.actions.githubusercontent.com";
+
+#[test]
+fn check_warns_when_no_rule_names_federation_and_when_a_public_issuer_has_no_required_claims() {
+    let key = workload_key("rsa-1", Algorithm::RS256);
+    let shared = format!(
+        "warning: federation issuer \"{GITHUB}\" is shared by many tenants (GitHub Actions"
+    );
+    let bare = warning_dir(&key, GITHUB, "", "");
+    let (ok, stdout, stderr) = regauth_in(bare.path(), &["check", "--config", "regauth.yaml"]);
+    assert!(ok, "warnings only: {stdout}{stderr}");
+    assert!(stdout.contains(&format!("warning: {NOTHING}")), "{stdout}");
+    assert!(stdout.contains(&shared), "{stdout}");
+    let people_only = warning_dir(
+        &key,
+        ISS,
+        "",
+        "acl:\n  - match: {account: '/.+/'}\n    actions: [pull, push]\n",
+    );
+    let (_, stdout, _) = regauth_in(people_only.path(), &["check", "--config", "regauth.yaml"]);
+    assert!(stdout.contains(NOTHING), "{stdout}");
+    assert!(!stdout.contains("shared by many tenants"), "{stdout}");
+    let conditioned = warning_dir(
+        &key,
+        GITHUB,
+        "    required_claims: {repository_owner: octo-org}\n",
+        &format!(
+            "acl:\n  - match: {{issuer: '{GITHUB}', name: '${{claim.repository}}/**'}}\n    actions: [pull, push]\n"
+        ),
+    );
+    let (ok, stdout, stderr) =
+        regauth_in(conditioned.path(), &["check", "--config", "regauth.yaml"]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(!stdout.contains("warning"), "{stdout}");
+    let bad_regex = warning_dir(
+        &key,
+        GITHUB,
+        "    required_claims: {repository_owner: '/(octo/'}\n",
+        "",
+    );
+    let (ok, _, stderr) = regauth_in(bad_regex.path(), &["check", "--config", "regauth.yaml"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("required_claims.repository_owner: regex \"/(octo/\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_start_banner_says_workloads_would_get_nothing() {
+    let key = workload_key("rsa-1", Algorithm::RS256);
+    let dir = warning_dir(&key, GITHUB, "", "");
+    let (mut child, _addr, log) =
+        crate::helpers::start_serve_logging(&[], Some(dir.path()), &["--config", "regauth.yaml"]);
+    let nothing = log.wait_for("workloads would get nothing");
+    let shared = log.wait_for("is shared by many tenants");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let nothing = nothing.expect("the banner warns that workloads get nothing");
+    assert!(nothing.contains("WARN"), "{nothing}");
+    assert!(nothing.contains(NOTHING), "{nothing}");
+    assert!(shared.is_some(), "the banner names the multi-tenant issuer");
 }

@@ -24,8 +24,8 @@ fn skopeo_pushes_with_a_service_account_token_to_its_namespace_only() {
     let stack = Stack::start(StackOptions {
         access_yaml: Some(format!(
             "federation:\n  - issuer: {CLUSTER}\n    jwks_file: {}\n    audiences: [{SERVICE}]\n    max_lifetime_seconds: 3600\n\
-             acl:\n  - match: {{account: '/system:serviceaccount:team-a:.+/', name: 'team-a/**'}}\n    actions: [pull, push]\n  \
-             - match: {{account: '/.+/'}}\n    actions: [pull]\n",
+             acl:\n  - match: {{source: federation, account: '/system:serviceaccount:team-a:.+/', name: 'team-a/**'}}\n    actions: [pull, push]\n  \
+             - match: {{source: federation}}\n    actions: [pull]\n",
             jwks.display()
         )),
         ..StackOptions::default()

@@ -8,6 +8,7 @@ use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::SOURCE_FEDERATION;
 use super::settings::Rules;
 use crate::echo::shorten;
 use crate::identity::Identity;
@@ -69,6 +70,15 @@ pub enum Refusal {
     /// The groups claim is not a string or an array of strings, or too large.
     #[error("claim {0:?} does not hold groups (a string or an array of strings)")]
     Groups(String),
+    /// A `required_claims` condition is not met: the claim is missing, not a string, or holds
+    /// a value the condition does not accept (shown shortened).
+    #[error("claim {claim:?} does not meet required_claims ({found})")]
+    RequiredClaim {
+        /// The claim's name.
+        claim: String,
+        /// What the token holds instead: `missing`, `not a string`, or the value, shortened.
+        found: String,
+    },
     /// The user name is neither `oidc` nor the mapped account.
     #[error("the user name is neither \"oidc\" nor the token's account")]
     UserName,
@@ -193,7 +203,25 @@ pub(super) fn check_claims(
     Ok(exp)
 }
 
-/// The caller from the account and groups claims.
+/// Every `required_claims` condition of the issuer holds.
+pub(super) fn check_required(claims: &Map<String, Value>, rules: &Rules) -> Result<(), Refusal> {
+    for required in &rules.required {
+        let refused = |found: String| Refusal::RequiredClaim {
+            claim: shorten(&required.claim),
+            found,
+        };
+        match claims.get(&required.claim) {
+            None => return Err(refused("missing".into())),
+            Some(Value::String(value)) if required.accepts(value) => {}
+            Some(Value::String(value)) => return Err(refused(format!("{:?}", shorten(value)))),
+            Some(_) => return Err(refused("not a string".into())),
+        }
+    }
+    Ok(())
+}
+
+/// The caller from the account and groups claims, as source `federation`, carrying the
+/// issuer and the string claims for the rules.
 pub(super) fn map_identity(
     claims: &Map<String, Value>,
     rules: &Rules,
@@ -219,7 +247,20 @@ pub(super) fn map_identity(
             }
         }
     };
-    Ok(Identity::user(account, groups))
+    // Only strings short enough to be part of a resource name can ever matter to a rule;
+    // the rest would only make each cached login bigger.
+    let strings = claims
+        .iter()
+        .filter_map(|(name, value)| {
+            let text = value
+                .as_str()
+                .filter(|t| t.len() <= crate::scope::MAX_NAME_LEN)?;
+            Some((name.clone(), text.to_owned()))
+        })
+        .collect();
+    Ok(Identity::user(account, groups)
+        .with_source(SOURCE_FEDERATION)
+        .with_workload(&rules.issuer, strings))
 }
 
 fn usable_name(name: &str) -> bool {

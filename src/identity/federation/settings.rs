@@ -1,12 +1,15 @@
 //! The `federation` settings: one entry per trusted issuer, checked at load with messages
 //! that say what to change.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use jsonwebtoken::Algorithm;
+use regex::Regex;
 use serde::Deserialize;
+
+use crate::policy::{OneOrMore, anchored_regex, regex_inside};
 
 /// Longest leeway accepted in the settings.
 pub const MAX_LEEWAY_SECONDS: u64 = 600;
@@ -59,6 +62,10 @@ pub struct IssuerSettings {
     /// Longest lifetime (`exp` minus `iat`, or `nbf`) accepted.
     #[serde(default = "default_max_lifetime")]
     pub max_lifetime_seconds: u64,
+    /// Conditions every token must meet: claim name → a value, a list of values (any of
+    /// them), or an anchored `/regex/`; the claim must be a string.
+    #[serde(default)]
+    pub required_claims: BTreeMap<String, OneOrMore>,
 }
 
 fn default_algorithms() -> Vec<String> {
@@ -91,8 +98,58 @@ impl IssuerSettings {
             groups_claim: None,
             leeway_seconds: default_leeway(),
             max_lifetime_seconds: default_max_lifetime(),
+            required_claims: BTreeMap::new(),
         }
     }
+}
+
+/// Issuers whose tokens any of their many customers can get: without `required_claims`, every
+/// workflow or pipeline on the service is trusted alike.
+const MULTI_TENANT: &[(&str, &str)] = &[
+    (
+        "https://token.actions.githubusercontent.com",
+        "GitHub Actions: every workflow on github.com",
+    ),
+    (
+        "https://gitlab.com",
+        "gitlab.com: every pipeline on gitlab.com",
+    ),
+];
+
+/// What is risky about the federation settings together with the rules (`rules_name_it`:
+/// some rule names `source: federation` or an issuer), one warning per line, for
+/// `regauth check` and the start-up log.
+pub fn warnings(issuers: &[IssuerSettings], rules_name_it: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    if issuers.is_empty() {
+        return out;
+    }
+    if !rules_name_it {
+        out.push(
+            "federation is configured but no access rule names `source: federation` or an \
+             `issuer`: workloads would get nothing (rules for people never match them)"
+                .to_owned(),
+        );
+    }
+    for s in issuers {
+        let iss = s.issuer.trim_end_matches('/');
+        let tenant = MULTI_TENANT.iter().find(|(public, _)| {
+            iss == *public
+                || iss
+                    .strip_prefix(public)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        });
+        if let Some((_, who)) = tenant
+            && s.required_claims.is_empty()
+        {
+            out.push(format!(
+                "federation issuer {:?} is shared by many tenants ({who}) and has no \
+                 required_claims: add one such as repository_owner or namespace_path",
+                s.issuer
+            ));
+        }
+    }
+    out
 }
 
 /// A `federation` entry that cannot be used; the text says what to change.
@@ -114,6 +171,31 @@ pub(super) struct Rules {
     pub(super) groups_claim: Option<String>,
     pub(super) leeway: i64,
     pub(super) max_lifetime: i64,
+    /// `required_claims`, compiled.
+    pub(super) required: Vec<Required>,
+}
+
+/// One `required_claims` condition: the claim must be a string that one of `accepted` fits.
+#[derive(Debug, Clone)]
+pub(super) struct Required {
+    pub(super) claim: String,
+    pub(super) accepted: Vec<Accepted>,
+}
+
+/// A value a required claim may have.
+#[derive(Debug, Clone)]
+pub(super) enum Accepted {
+    Exact(String),
+    Regex(Regex),
+}
+
+impl Required {
+    pub(super) fn accepts(&self, value: &str) -> bool {
+        self.accepted.iter().any(|a| match a {
+            Accepted::Exact(exact) => exact == value,
+            Accepted::Regex(regex) => regex.is_match(value),
+        })
+    }
 }
 
 /// Checks every entry; the first problem is returned.
@@ -217,7 +299,41 @@ pub(super) fn check(index: usize, s: &IssuerSettings) -> Result<Rules, SettingsE
             "max_lifetime_seconds must be at least 60 and at most {MAX_LIFETIME_LIMIT_SECONDS} (a year)"
         )));
     }
+    let mut required = Vec::with_capacity(s.required_claims.len());
+    for (claim, values) in &s.required_claims {
+        if claim.trim().is_empty() {
+            return Err(fail(
+                "required_claims: a claim name must not be empty".into(),
+            ));
+        }
+        if values.as_slice().is_empty() {
+            return Err(fail(format!(
+                "required_claims.{claim}: list at least one accepted value"
+            )));
+        }
+        let mut accepted = Vec::new();
+        for value in values.as_slice() {
+            if value.is_empty() {
+                return Err(fail(format!(
+                    "required_claims.{claim}: an accepted value must not be empty"
+                )));
+            }
+            accepted.push(match regex_inside(value) {
+                Some(inner) => {
+                    Accepted::Regex(anchored_regex(inner).map_err(|e| {
+                        fail(format!("required_claims.{claim}: regex {value:?}: {e}"))
+                    })?)
+                }
+                None => Accepted::Exact(value.clone()),
+            });
+        }
+        required.push(Required {
+            claim: claim.clone(),
+            accepted,
+        });
+    }
     Ok(Rules {
+        required,
         issuer: s.issuer.clone(),
         audiences: s.audiences.iter().cloned().collect(),
         algorithms,

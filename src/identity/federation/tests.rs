@@ -668,3 +668,174 @@ fn a_ca_file_must_hold_pem_certificates() {
     std::fs::write(&good, cert.pem()).unwrap();
     assert!(Source::url("https://issuer.test/keys", Some(&good)).is_ok());
 }
+
+fn required(pairs: &[(&str, crate::policy::OneOrMore)]) -> impl FnOnce(&mut IssuerSettings) {
+    let pairs: Vec<_> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    move |s| s.required_claims = pairs.into_iter().collect()
+}
+
+fn one(value: &str) -> crate::policy::OneOrMore {
+    crate::policy::OneOrMore::One(value.into())
+}
+
+fn any_of(values: &[&str]) -> crate::policy::OneOrMore {
+    crate::policy::OneOrMore::More(values.iter().map(|v| v.to_string()).collect())
+}
+
+#[test]
+fn a_verified_caller_is_of_source_federation_with_its_issuer_and_string_claims() {
+    let f = fixture(|_| {});
+    let token = f.rsa.sign(&with(
+        claims(),
+        json!({
+            "repository": "octo-org/app",
+            "run_number": 7,
+            "nested": {"a": "b"},
+            "long": "x".repeat(256),
+        }),
+    ));
+    let got = f.federation.verify("oidc", &token).unwrap().unwrap();
+    assert_eq!(got.identity.source(), SOURCE_FEDERATION);
+    assert_eq!(got.identity.issuer(), Some(ISS));
+    assert_eq!(got.identity.claim("repository"), Some("octo-org/app"));
+    assert_eq!(got.identity.claim("iss"), Some(ISS));
+    // Only strings are kept: rules compare strings.
+    assert_eq!(got.identity.claim("run_number"), None);
+    assert_eq!(got.identity.claim("nested"), None);
+    assert_eq!(got.identity.claim("missing"), None);
+    // Longer than any resource name: it could never match, so it is not kept.
+    assert_eq!(got.identity.claim("long"), None);
+}
+
+#[test]
+fn required_claims_accept_a_value_a_list_or_an_anchored_regex_and_refuse_the_rest() {
+    // (required, claims the token carries, accepted)
+    let cases: Vec<(crate::policy::OneOrMore, Value, bool)> = vec![
+        (one("octo-org"), json!({"owner": "octo-org"}), true),
+        (one("octo-org"), json!({"owner": "octo-org2"}), false),
+        (one("octo-org"), json!({"owner": "OCTO-ORG"}), false),
+        (one("octo-org"), json!({}), false),
+        (one("octo-org"), json!({"owner": ["octo-org"]}), false),
+        (one("octo-org"), json!({"owner": 1}), false),
+        (any_of(&["a-org", "b-org"]), json!({"owner": "b-org"}), true),
+        (
+            any_of(&["a-org", "b-org"]),
+            json!({"owner": "c-org"}),
+            false,
+        ),
+        (one("/octo-.+/"), json!({"owner": "octo-org"}), true),
+        // Anchored at both ends, like rule patterns.
+        (one("/octo-.+/"), json!({"owner": "evil-octo-org"}), false),
+        (one("/octo/"), json!({"owner": "octo-org"}), false),
+        (any_of(&["a-org", "/b-.*/"]), json!({"owner": "b-x"}), true),
+    ];
+    for (condition, extra, accepted) in cases {
+        let f = fixture(required(&[("owner", condition.clone())]));
+        let result = f
+            .federation
+            .verify("oidc", &f.ec.sign(&with(claims(), extra.clone())));
+        if accepted {
+            assert!(
+                matches!(result, Ok(Some(_))),
+                "{condition:?} {extra}: {result:?}"
+            );
+        } else {
+            let refused = refusal(result);
+            assert!(
+                matches!(&refused, Refusal::RequiredClaim { claim, .. } if claim == "owner"),
+                "{condition:?} {extra}: {refused:?}"
+            );
+        }
+    }
+    // Every condition must hold.
+    let f = fixture(required(&[
+        ("owner", one("octo-org")),
+        ("ref", one("refs/heads/main")),
+    ]));
+    let both = json!({"owner": "octo-org", "ref": "refs/heads/main"});
+    assert!(
+        f.federation
+            .verify("oidc", &f.rsa.sign(&with(claims(), both)))
+            .is_ok()
+    );
+    let half = json!({"owner": "octo-org", "ref": "refs/heads/dev"});
+    let refused = refusal(
+        f.federation
+            .verify("oidc", &f.rsa.sign(&with(claims(), half))),
+    );
+    assert_eq!(
+        refused.to_string(),
+        "claim \"ref\" does not meet required_claims (\"refs/heads/dev\")"
+    );
+}
+
+#[test]
+fn a_refused_claim_value_is_shortened_in_the_message() {
+    let f = fixture(required(&[("owner", one("octo-org"))]));
+    let long = "x".repeat(1000);
+    let refused = refusal(
+        f.federation
+            .verify("oidc", &f.rsa.sign(&with(claims(), json!({"owner": long})))),
+    );
+    let text = refused.to_string();
+    assert!(text.contains("claim \"owner\""), "{text}");
+    assert!(text.contains('…') && !text.contains(&long), "{text}");
+    assert!(text.len() < 300, "{text}");
+}
+
+#[test]
+fn bad_required_claims_are_load_errors_naming_the_claim() {
+    let cases: Vec<(Vec<(&str, crate::policy::OneOrMore)>, &str)> = vec![
+        (
+            vec![("owner", one("/(unclosed/"))],
+            "required_claims.owner: regex \"/(unclosed/\"",
+        ),
+        (
+            vec![("owner", one("/a)|(b/"))],
+            "required_claims.owner: regex",
+        ),
+        (
+            vec![("owner", any_of(&[]))],
+            "required_claims.owner: list at least one",
+        ),
+        (
+            vec![("owner", one(""))],
+            "required_claims.owner: an accepted value must not be empty",
+        ),
+        (vec![(" ", one("x"))], "a claim name must not be empty"),
+    ];
+    for (pairs, expected) in cases {
+        let mut s = IssuerSettings::new(ISS, &[AUD]);
+        s.jwks_url = Some("https://issuer.test/keys".into());
+        required(&pairs)(&mut s);
+        let err = validate(&[s]).unwrap_err().to_string();
+        assert!(err.contains(expected), "{err}");
+    }
+}
+
+#[test]
+fn warnings_name_unused_federation_and_multi_tenant_issuers_without_conditions() {
+    let github = IssuerSettings::new("https://token.actions.githubusercontent.com", &[AUD]);
+    let enterprise = IssuerSettings::new(
+        "https://token.actions.githubusercontent.com/octo-corp",
+        &[AUD],
+    );
+    let gitlab = IssuerSettings::new("https://gitlab.com", &[AUD]);
+    let own = IssuerSettings::new("https://gitlab.example.com", &[AUD]);
+    assert!(warnings(&[], false).is_empty());
+    let all = warnings(
+        &[github.clone(), enterprise, gitlab.clone(), own.clone()],
+        false,
+    );
+    assert_eq!(all.len(), 4, "{all:#?}");
+    assert!(all[0].contains("workloads would get nothing"), "{}", all[0]);
+    assert!(all[1].contains("GitHub Actions") && all[1].contains("required_claims"));
+    assert!(all[3].contains("gitlab.com"));
+    let mut conditioned = github;
+    conditioned.required_claims = [("repository_owner".to_owned(), one("octo-org"))].into();
+    assert!(warnings(&[conditioned, own], true).is_empty());
+    assert_eq!(warnings(&[gitlab], true).len(), 1);
+}

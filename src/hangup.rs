@@ -116,9 +116,16 @@ impl Hangups {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
-            let signal = signal(SignalKind::hangup())
-                .map_err(|e| log::warn!("cannot handle SIGHUP ({e}); it would stop the server"))
-                .ok();
+            // Outside a Tokio runtime `signal` would panic; the server cannot run there anyway.
+            let signal = match tokio::runtime::Handle::try_current() {
+                Ok(_) => signal(SignalKind::hangup())
+                    .map_err(|e| log::warn!("cannot handle SIGHUP ({e}); it would stop the server"))
+                    .ok(),
+                Err(_) => {
+                    log::warn!("no Tokio runtime: SIGHUP is not handled");
+                    None
+                }
+            };
             Hangups { signal, reload }
         }
         #[cfg(not(unix))]

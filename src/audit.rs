@@ -274,26 +274,6 @@ impl Shared {
     }
 }
 
-/// Reopens `audit` on every SIGHUP, for as long as the process runs.
-pub async fn reopen_on_hangup(audit: Arc<AuditLog>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangups = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            log::warn!("SIGHUP will not reopen the audit log: {e}");
-            return;
-        }
-    };
-    while hangups.recv().await.is_some() {
-        let audit = Arc::clone(&audit);
-        match tokio::task::spawn_blocking(move || audit.reopen()).await {
-            Ok(Ok(())) => log::info!("SIGHUP: reopened the audit log"),
-            Ok(Err(e)) => log::error!("SIGHUP: {e}; still writing to the old file"),
-            Err(e) => log::error!("SIGHUP: the audit log was not reopened: {e}"),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -423,6 +423,7 @@ impl Settings {
 
     /// Checks every value and returns what the service needs.
     pub fn validate(self, zero_config: bool) -> Result<Validated, ConfigError> {
+        self.check_duration_bounds()?;
         let listen: SocketAddr = self.server.listen.parse().map_err(|_| {
             invalid(
                 "server.listen",
@@ -604,6 +605,55 @@ impl Settings {
             tls,
             zero_config,
         })
+    }
+}
+
+/// A day, in seconds.
+const DAY: u64 = 86_400;
+
+/// The largest value of each duration setting not bounded elsewhere (`token.ttl_seconds`,
+/// `auth.refresh_ttl_seconds` and the federation ones have their own checks). Larger values
+/// are mistakes, and far larger ones would overflow the caches and timers they feed.
+pub const DURATION_BOUNDS: [(&str, u64); 9] = [
+    ("server.shutdown_delay_seconds", 3_600),
+    ("server.shutdown_timeout_seconds", 3_600),
+    ("key.poll_interval_seconds", DAY),
+    ("auth.cache_seconds", DAY),
+    ("auth.limits.window_seconds", DAY),
+    ("auth.limits.backoff_seconds", DAY),
+    ("auth.limits.max_backoff_seconds", DAY),
+    ("ldap.timeout_seconds", 300),
+    ("ldap.outage_grace_seconds", 7 * DAY),
+];
+
+impl Settings {
+    /// The duration settings with their values, in the order of [`DURATION_BOUNDS`].
+    fn durations(&self) -> [u64; 9] {
+        let ldap = self.ldap.as_ref();
+        [
+            self.server.shutdown_delay_seconds,
+            self.server.shutdown_timeout_seconds,
+            self.key.poll_interval_seconds,
+            self.auth.cache_seconds,
+            self.auth.limits.window_seconds,
+            self.auth.limits.backoff_seconds,
+            self.auth.limits.max_backoff_seconds,
+            ldap.map_or(0, |l| l.timeout_seconds),
+            ldap.map_or(0, |l| l.outage_grace_seconds),
+        ]
+    }
+
+    /// Every duration within [`DURATION_BOUNDS`]; the error names the setting.
+    fn check_duration_bounds(&self) -> Result<(), ConfigError> {
+        for ((key, max), value) in DURATION_BOUNDS.iter().zip(self.durations()) {
+            if value > *max {
+                return Err(invalid(
+                    key,
+                    format!("{value} is more than the {max} seconds allowed"),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -1075,6 +1125,65 @@ mod tests {
                 .to_string();
             assert!(err.contains(expected), "{yaml:?}: {err}");
         }
+    }
+
+    /// The environment that sets the duration setting `key` to `value` (with what the
+    /// setting needs beside it to be valid).
+    fn duration_env(key: &str, value: u64) -> HashMap<String, String> {
+        let var = format!("REGAUTH_{}", key.replace('.', "__").to_uppercase());
+        let mut vars = HashMap::from([(var, value.to_string())]);
+        if key.starts_with("ldap.") {
+            vars.insert("REGAUTH_LDAP__URL".into(), "ldap://127.0.0.1:389".into());
+            vars.insert("REGAUTH_LDAP__BASE_DN".into(), "dc=example,dc=org".into());
+        }
+        if key == "auth.limits.backoff_seconds" {
+            vars.insert(
+                "REGAUTH_AUTH__LIMITS__MAX_BACKOFF_SECONDS".into(),
+                value.to_string(),
+            );
+        }
+        vars
+    }
+
+    #[test]
+    fn every_duration_is_bounded_and_the_error_names_it() {
+        for (key, max) in DURATION_BOUNDS {
+            let at_max = duration_env(key, max);
+            load_with_env(None, &at_max)
+                .unwrap_or_else(|e| panic!("{at_max:?}: the largest value is refused: {e}"));
+            let over = duration_env(key, max + 1);
+            let err = load_with_env(None, &over)
+                .map(|_| ())
+                .expect_err(key)
+                .to_string();
+            let expected = format!("{key}: {} is more than the {max} seconds allowed", max + 1);
+            assert!(err.contains(&expected), "{over:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_absurd_duration_is_an_error_at_load_not_a_panic_at_start() {
+        let f = file(
+            ".yaml",
+            "auth:\n  cache_seconds: 18446744073709551615\n  limits:\n    window_seconds: 18446744073709551615\n",
+        );
+        let err = load_with_env(Some(f.path()), &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("auth.cache_seconds: 18446744073709551615 is more than"),
+            "{err}"
+        );
+        let err = load_with_env(
+            None,
+            &env(&[("REGAUTH_KEY__POLL_INTERVAL_SECONDS", "100000000000")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("key.poll_interval_seconds: 100000000000 is more than"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod claims;
 pub mod clock;
 pub mod config;
 pub mod echo;
+pub mod hangup;
 pub mod http;
 pub mod identity;
 pub mod keys;

@@ -124,8 +124,14 @@ pub struct Sealed {
     pub answered: usize,
 }
 
-/// How long sealing may take before the listener is closed anyway.
+/// How long sealing may take, answering the queued connections included: a slow client
+/// cannot hold the shutdown longer.
 const SEAL_TIMEOUT: Duration = Duration::from_secs(2);
+/// The most time one queued connection gets to send its request (and finish the TLS
+/// handshake), all reads together.
+const READ_BUDGET: Duration = Duration::from_millis(500);
+/// The most time writing the 503 to one queued connection may take, all writes together.
+const WRITE_BUDGET: Duration = Duration::from_millis(500);
 
 impl Seal {
     /// Keeps a handle on `listener` (the server gets the listener itself).
@@ -182,8 +188,10 @@ impl Seal {
         }
         let deadline = Instant::now() + SEAL_TIMEOUT;
         while Instant::now() < deadline {
-            while let Ok((conn, _)) = self.socket.accept() {
-                answer_shutting_down(TcpStream::from(conn), self.tls.as_ref());
+            while Instant::now() < deadline
+                && let Ok((conn, _)) = self.socket.accept()
+            {
+                answer_shutting_down(TcpStream::from(conn), self.tls.as_ref(), deadline);
                 sealed.answered += 1;
             }
             // With a backlog of 0 the kernel still queues one connection; ours takes it.
@@ -202,18 +210,62 @@ impl Seal {
     }
 }
 
-/// Reads the request head (briefly) and answers 503 with `Connection: close`, over TLS with
-/// `tls`.
-fn answer_shutting_down(conn: TcpStream, tls: Option<&std::sync::Arc<rustls::ServerConfig>>) {
+/// Reads the request head (for at most [`READ_BUDGET`], never past `deadline`) and answers
+/// 503 with `Connection: close` (within [`WRITE_BUDGET`] more), over TLS with `tls`.
+fn answer_shutting_down(
+    conn: TcpStream,
+    tls: Option<&std::sync::Arc<rustls::ServerConfig>>,
+    deadline: Instant,
+) {
     let _ = conn.set_nonblocking(false);
-    let _ = conn.set_read_timeout(Some(Duration::from_millis(500)));
-    let _ = conn.set_write_timeout(Some(Duration::from_millis(500)));
+    let read_until = deadline.min(Instant::now() + READ_BUDGET);
+    let conn = Bounded {
+        conn,
+        read_until,
+        write_until: read_until + WRITE_BUDGET,
+    };
     match tls {
         None => respond_503(conn),
         Some(config) => match rustls::ServerConnection::new(std::sync::Arc::clone(config)) {
             Ok(session) => respond_503(rustls::StreamOwned::new(session, conn)),
             Err(e) => log::warn!("cannot answer a queued TLS connection: {e}"),
         },
+    }
+}
+
+/// A connection whose reads, all together, end at `read_until`, and writes at `write_until`:
+/// a client that trickles bytes cannot stretch the time it gets.
+struct Bounded {
+    conn: TcpStream,
+    read_until: Instant,
+    write_until: Instant,
+}
+
+/// The time left until `until`, or a timeout error once it has passed.
+fn left(until: Instant) -> std::io::Result<Duration> {
+    let left = until.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        Err(std::io::ErrorKind::TimedOut.into())
+    } else {
+        Ok(left)
+    }
+}
+
+impl Read for Bounded {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.conn.set_read_timeout(Some(left(self.read_until)?))?;
+        self.conn.read(buf)
+    }
+}
+
+impl Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.conn.set_write_timeout(Some(left(self.write_until)?))?;
+        self.conn.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.conn.flush()
     }
 }
 
@@ -270,6 +322,50 @@ mod tests {
         drop(sealed);
         // Closed: refused outright.
         assert!(TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err());
+    }
+
+    #[test]
+    fn a_client_that_trickles_its_request_cannot_hold_the_seal() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seal = Seal::new(&listener).unwrap();
+        // Queued first: one byte every 100 ms, never a whole request head (each read would
+        // get a byte well within any per-read timeout).
+        let slow = TcpStream::connect(addr).unwrap();
+        let mut trickle = slow.try_clone().unwrap();
+        let writer = std::thread::spawn(move || {
+            for _ in 0..1200 {
+                if trickle.write_all(b"X").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        // Queued behind it, with a whole request.
+        let mut prompt = TcpStream::connect(addr).unwrap();
+        prompt
+            .write_all(b"GET /token HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        seal.shrink();
+        let (done, sealed) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(seal.seal());
+        });
+        // Without a total deadline this takes 16 KiB x 100 ms (27 minutes).
+        let sealed = sealed
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the seal returned despite the slow client");
+        assert_eq!(sealed.answered, 2, "both queued connections answered");
+        for (what, mut conn) in [("slow", slow), ("prompt", prompt)] {
+            conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut answer = Vec::new();
+            let _ = conn.read_to_end(&mut answer);
+            let answer = String::from_utf8_lossy(&answer);
+            assert!(answer.starts_with("HTTP/1.1 503"), "{what}: {answer:?}");
+        }
+        drop(sealed);
+        drop(listener);
+        writer.join().unwrap();
     }
 
     #[test]

@@ -10,10 +10,11 @@ use actix_web::http::ConnectionType;
 use actix_web::{App, HttpServer, middleware, web};
 use anyhow::Context;
 
-use crate::audit::{self, AuditLog};
+use crate::audit::AuditLog;
 use crate::claims::ClaimsBuilder;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{KeySource, Validated};
+use crate::hangup::{Hangups, Reload};
 use crate::http::{self, AppState};
 use crate::identity::federation::Federation;
 use crate::identity::{IdentitySource, LdapSource, LoginOptions, Logins, Sources, UserDirectory};
@@ -36,6 +37,9 @@ pub struct Application {
     seal: Seal,
     audit: Option<Arc<AuditLog>>,
     tls: Option<Arc<TlsCertificates>>,
+    /// What SIGHUP re-reads, and its handler (installed before the server listens).
+    reload: Arc<Reload>,
+    hangups: Hangups,
 }
 
 impl Application {
@@ -63,7 +67,12 @@ impl Application {
             .map(LdapSource::new)
             .transpose()?
             .map(|source| Arc::new(source) as Arc<dyn IdentitySource>);
-        let sources = Sources::standard(federation(&config, &clock)?, users_source, ldap);
+        let federation = federation(&config, &clock)?;
+        let sources = Sources::standard(
+            federation.clone().map(|f| f as Arc<dyn IdentitySource>),
+            users_source,
+            ldap,
+        );
         log::info!("identity sources, in order: {}", sources.names().join(", "));
         let logins = Arc::new(Logins::with_sources(
             Arc::clone(&users),
@@ -84,6 +93,15 @@ impl Application {
         }
         let metrics = Arc::new(metrics);
         let audit = AuditLog::from_settings(&settings.audit)?;
+        let reload = Arc::new(Reload::new(
+            Arc::clone(&keys),
+            tls.clone(),
+            Arc::clone(&users),
+            federation,
+            audit.clone(),
+        ));
+        // Before the server listens: from then on SIGHUP re-reads, never stops the process.
+        let hangups = Hangups::install(Arc::clone(&reload));
         let state = web::Data::new(AppState {
             metrics,
             keys: Arc::clone(&keys),
@@ -182,7 +200,14 @@ impl Application {
             seal,
             audit,
             tls,
+            reload,
+            hangups,
         })
+    }
+
+    /// What SIGHUP re-reads ([`Reload::reread`] is what it does).
+    pub fn reload(&self) -> Arc<Reload> {
+        Arc::clone(&self.reload)
     }
 
     /// The served TLS certificate, when `server.tls` is set.
@@ -210,7 +235,7 @@ impl Application {
         Arc::clone(&self.logins)
     }
 
-    /// The audit log, when on ([`AuditLog::reopen`] is what SIGHUP does).
+    /// The audit log, when on (SIGHUP reopens a file, see [`crate::hangup`]).
     pub fn audit(&self) -> Option<Arc<AuditLog>> {
         self.audit.clone()
     }
@@ -235,12 +260,7 @@ impl Application {
             None => (None, None),
         };
         let audit = self.audit;
-        if let Some(audit) = audit
-            .as_ref()
-            .filter(|a| matches!(a.output(), audit::Output::File(_)))
-        {
-            tokio::spawn(audit::reopen_on_hangup(Arc::clone(audit)));
-        }
+        tokio::spawn(self.hangups.run());
         tokio::spawn(async move {
             shutdown.wait(delay).await;
             // Shrink the kernel's queue, stop accepting, seal the queue, give accepted
@@ -325,7 +345,7 @@ fn login_options(config: &Validated) -> LoginOptions {
 fn federation(
     config: &Validated,
     clock: &Arc<dyn Clock>,
-) -> anyhow::Result<Option<Arc<dyn IdentitySource>>> {
+) -> anyhow::Result<Option<Arc<Federation>>> {
     let issuers = &config.settings.federation;
     if issuers.is_empty() {
         return Ok(None);

@@ -479,6 +479,25 @@ impl TlsCertificates {
         }
     }
 
+    /// Re-reads the pair now, as the file watch does (SIGHUP), and says in one phrase what
+    /// was read and the outcome.
+    pub fn reread(&self) -> String {
+        let before = self.shared.current.load().digest;
+        self.shared.reload();
+        let served = self.shared.current.load();
+        let outcome = match (&self.shared.lock().last_error, served.digest == before) {
+            (Some(error), _) => format!("not usable ({error}), the last good pair is served"),
+            (None, true) => "unchanged".to_owned(),
+            (None, false) => "reloaded".to_owned(),
+        };
+        format!(
+            "TLS pair {} and {}: {outcome}, serving serial {}",
+            self.shared.files.certificate.display(),
+            self.shared.files.key.display(),
+            served.info.serial
+        )
+    }
+
     /// The rustls configuration for the listener: TLS 1.3 and 1.2, the certificate from the
     /// resolver. ALPN (`h2`, `http/1.1`) is added by actix-web.
     pub fn server_config(&self) -> Result<ServerConfig, TlsError> {

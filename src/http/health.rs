@@ -1,6 +1,8 @@
-//! Liveness (`/healthz`) and readiness (`/readyz`: a usable signing key is loaded; with
-//! `server.tls`, the served certificate and its reload state are reported too, and with
-//! `auth.htpasswd`, that file's reload state).
+//! Liveness (`/healthz`) and readiness (`/readyz`: a usable signing key is loaded). On the
+//! main listener `/readyz` says only that; on `server.admin_listen` it also reports the key
+//! (kid, source path, reload state), with `server.tls` the served certificate and its reload
+//! state, and with `auth.htpasswd` that file's reload state: paths, kids and errors are for
+//! operators, not for every client that can fetch a token.
 
 use actix_web::{HttpResponse, web};
 use chrono::SecondsFormat;
@@ -17,7 +19,27 @@ pub async fn healthz() -> HttpResponse {
 /// shutdown has begun, so load balancers stop sending new requests. Reload trouble (an
 /// unreadable key file, failed or panicked reloads, a directory that had to be watched
 /// again) is reported in the body without failing readiness: the loaded key signs.
+/// The main listener's answer: the status alone.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    if state.shutdown.is_draining() {
+        return HttpResponse::ServiceUnavailable().json(json!({"status": "shutting down"}));
+    }
+    let now = state.clock.now();
+    let expired = state
+        .keys
+        .signing_key()
+        .certificate()
+        .is_some_and(|c| c.not_after < now);
+    if expired {
+        HttpResponse::ServiceUnavailable().json(json!({"status": "certificate expired"}))
+    } else {
+        HttpResponse::Ok().json(json!({"status": "ready"}))
+    }
+}
+
+/// `server.admin_listen`'s answer: the same status and HTTP status as [`readyz`], with the
+/// key, certificate and reload details.
+pub async fn readyz_details(state: web::Data<AppState>) -> HttpResponse {
     if state.shutdown.is_draining() {
         return HttpResponse::ServiceUnavailable().json(json!({"status": "shutting down"}));
     }
@@ -46,6 +68,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         "reload_panics": status.reload_panics,
         "watch_rearmed": status.watch_rearmed,
         "watch_problem": status.watch_problem,
+        "pair_retries": status.pair_retries,
         "htpasswd": state.users.htpasswd_path().map(|path| {
             let users = state.users.reload_status();
             json!({

@@ -72,7 +72,7 @@ pub const MAX_FORM_BYTES: usize = 64 * 1024;
 /// Every route on one listener (no `server.admin_listen`).
 pub fn routes(cfg: &mut web::ServiceConfig) {
     token_routes(cfg);
-    operator_routes(cfg);
+    operator_routes(cfg, Readiness::StatusOnly);
     cfg.default_service(web::to(error::not_found));
 }
 
@@ -86,7 +86,7 @@ pub fn public_routes(cfg: &mut web::ServiceConfig) {
 
 /// The admin listener (`server.admin_listen`): `/metrics`, `/readyz`, `/healthz`.
 pub fn admin_routes(cfg: &mut web::ServiceConfig) {
-    operator_routes(cfg);
+    operator_routes(cfg, Readiness::Details);
     cfg.default_service(web::to(error::not_found));
 }
 
@@ -128,11 +128,23 @@ fn healthz() -> actix_web::Resource {
         .default_service(web::to(error::get_only))
 }
 
-fn operator_routes(cfg: &mut web::ServiceConfig) {
+/// What `/readyz` shows: the status alone on the listener token clients reach, the key,
+/// certificate and reload details only on `server.admin_listen`.
+#[derive(Clone, Copy)]
+enum Readiness {
+    StatusOnly,
+    Details,
+}
+
+fn operator_routes(cfg: &mut web::ServiceConfig, readiness: Readiness) {
+    let readyz = match readiness {
+        Readiness::StatusOnly => web::get().to(health::readyz),
+        Readiness::Details => web::get().to(health::readyz_details),
+    };
     cfg.service(healthz())
         .service(
             web::resource("/readyz")
-                .route(web::get().to(health::readyz))
+                .route(readyz)
                 .default_service(web::to(error::get_only)),
         )
         .service(

@@ -166,6 +166,18 @@ impl Federation {
         self.issuers.get(issuer).map(|i| i.keys.stats())
     }
 
+    /// Re-reads every issuer's `jwks_file` now (SIGHUP): one phrase per file saying what it
+    /// gave. URL issuers are not fetched.
+    pub fn reread_files(&self) -> Vec<String> {
+        let mut read: Vec<String> = self
+            .issuers
+            .values()
+            .filter_map(|i| i.keys.reread_file())
+            .collect();
+        read.sort();
+        read
+    }
+
     /// Fetches the keys of URL issuers that have none yet (blocking; failures are logged
     /// and retried on use).
     pub fn prefetch(&self) {

@@ -94,13 +94,58 @@ fn unknown_users_are_checked_against_a_hash_as_costly_as_real_ones() {
         ),
     ]
     .into();
-    let dir = UserDirectory::start(config, None, WatchOptions::default()).unwrap();
+    let dir = Arc::new(UserDirectory::start(config, None, WatchOptions::default()).unwrap());
     assert_eq!(dir.dummy_cost(), 6);
     assert_eq!(
         dir.verify("nobody", "pw"),
         Err(AuthError::InvalidCredentials)
     );
     assert_eq!(directory(&[], None).dummy_cost(), 10);
+
+    // Through the chain as logins go: an unknown name makes the users source spend its
+    // equalizing check; a known name with a wrong password does not need one.
+    let users = Arc::new(Equalized::new(Arc::clone(&dir)));
+    let chain = Sources::new(vec![Arc::clone(&users) as Arc<dyn IdentitySource>]);
+    let nobody = Credentials::new("nobody", "pw");
+    assert_eq!(chain.authenticate(&nobody), Err(Failure::Rejected));
+    assert_eq!(users.equalized(), 1, "the unknown name was equalized");
+    let wrong = Credentials::new("alice", "wrong");
+    assert_eq!(chain.authenticate(&wrong), Err(Failure::Rejected));
+    assert_eq!(users.equalized(), 1, "a wrong password costs its own check");
+}
+
+/// The users source, counting the equalizing checks the chain asks of it.
+struct Equalized {
+    inner: Arc<UserDirectory>,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl Equalized {
+    fn new(inner: Arc<UserDirectory>) -> Equalized {
+        Equalized {
+            inner,
+            calls: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    fn equalized(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl IdentitySource for Equalized {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn authenticate(&self, credentials: &Credentials) -> Outcome {
+        self.inner.authenticate(credentials)
+    }
+
+    fn equalize(&self, credentials: &Credentials) {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.equalize(credentials);
+    }
 }
 
 #[test]

@@ -12,6 +12,7 @@
 //! `/readyz` and the JWKS take.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -89,6 +90,8 @@ struct Shared {
     spec: KeySpec,
     clock: Arc<dyn Clock>,
     pair_retry: Duration,
+    /// Pairs read once more after a mismatch.
+    pair_retries: AtomicU64,
     current: ArcSwap<SigningKey>,
     /// Held for a whole reload (file I/O included), so reloads run one at a time; readers
     /// never take it.
@@ -151,6 +154,7 @@ impl FileKeyProvider {
             spec,
             clock,
             pair_retry: options.pair_retry,
+            pair_retries: AtomicU64::new(0),
             current: ArcSwap::from_pointee(key),
             reloading: Mutex::new(()),
             state: Mutex::new(ReloadState {
@@ -172,8 +176,18 @@ impl FileKeyProvider {
 
     /// Re-reads the files now; true when a new signing key was swapped in.
     pub fn reload_now(&self) -> bool {
-        self.shared.reload()
+        matches!(self.shared.reload(), Reread::Swapped)
     }
+}
+
+/// What re-reading the signing key's files found.
+enum Reread {
+    /// The files hold the key that signs.
+    Unchanged,
+    /// A new key was swapped in.
+    Swapped,
+    /// The files cannot be read or used; the last good key signs.
+    Kept(String),
 }
 
 impl KeyProvider for FileKeyProvider {
@@ -199,7 +213,31 @@ impl KeyProvider for FileKeyProvider {
         status.reload_panics = watch.reload_panics;
         status.watch_rearmed = watch.rearmed;
         status.watch_problem = watch.problem;
+        status.pair_retries = self.shared.pair_retries.load(Ordering::Relaxed);
         status
+    }
+
+    fn reread(&self) -> Option<String> {
+        let outcome = match self.shared.reload() {
+            Reread::Unchanged => "unchanged".to_owned(),
+            Reread::Swapped => "reloaded".to_owned(),
+            Reread::Kept(reason) => format!("not usable ({reason}), the last good key signs"),
+        };
+        let status = self.status();
+        let mut text = format!(
+            "signing key {}: {outcome}, signing with {}",
+            self.shared.files.key.display(),
+            self.shared.current.load().label()
+        );
+        if let Some(next) = &self.shared.files.next {
+            let next_outcome = match (&status.next_error, &status.next_kid) {
+                (Some(error), _) => error.clone(),
+                (None, Some(kid)) => format!("publishing {kid}"),
+                (None, None) => "none".to_owned(),
+            };
+            text.push_str(&format!("; next key {}: {next_outcome}", next.display()));
+        }
+        Some(text)
     }
 }
 
@@ -249,14 +287,14 @@ impl Shared {
 
     /// Re-reads every file; swaps in a new signing key when its content changed and is
     /// usable (the old one is retired, still published), then refreshes the next key and
-    /// drops retired keys past their window. Returns true on a swap.
-    fn reload(&self) -> bool {
+    /// drops retired keys past their window. Says what became of the signing key.
+    fn reload(&self) -> Reread {
         let _one_at_a_time = lock(&self.reloading);
         self.lock().status.last_check = Some(self.clock.now());
-        let swapped = self.reload_current();
+        let outcome = self.reload_current();
         self.reload_next();
         self.lock().set.prune(self.clock.now());
-        swapped
+        outcome
     }
 
     /// Reads `key` and `cert` as one pair and parses them unless `known` says the content
@@ -284,15 +322,25 @@ impl Shared {
                 let parsed = SigningKey::from_bytes(&key_bytes, cert_bytes.as_deref(), self.spec);
                 PairRead::New(digest, parsed.map(Box::new))
             },
-            |read| matches!(read, PairRead::New(_, Err(KeyError::CertificateMismatch))),
+            |read| {
+                let torn = matches!(read, PairRead::New(_, Err(KeyError::CertificateMismatch)));
+                if torn {
+                    self.pair_retries.fetch_add(1, Ordering::Relaxed);
+                }
+                torn
+            },
         )
     }
 
-    fn reload_current(&self) -> bool {
+    fn reload_current(&self) -> Reread {
         let cert = self.files.certificate.as_deref();
         let current = self.current.load_full();
+        // Set when the files hold content already known not to work.
+        let failed_before = std::cell::Cell::new(false);
         let read = self.read_pair(&self.files.key, cert, |digest| {
-            current.fingerprint() == digest || self.lock().last_failed == Some(*digest)
+            let failed = self.lock().last_failed == Some(*digest);
+            failed_before.set(failed && current.fingerprint() != digest);
+            current.fingerprint() == digest || failed
         });
         let now = self.clock.now();
         let mut state = self.lock();
@@ -300,7 +348,10 @@ impl Shared {
             self.readable_again(&mut state, &current);
         }
         match read {
-            PairRead::Unchanged => false,
+            PairRead::Unchanged if failed_before.get() => {
+                Reread::Kept(state.status.last_error.clone().unwrap_or_default())
+            }
+            PairRead::Unchanged => Reread::Unchanged,
             PairRead::Unreadable(e) => {
                 let reason = e.to_string();
                 if state.status.key_file_error.as_deref() != Some(reason.as_str()) {
@@ -310,8 +361,8 @@ impl Shared {
                     );
                 }
                 state.status.key_file_missing_since.get_or_insert(now);
-                state.status.key_file_error = Some(reason);
-                false
+                state.status.key_file_error = Some(reason.clone());
+                Reread::Kept(reason)
             }
             PairRead::New(_, Ok(key)) => {
                 let old = current.label();
@@ -331,7 +382,7 @@ impl Shared {
                     "signing key reloaded from {}: {old} -> {new}",
                     self.files.key.display()
                 );
-                true
+                Reread::Swapped
             }
             PairRead::New(digest, Err(error)) => {
                 state.status.failed_reloads += 1;
@@ -342,7 +393,7 @@ impl Shared {
                     describe(&self.files.key, cert),
                     current.label()
                 );
-                false
+                Reread::Kept(error.to_string())
             }
         }
     }

@@ -45,6 +45,12 @@ pub trait KeyProvider: Send + Sync + 'static {
 
     /// Reload bookkeeping, for health and metrics.
     fn status(&self) -> KeyStatus;
+
+    /// Re-reads the key files now, as the file watch does (SIGHUP), and says in one phrase
+    /// what was read and the outcome; `None` when the keys come from no file.
+    fn reread(&self) -> Option<String> {
+        None
+    }
 }
 
 /// What a provider reports about its keys (for `/readyz` and metrics).
@@ -81,6 +87,9 @@ pub struct KeyStatus {
     pub watch_rearmed: u64,
     /// Why some watched directory is not watched now (only the poll sees its files).
     pub watch_problem: Option<String>,
+    /// Key and certificate pairs that did not match and were read once more (a rotation
+    /// seen halfway).
+    pub pair_retries: u64,
 }
 
 impl KeyStatus {
@@ -102,6 +111,7 @@ impl KeyStatus {
             reload_panics: 0,
             watch_rearmed: 0,
             watch_problem: None,
+            pair_retries: 0,
         }
     }
 

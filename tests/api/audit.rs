@@ -256,7 +256,7 @@ async fn sighup_makes_regauth_serve_reopen_its_audit_file() {
     assert_eq!(wait_for_lines(&path, 1).len(), 1);
     assert_eq!(wait_for_lines(&rotated, 1).len(), 1);
     assert!(
-        log.wait_for("reopened the audit log").is_some(),
+        log.wait_for("audit file audit.log: reopened").is_some(),
         "the reopen is logged"
     );
     child.kill().unwrap();

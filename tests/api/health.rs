@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use chrono::TimeDelta;
 use regauth::clock::{Clock, ManualClock};
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::helpers::{spawn_app, spawn_app_with_clock};
+use crate::helpers::{spawn_app, spawn_app_with, spawn_app_with_clock, with_admin};
 
 #[tokio::test]
 async fn healthz_answers_ok() {
@@ -18,9 +18,19 @@ async fn healthz_answers_ok() {
 }
 
 #[tokio::test]
-async fn readyz_reports_the_loaded_key() {
+async fn readyz_on_the_main_listener_says_ready_and_nothing_else() {
     let app = spawn_app().await;
     let response = app.get("/readyz").await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    // No path, kid or reload state for every client that can reach the token endpoint.
+    assert_eq!(body, json!({"status": "ready"}));
+}
+
+#[tokio::test]
+async fn readyz_on_the_admin_listener_reports_the_loaded_key() {
+    let app = spawn_app_with(with_admin).await;
+    let response = app.readyz_details().await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "ready");
@@ -39,6 +49,7 @@ async fn readyz_reports_the_loaded_key() {
     }
     assert_eq!(body["reload_panics"], 0);
     assert_eq!(body["watch_rearmed"], 0);
+    assert_eq!(body["pair_retries"], 0);
 }
 
 #[tokio::test]
@@ -66,7 +77,26 @@ async fn readyz_answers_503_once_the_signing_certificate_has_expired() {
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["content-type"], "application/json");
     let body: Value = response.json().await.unwrap();
+    assert_eq!(body, json!({"status": "certificate expired"}));
+    assert_eq!(app.get("/healthz").await.status(), 200, "still alive");
+}
+
+#[tokio::test]
+async fn the_admin_readyz_answers_503_with_the_key_once_its_certificate_has_expired() {
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let app = spawn_app_with_clock(
+        |s| {
+            with_admin(s);
+            s.key.certificate = Some(s.key.path.with_extension("crt"));
+        },
+        Arc::clone(&clock) as Arc<dyn Clock>,
+    )
+    .await;
+    let not_after = app.keys.signing_key().certificate().unwrap().not_after;
+    clock.set(not_after + TimeDelta::seconds(1));
+    let response = app.readyz_details().await;
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "certificate expired");
     assert_eq!(body["kid"], app.keys.signing_key().kid().unwrap());
-    assert_eq!(app.get("/healthz").await.status(), 200, "still alive");
 }

@@ -27,6 +27,8 @@ pub struct TestApp {
     pub logins: Arc<regauth::identity::Logins>,
     pub shutdown: Arc<regauth::shutdown::Shutdown>,
     pub audit: Option<Arc<regauth::audit::AuditLog>>,
+    /// What SIGHUP re-reads.
+    pub reload: Arc<regauth::hangup::Reload>,
 }
 
 /// Settings for a test app: port 0, an ES256 key in a temp dir.
@@ -38,6 +40,12 @@ pub fn test_settings(dir: &Path) -> Settings {
     // Tests that read the audit log turn it on with a file of their own.
     settings.audit.enabled = false;
     settings
+}
+
+/// `server.admin_listen` on a free port: `/readyz` there shows the key, certificate and
+/// reload details that the main listener's `/readyz` leaves out.
+pub fn with_admin(settings: &mut Settings) {
+    settings.server.admin_listen = Some("127.0.0.1:0".into());
 }
 
 /// A `users:` entry with a cheap bcrypt hash (cost 4) of `password`.
@@ -102,6 +110,7 @@ pub async fn spawn_app_with_clock(
     let logins = app.logins();
     let shutdown = app.shutdown();
     let audit = app.audit();
+    let reload = app.reload();
     let users = Arc::clone(logins.users());
     tokio::spawn(app.run_until_stopped());
     TestApp {
@@ -115,6 +124,7 @@ pub async fn spawn_app_with_clock(
         logins,
         shutdown,
         audit,
+        reload,
     }
 }
 
@@ -131,6 +141,19 @@ impl TestApp {
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client
             .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// `GET /readyz` on the admin listener, with the details (spawn with [`with_admin`]).
+    pub async fn readyz_details(&self) -> reqwest::Response {
+        let admin = self
+            .admin_address
+            .as_ref()
+            .expect("the details are on server.admin_listen: spawn with helpers::with_admin");
+        self.client
+            .get(format!("{admin}/readyz"))
             .send()
             .await
             .expect("request")

@@ -11,7 +11,8 @@ use regauth::keys::{Algorithm, KidFormat, generate};
 use serde_json::Value;
 
 use crate::helpers::{
-    TestApp, header, kid_of, new_key, replace_file, spawn_app, spawn_app_with, spawn_app_with_clock,
+    TestApp, header, kid_of, new_key, replace_file, spawn_app, spawn_app_with,
+    spawn_app_with_clock, with_admin,
 };
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -95,10 +96,14 @@ async fn the_jwks_publishes_the_signing_key_with_a_cache_header_and_verifies_its
 
 #[tokio::test]
 async fn a_next_key_is_published_when_written_and_unpublished_when_removed() {
-    let app = spawn_app_with(|s| s.key.next = Some(s.key.path.with_file_name("next.key"))).await;
+    let app = spawn_app_with(|s| {
+        with_admin(s);
+        s.key.next = Some(s.key.path.with_file_name("next.key"));
+    })
+    .await;
     let current = app.keys.signing_key().kid().unwrap().to_owned();
     let next_path = app.dir.path().join("next.key");
-    let ready: Value = app.get("/readyz").await.json().await.unwrap();
+    let ready: Value = app.readyz_details().await.json().await.unwrap();
     assert_eq!(
         ready["status"], "ready",
         "a missing next key is not an error"
@@ -115,7 +120,7 @@ async fn a_next_key_is_published_when_written_and_unpublished_when_removed() {
     replace_file(&next_path, &pem);
     wait_for_kids(&app, &[&current, &next_kid]).await;
     assert_eq!(header(&app.pull_token().await)["kid"], current.as_str());
-    let ready: Value = app.get("/readyz").await.json().await.unwrap();
+    let ready: Value = app.readyz_details().await.json().await.unwrap();
     assert_eq!(ready["next_kid"], next_kid.as_str());
     assert_eq!(ready["next_key_error"], Value::Null);
 
@@ -123,7 +128,7 @@ async fn a_next_key_is_published_when_written_and_unpublished_when_removed() {
     replace_file(&next_path, "garbage");
     let start = Instant::now();
     loop {
-        let ready: Value = app.get("/readyz").await.json().await.unwrap();
+        let ready: Value = app.readyz_details().await.json().await.unwrap();
         if ready["next_key_error"].is_string() {
             assert_eq!(ready["status"], "ready");
             assert_eq!(ready["failed_reloads"], 0);
@@ -142,7 +147,10 @@ async fn a_next_key_is_published_when_written_and_unpublished_when_removed() {
 async fn a_replaced_key_stays_published_for_ttl_plus_60_seconds_then_is_dropped() {
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
     let app = spawn_app_with_clock(
-        |s| s.token.ttl_seconds = 60,
+        |s| {
+            with_admin(s);
+            s.token.ttl_seconds = 60;
+        },
         Arc::clone(&clock) as Arc<dyn regauth::clock::Clock>,
     )
     .await;
@@ -150,7 +158,7 @@ async fn a_replaced_key_stays_published_for_ttl_plus_60_seconds_then_is_dropped(
     let (pem, new) = new_key();
     replace_file(&app.key_path, &pem);
     wait_for_kids(&app, &[&new, &old]).await;
-    let ready: Value = app.get("/readyz").await.json().await.unwrap();
+    let ready: Value = app.readyz_details().await.json().await.unwrap();
     assert_eq!(ready["retired_keys"], 1);
     assert_eq!(ready["kid"], new.as_str());
 
@@ -158,7 +166,7 @@ async fn a_replaced_key_stays_published_for_ttl_plus_60_seconds_then_is_dropped(
     assert_eq!(kids(&jwks(&app).await), [new.clone(), old.clone()]);
     clock.advance(TimeDelta::seconds(1));
     assert_eq!(kids(&jwks(&app).await), std::slice::from_ref(&new));
-    let ready: Value = app.get("/readyz").await.json().await.unwrap();
+    let ready: Value = app.readyz_details().await.json().await.unwrap();
     assert_eq!(ready["retired_keys"], 0);
     assert_eq!(ready["key_age_seconds"], 120);
 }

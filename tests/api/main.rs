@@ -14,6 +14,7 @@ mod audit;
 mod cli;
 mod errors;
 mod federation;
+mod hangup;
 mod hardening;
 mod health;
 mod helpers;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::{TestApp, header, kid_of, new_key, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, header, kid_of, new_key, spawn_app, spawn_app_with, with_admin};
 
 /// Long enough for a loaded CI machine, far below the 30 s backstop poll.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -84,7 +84,7 @@ async fn a_kubernetes_secret_symlink_swap_is_picked_up() {
 
 #[tokio::test]
 async fn a_garbage_key_file_keeps_the_old_key_signing_and_the_service_ready() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(with_admin).await;
     let old = current_kid(&app);
     std::fs::write(
         &app.key_path,
@@ -101,7 +101,7 @@ async fn a_garbage_key_file_keeps_the_old_key_signing_and_the_service_ready() {
     for _ in 0..5 {
         assert_eq!(header(&app.pull_token().await)["kid"], old.as_str());
     }
-    let ready = app.get("/readyz").await;
+    let ready = app.readyz_details().await;
     assert_eq!(ready.status(), 200);
     let body: Value = ready.json().await.unwrap();
     assert_eq!(body["kid"], old.as_str());
@@ -119,7 +119,7 @@ async fn a_garbage_key_file_keeps_the_old_key_signing_and_the_service_ready() {
 async fn readyz_when(app: &TestApp, what: &str, done: impl Fn(&Value) -> bool) -> Value {
     let start = Instant::now();
     loop {
-        let response = app.get("/readyz").await;
+        let response = app.readyz_details().await;
         assert_eq!(response.status(), 200, "ready while a good key signs");
         let body: Value = response.json().await.unwrap();
         if done(&body) {
@@ -132,6 +132,7 @@ async fn readyz_when(app: &TestApp, what: &str, done: impl Fn(&Value) -> bool) -
 
 /// No backstop poll within any test's lifetime: only the watcher can see a change.
 fn watcher_only(s: &mut regauth::config::Settings) {
+    with_admin(s);
     s.key.poll_interval_seconds = 3600;
 }
 
@@ -252,23 +253,32 @@ async fn a_certificate_then_key_rotation_seen_halfway_is_not_a_failed_reload() {
         regauth::keys::generate::write(staging.path(), regauth::keys::Algorithm::ES256, false)
             .unwrap();
     let kid = kid_of(&std::fs::read(&written.key).unwrap());
-    let checked = app.keys.status().last_check;
+    assert_eq!(app.keys.status().pair_retries, 0);
 
-    // The certificate first; the key only once a reload has seen the certificate alone.
+    // The certificate first; the key once a reload has read the new certificate with the
+    // old key and is waiting to read the pair again (500 ms).
     std::fs::rename(
         written.certificate.unwrap(),
         app.dir.path().join("signing.crt"),
     )
     .unwrap();
     let start = Instant::now();
-    while app.keys.status().last_check == checked {
-        assert!(start.elapsed() < DEADLINE, "the certificate was never read");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    while app.keys.status().pair_retries == 0 {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the mismatched pair was never read: {:?}",
+            app.keys.status()
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     std::fs::rename(&written.key, &app.key_path).unwrap();
     assert_rotates_to(&app, &kid).await;
     let status = app.keys.status();
     assert_eq!(status.failed_reloads, 0, "{:?}", status.last_error);
+    assert_eq!(
+        status.pair_retries, 1,
+        "the second read found the pair whole"
+    );
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::helpers::{TestApp, app_with_alice, replace_file};
+use crate::helpers::{TestApp, app_with_alice, replace_file, with_admin};
 use crate::support::{new_ca, tls_server_pair};
 
 /// Long enough for a loaded CI machine, far below the 30 s backstop poll.
@@ -50,6 +50,7 @@ async fn spawn_tls_app_with(
     std::fs::write(&key, key_pem).unwrap();
     let (c, k) = (certificate.clone(), key.clone());
     let app = app_with_alice(move |s| {
+        with_admin(s);
         s.server.tls.certificate = Some(c);
         s.server.tls.key = Some(k);
         customize(s);
@@ -141,13 +142,9 @@ async fn peer(app: &TlsApp) -> Peer {
     .unwrap()
 }
 
+/// The `tls` details of `/readyz`, from the admin listener (plain HTTP).
 async fn readyz_tls(app: &TlsApp) -> Value {
-    let response = app
-        .client
-        .get(format!("{}/readyz", app.https))
-        .send()
-        .await
-        .unwrap();
+    let response = app.app.readyz_details().await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     body["tls"].clone()
@@ -351,9 +348,11 @@ async fn a_broken_pair_keeps_the_last_good_certificate_and_shows_in_readyz_and_m
     let still = peer(&app).await;
     assert_eq!(still.serial, served.serial);
 
+    let admin = app.app.admin_address.as_ref().unwrap();
     let metrics = app
+        .app
         .client
-        .get(format!("{}/metrics", app.https))
+        .get(format!("{admin}/metrics"))
         .send()
         .await
         .unwrap()
@@ -452,6 +451,8 @@ async fn a_certificate_replaced_under_load_fails_no_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_over_https_turns_readyz_503_then_closes_the_listener() {
     let app = spawn_tls_app_with(|s| {
+        // `/readyz` on the HTTPS listener itself.
+        s.server.admin_listen = None;
         s.server.shutdown_delay_seconds = 1;
         s.server.shutdown_timeout_seconds = 2;
     })

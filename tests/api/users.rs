@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, claims, spawn_app_with, user};
+use crate::helpers::{TestApp, claims, spawn_app_with, user, with_admin};
 
 async fn app_with_alice() -> TestApp {
     spawn_app_with(|s| {
@@ -113,7 +113,11 @@ async fn htpasswd_users_can_sign_in_and_changes_apply_without_a_restart() {
     )
     .unwrap();
     let path = htpasswd.clone();
-    let app = spawn_app_with(move |s| s.auth.htpasswd = Some(path)).await;
+    let app = spawn_app_with(move |s| {
+        with_admin(s);
+        s.auth.htpasswd = Some(path);
+    })
+    .await;
     assert_eq!(
         get_with(&app, "service=s", "bob", "pw1").await.status(),
         200
@@ -158,7 +162,7 @@ async fn htpasswd_users_can_sign_in_and_changes_apply_without_a_restart() {
         "{status:?}"
     );
     // /readyz shows it, and stays ready: the last good users still sign in.
-    let ready = app.get("/readyz").await;
+    let ready = app.readyz_details().await;
     assert_eq!(ready.status(), 200);
     let body: serde_json::Value = ready.json().await.unwrap();
     let reported = &body["htpasswd"];

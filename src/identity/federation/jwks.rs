@@ -3,9 +3,13 @@
 //!
 //! - A file is re-read when its modification time or size changes (checked on each use,
 //!   one `stat`), so a rotated key file needs no restart.
-//! - A URL is fetched on first use, again once the keys are [`STALE_AFTER`] old, and again
-//!   when a token names an unknown `kid`; never more than once per [`MIN_REFETCH`] (per
-//!   issuer), whatever tokens arrive. A failed fetch keeps the keys already known.
+//! - A URL is fetched on first use, again once the keys are [`STALE_AFTER`] old (at most
+//!   once per [`MIN_REFETCH`]), and again when a token names an unknown `kid`: at most once
+//!   per [`MIN_KID_REFETCH`] per issuer, one fetch at a time, whatever tokens arrive. A
+//!   made-up `kid` therefore delays a real rotation by [`MIN_KID_REFETCH`] at most, and the
+//!   endpoint sees at most one fetch per [`MIN_KID_REFETCH`] from each replica (30 a minute).
+//!   A failed fetch keeps the keys already known.
+//! - SIGHUP re-reads a file at once ([`KeyStore::reread_file`]).
 //! - Symmetric (`oct`) keys, encryption keys, RSA keys under 2048 bits and curves this
 //!   server cannot verify are skipped with a log line: a JWKS only ever adds public
 //!   signature keys.
@@ -27,8 +31,12 @@ use crate::clock::Clock;
 pub const MAX_JWKS_BYTES: u64 = 256 * 1024;
 /// Most keys kept from one JWKS.
 pub const MAX_KEYS: usize = 64;
-/// Shortest time between two refreshes of one issuer's keys (unknown `kid`, stale keys).
+/// Shortest time between two refreshes of one issuer's keys for staleness.
 pub const MIN_REFETCH: TimeDelta = TimeDelta::seconds(60);
+/// Shortest time between two fetches of one issuer's keys for tokens with an unknown `kid`:
+/// how long a made-up `kid` can delay a legitimately rotated key, and the most often such
+/// tokens make the JWKS endpoint be fetched.
+pub const MIN_KID_REFETCH: TimeDelta = TimeDelta::seconds(2);
 /// Shortest time between two attempts while no key was ever loaded.
 pub const MIN_RETRY_WITHOUT_KEYS: TimeDelta = TimeDelta::seconds(10);
 /// Fetched keys older than this are fetched again on next use (failures keep them).
@@ -277,6 +285,16 @@ impl Source {
     /// The proxy named by `HTTPS_PROXY`/`HTTP_PROXY` (and `NO_PROXY`) is used, except for a
     /// loopback URL.
     pub fn url(url: &str, ca_file: Option<&Path>) -> Result<Source, JwksError> {
+        Source::url_via(url, ca_file, ureq::Proxy::try_from_env())
+    }
+
+    /// [`Source::url`] with the proxy the environment would name: `proxy` is used unless
+    /// the URL is loopback.
+    pub(super) fn url_via(
+        url: &str,
+        ca_file: Option<&Path>,
+        proxy: Option<ureq::Proxy>,
+    ) -> Result<Source, JwksError> {
         let loopback = url
             .parse::<ureq::http::Uri>()
             .ok()
@@ -284,7 +302,7 @@ impl Source {
             .unwrap_or(false);
         Ok(Source::Url {
             url: url.to_owned(),
-            agent: agent(ca_file, !loopback)?,
+            agent: agent(ca_file, proxy.filter(|_| !loopback))?,
         })
     }
 
@@ -297,7 +315,8 @@ impl Source {
     }
 }
 
-fn agent(ca_file: Option<&Path>, use_proxy: bool) -> Result<ureq::Agent, JwksError> {
+/// The bounded client; `proxy` replaces whatever the environment names (`None`: direct).
+fn agent(ca_file: Option<&Path>, proxy: Option<ureq::Proxy>) -> Result<ureq::Agent, JwksError> {
     use ureq::tls::{Certificate, RootCerts, TlsConfig};
     let mut tls = TlsConfig::builder().unversioned_rustls_crypto_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
@@ -319,11 +338,8 @@ fn agent(ca_file: Option<&Path>, use_proxy: bool) -> Result<ureq::Agent, JwksErr
         }
         tls = tls.root_certs(RootCerts::new_with_certs(&certs));
     }
-    let mut config = ureq::Agent::config_builder();
-    if !use_proxy {
-        config = config.proxy(None);
-    }
-    let config = config
+    let config = ureq::Agent::config_builder()
+        .proxy(proxy)
         .timeout_global(Some(FETCH_TIMEOUT))
         .max_redirects(0)
         .user_agent(concat!("regauth/", env!("CARGO_PKG_VERSION")))
@@ -414,6 +430,17 @@ pub enum Lookup {
     Unavailable(JwksError),
 }
 
+/// Why keys are loaded again; it sets the shortest time since the last attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// First use, stale keys, a changed file: [`MIN_REFETCH`].
+    Due,
+    /// A token names a `kid` the keys lack: [`MIN_KID_REFETCH`].
+    UnknownKid,
+    /// SIGHUP: now.
+    Hangup,
+}
+
 /// One issuer's keys.
 pub struct KeyStore {
     source: Source,
@@ -473,7 +500,22 @@ impl KeyStore {
 
     /// Loads the keys now if allowed (see the module docs), for a first fetch at start.
     pub fn refresh(&self) -> Result<(), JwksError> {
-        self.reload(true, |_| true).map(|_| ())
+        self.reload(Trigger::Due, true, |_| true).map(|_| ())
+    }
+
+    /// Re-reads a JWKS file now, whatever its time stamp says (SIGHUP), and says in one
+    /// phrase what was read and the outcome; `None` for a URL (fetched as the module docs
+    /// say). A file that cannot be used keeps the keys already known.
+    pub fn reread_file(&self) -> Option<String> {
+        let Source::File(path) = &self.source else {
+            return None;
+        };
+        let outcome = match self.reload(Trigger::Hangup, true, |_| true) {
+            Ok(Some(loaded)) => format!("{} key(s)", loaded.keys.len()),
+            Ok(None) => format!("unchanged, {} key(s)", self.len()),
+            Err(e) => format!("not usable ({e}), keeping {} key(s)", self.len()),
+        };
+        Some(format!("JWKS file {}: {outcome}", path.display()))
     }
 
     /// The keys that may verify a token with `kid` and `alg`. May read the file or fetch
@@ -483,7 +525,7 @@ impl KeyStore {
         if self.needs_reload(&loaded) {
             // Stale keys still verify: then nobody waits for a load another request runs.
             let wait = loaded.keys.is_empty();
-            match self.reload(wait, |_| true) {
+            match self.reload(Trigger::Due, wait, |_| true) {
                 Ok(Some(fresh)) => loaded = fresh,
                 Ok(None) => loaded = self.loaded.load_full(),
                 Err(e) if loaded.keys.is_empty() => return Lookup::Unavailable(e),
@@ -516,7 +558,9 @@ impl KeyStore {
             Some(key) => key,
             None => {
                 // Someone may have refreshed meanwhile; else one refresh, if due.
-                let fresh = match self.reload(true, |current| find(current).is_none()) {
+                let fresh = match self
+                    .reload(Trigger::UnknownKid, true, |current| find(current).is_none())
+                {
                     Ok(Some(fresh)) => fresh,
                     Ok(None) => self.loaded.load_full(),
                     Err(e) => {
@@ -548,11 +592,13 @@ impl KeyStore {
         }
     }
 
-    /// Loads once more if `still_needed(current keys)` and the last attempt is old enough;
-    /// `Ok(None)` when nothing was loaded. One load at a time: callers that `wait` for a load
-    /// in progress then see its result and do not load again; the others go on at once.
+    /// Loads once more if `still_needed(current keys)` and the last attempt is old enough
+    /// for `trigger`; `Ok(None)` when nothing was loaded. One load at a time: callers that
+    /// `wait` for a load in progress then see its result and do not load again; the others
+    /// go on at once.
     fn reload(
         &self,
+        trigger: Trigger,
         wait: bool,
         still_needed: impl Fn(&Loaded) -> bool,
     ) -> Result<Option<Arc<Loaded>>, JwksError> {
@@ -569,16 +615,20 @@ impl KeyStore {
             return Ok(None);
         }
         let now = self.clock.now();
-        let gap = if current.keys.is_empty() {
-            MIN_RETRY_WITHOUT_KEYS
-        } else {
-            MIN_REFETCH
+        let gap = match trigger {
+            Trigger::Hangup => TimeDelta::zero(),
+            _ if current.keys.is_empty() => MIN_RETRY_WITHOUT_KEYS,
+            Trigger::UnknownKid => MIN_KID_REFETCH,
+            Trigger::Due => MIN_REFETCH,
         };
         let file_changed = match &self.source {
             Source::File(path) => stamp(path) != current.file_stamp,
             Source::Url { .. } => false,
         };
-        if !file_changed && attempts.last.is_some_and(|last| now - last < gap) {
+        if !file_changed
+            && trigger != Trigger::Hangup
+            && attempts.last.is_some_and(|last| now - last < gap)
+        {
             return Ok(None);
         }
         attempts.last = Some(now);

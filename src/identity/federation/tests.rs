@@ -629,19 +629,31 @@ fn a_missing_or_unusable_jwks_file_stops_the_start_with_its_name() {
     assert!(err.contains("/nonexistent/jwks.json"), "{err}");
 }
 
-/// With `HTTP_PROXY` set (run it so to see it bite), a client built by default would use it.
+/// The proxy the environment names is handed in, so the test sees it bite whatever the
+/// environment of the test run: loopback URLs drop it, other URLs keep it.
 #[test]
 fn a_loopback_jwks_url_never_goes_through_a_proxy() {
+    let proxy = || Some(ureq::Proxy::new("http://proxy.test:3128").unwrap());
     for url in [
         "http://127.0.0.1:8080/jwks",
         "http://[::1]/jwks",
         "http://localhost/k",
     ] {
-        let Source::Url { agent, .. } = Source::url(url, None).unwrap() else {
+        let Source::Url { agent, .. } = Source::url_via(url, None, proxy()).unwrap() else {
             panic!("a URL source");
         };
         assert!(agent.config().proxy().is_none(), "{url}");
     }
+    let Source::Url { agent, .. } =
+        Source::url_via("https://issuer.test/keys", None, proxy()).unwrap()
+    else {
+        panic!("a URL source");
+    };
+    let used = agent
+        .config()
+        .proxy()
+        .expect("a remote URL keeps the proxy");
+    assert_eq!(used.host(), "proxy.test");
 }
 
 #[test]

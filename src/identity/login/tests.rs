@@ -183,24 +183,34 @@ async fn a_success_clears_earlier_failures() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entry_in_use_is_refreshed_before_it_expires() {
-    let ttl = Duration::from_millis(600);
-    let l = logins(&options(600, 1, 8, 0));
+    // A life long enough that the hit below lands between three quarters of it (when a hit
+    // starts a refresh) and its end (when it would be a miss) on a loaded machine too; the
+    // counters then say which it was, so an overshoot fails instead of passing unrefreshed.
+    let ttl = Duration::from_secs(4);
+    let l = logins(&options(4_000, 1, 8, 0));
     l.login(creds("alice", "s3cret"), None, A).await.unwrap();
-    assert_eq!(l.stats().checks, 1);
-    // Past three quarters of the entry's life, a hit starts one background re-check.
-    tokio::time::sleep(ttl.mul_f64(0.8)).await;
+    let first = Instant::now();
+    assert_eq!((l.stats().checks, l.stats().cache_misses), (1, 1));
+    tokio::time::sleep_until((first + ttl.mul_f64(0.78)).into()).await;
     l.login(creds("alice", "s3cret"), None, A).await.unwrap();
+    let hit = l.stats();
+    assert_eq!(
+        (hit.cache_hits, hit.cache_misses),
+        (1, 1),
+        "answered from the entry, {:?} after it was cached: {hit:?}",
+        first.elapsed()
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while l.stats().checks < 2 {
         assert!(Instant::now() < deadline, "no refresh ran: {:?}", l.stats());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // Past the first entry's expiry, the refreshed entry still answers.
-    tokio::time::sleep(ttl.mul_f64(0.4)).await;
-    let before = l.stats();
+    assert_eq!(l.stats().cache_misses, 1, "a background check, not a miss");
+    // Past the first entry's end, the refreshed entry answers.
+    tokio::time::sleep_until((first + ttl.mul_f64(1.1)).into()).await;
     l.login(creds("alice", "s3cret"), None, A).await.unwrap();
     let after = l.stats();
-    assert_eq!(after.cache_hits, before.cache_hits + 1, "{after:?}");
+    assert_eq!((after.cache_hits, after.cache_misses), (2, 1), "{after:?}");
     assert!(
         after.checks <= 3,
         "at most one more background refresh: {after:?}"

@@ -8,6 +8,7 @@
 mod checks;
 pub mod live;
 pub mod registry;
+mod trust;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

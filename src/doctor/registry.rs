@@ -215,12 +215,18 @@ mod tests {
         let env = HashMap::from([("REGISTRY_AUTH_TOKEN_ISSUER".to_owned(), "other".to_owned())]);
         let t = load(f.path(), &env).unwrap();
         assert_eq!(t.service.as_ref().unwrap().value, "registry.test");
-        let issuer = t.issuer.unwrap();
+        let issuer = t.issuer.clone().unwrap();
         assert_eq!(
             (issuer.value.as_str(), issuer.from.as_str()),
             ("other", "REGISTRY_AUTH_TOKEN_ISSUER")
         );
-        assert!(t.realm.unwrap().from.starts_with("auth.token.realm in "));
+        assert!(
+            t.realm
+                .as_ref()
+                .unwrap()
+                .from
+                .starts_with("auth.token.realm in ")
+        );
         assert_eq!(t.implied_version(), None);
     }
 

@@ -352,3 +352,25 @@ fn unreadable_configurations_are_usage_errors() {
     let (code, _, _) = run(&["doctor"], &[]);
     assert_eq!(code, 2, "--registry-config is required");
 }
+
+#[test]
+fn x5c_tokens_need_their_chains_issuer_in_the_bundle() {
+    let mut p = Pairing::new();
+    let ca = crate::support::new_ca("doctor test CA");
+    let (leaf, key) = crate::support::leaf_signed_by(&ca, "doctor test signer");
+    std::fs::write(p.path("keys/signing.key"), key).unwrap();
+    std::fs::write(p.path("keys/leaf.crt"), leaf).unwrap();
+    std::fs::write(p.path("ca.pem"), ca.pem()).unwrap();
+    p.kid_format = "none".into();
+    p.extra_regauth = format!("  certificate: {}\n", p.path("keys/leaf.crt").display());
+    p.bundle = p.path("ca.pem");
+    let (code, stdout, _) = p.doctor(&[], &[]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("tokens carry x5c"), "{stdout}");
+    // Another CA, even of the same name: the leaf's signature is not its, so the chain ends
+    // nowhere the registry trusts.
+    let other = crate::support::new_ca("doctor test CA");
+    std::fs::write(p.path("other-ca.pem"), other.pem()).unwrap();
+    p.bundle = p.path("other-ca.pem");
+    finds(&p, &[], &["error bundle-missing-key"]);
+}

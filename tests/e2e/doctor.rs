@@ -27,11 +27,13 @@ impl Pair {
         generate::write(&keys, Algorithm::ES256, false).unwrap();
         generate::write(&dir.path().join("other"), Algorithm::ES256, false).unwrap();
         let config = dir.path().join("regauth.yaml");
+        let alice = bcrypt::hash("s3cret", 4).unwrap();
         let yaml = |listen: &str| {
             format!(
                 "server:\n  listen: {listen}\ntoken:\n  issuer: {ISSUER}\n  services: [{SERVICE}]\n\
-                 key:\n  path: {}\n",
-                keys.join("signing.key").display()
+                 key:\n  path: {}\nusers:\n  alice:\n    password: \"{}\"\n",
+                keys.join("signing.key").display(),
+                alice
             )
         };
         fs::write(&config, yaml("127.0.0.1:0")).unwrap();
@@ -59,7 +61,12 @@ impl Pair {
 
     /// `regauth doctor --registry URL`: (exit code, stdout, the finding codes).
     fn doctor(&self) -> (i32, String, Vec<String>) {
-        let output = Command::new(env!("CARGO_BIN_EXE_regauth"))
+        self.doctor_as(None)
+    }
+
+    /// [`Pair::doctor`], signed in as `alice` with `password` when given.
+    fn doctor_as(&self, password: Option<&str>) -> (i32, String, Vec<String>) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_regauth"))
             .arg("doctor")
             .arg("--config")
             .arg(&self.config)
@@ -71,9 +78,20 @@ impl Pair {
             .env_remove("REGISTRY_AUTH_TOKEN_SERVICE")
             .env_remove("REGISTRY_AUTH_TOKEN_REALM")
             .env_remove("REGISTRY_AUTH_TOKEN_ROOTCERTBUNDLE")
-            .stdin(Stdio::null())
-            .output()
+            .args(password.map_or(&[][..], |_| &["--user", "alice", "--password-stdin"][..]))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        std::io::Write::write_all(
+            &mut stdin,
+            format!("{}\n", password.unwrap_or("")).as_bytes(),
+        )
+        .unwrap();
+        drop(stdin);
+        let output = child.wait_with_output().unwrap();
         let stdout = String::from_utf8(output.stdout).unwrap();
         let codes = stdout
             .lines()
@@ -112,6 +130,25 @@ fn doctor_round_trip_passes_against_a_right_registry_2_8() {
             && out.contains("a token from the realm anonymously")
             && out.contains("with the token: 200, the registry accepts it"),
         "{out}"
+    );
+}
+
+#[test]
+fn doctor_round_trip_signs_in_with_a_password_from_stdin() {
+    if !require_registry() {
+        return;
+    }
+    let pair = Pair::start(ISSUER, SERVICE, "keys");
+    let (code, out, _) = pair.doctor_as(Some("s3cret"));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("a token from the realm as \"alice\""), "{out}");
+    let (code, out, codes) = pair.doctor_as(Some("Qx7-not-alices"));
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(codes, ["error token-refused"], "{out}");
+    assert!(out.contains("refused a token as \"alice\""), "{out}");
+    assert!(
+        !out.contains("Qx7-not-alices"),
+        "the password is never printed: {out}"
     );
 }
 

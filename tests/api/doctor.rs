@@ -374,3 +374,29 @@ fn x5c_tokens_need_their_chains_issuer_in_the_bundle() {
     p.bundle = p.path("other-ca.pem");
     finds(&p, &[], &["error bundle-missing-key"]);
 }
+
+#[test]
+fn registry_3_1_and_an_ec_key_with_a_zero_led_coordinate_is_the_padding_quirk() {
+    let mut p = Pairing::new();
+    let key_pem = include_str!("../fixtures/ec256-x-leading-zero.pem");
+    std::fs::write(p.path("keys/signing.key"), key_pem).unwrap();
+    let key = rcgen::KeyPair::from_pem(key_pem).unwrap();
+    let cert = rcgen::CertificateParams::new(Vec::<String>::new())
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    p.bundle = p.path("zero-led.pem");
+    std::fs::write(&p.bundle, cert.pem()).unwrap();
+    p.kid_format = "thumbprint".into();
+    let out = finds_with(
+        &p,
+        &["--registry-version", "3.1.1"],
+        &["error kid-ec-padding"],
+    );
+    assert!(
+        out.contains("x coordinate starts with a 0x00 byte"),
+        "{out}"
+    );
+    // Registry 3.0 has its own P-256 bug; 2.8 wants the libtrust kid.
+    finds_with(&p, &["--registry-version", "3.0.0"], &["error kid-format"]);
+}

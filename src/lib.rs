@@ -8,13 +8,15 @@
 //! stateless [`refresh`] tokens; key and password files reload through [`watch`]. [`publish`]
 //! says what registries and verifiers should trust (`regauth bundle`, `regauth jwks`);
 //! [`metrics`] is what `GET /metrics` shows Prometheus; [`probe`] is the health check the
-//! container image runs; [`tls`] serves HTTPS.
+//! container image runs; [`tls`] serves HTTPS; [`doctor`] checks regauth and a registry
+//! against each other.
 
 pub mod atomic_file;
 pub mod audit;
 pub mod claims;
 pub mod clock;
 pub mod config;
+pub mod doctor;
 pub mod echo;
 pub mod hangup;
 pub mod http;

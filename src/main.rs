@@ -1,5 +1,5 @@
 //! The `regauth` command: `serve`, `keygen`, `bundle`, `jwks`, `hash-password`, `check`,
-//! `explain` and `probe`.
+//! `explain`, `probe` and `doctor`.
 
 use std::io::BufRead;
 use std::net::IpAddr;
@@ -20,6 +20,8 @@ use regauth::keys::{self, Algorithm, NextKey, generate};
 use regauth::policy::{Policy, RequestContext};
 use regauth::startup::Application;
 use regauth::{publish, refresh, scope, watch};
+
+mod cli_doctor;
 
 #[derive(Parser)]
 #[command(
@@ -125,12 +127,16 @@ enum Command {
         #[arg(long, default_value_t = 2.0)]
         timeout: f64,
     },
+    /// Check regauth's settings against a distribution registry's configuration (and, with
+    /// --registry, a running registry): each mismatch with its fix; exit 0 only when all hold.
+    Doctor(cli_doctor::Args),
 }
 
 fn main() -> ExitCode {
     regauth::logging::init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Doctor(args) => return cli_doctor::run(args),
         Command::Serve { config } => serve(config),
         Command::Keygen {
             alg,

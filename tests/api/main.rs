@@ -12,6 +12,7 @@
 
 mod audit;
 mod cli;
+mod doctor;
 mod errors;
 mod federation;
 mod hangup;

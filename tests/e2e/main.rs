@@ -11,6 +11,7 @@ mod buildah;
 mod containerd;
 mod daemons;
 mod docker;
+mod doctor;
 mod federation;
 mod image;
 mod kubernetes;

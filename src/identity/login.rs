@@ -446,7 +446,7 @@ impl Inner {
             let Some(outcome) = self.run(slot, credentials).await? else {
                 // No slot of this network source came free in time: unavailable for this
                 // login, but the source itself is not known to be down.
-                log::info!("identity source {name} is busy: every check slot stayed taken");
+                log::debug!("identity source {name} is busy: every check slot stayed taken");
                 unavailable.get_or_insert(name);
                 continue;
             };

@@ -1172,6 +1172,26 @@ mod tests {
     }
 
     #[test]
+    fn a_login_whose_deadline_has_passed_sends_nothing_to_the_directory() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let source = LdapSource::new(LdapSettings {
+            url: format!("ldap://{}", listener.local_addr().unwrap()),
+            ..settings()
+        })
+        .unwrap();
+        // The login's one deadline is spent (e.g. waiting for a slot): no connect, no bind.
+        let outcome = source.authenticate_by(&Credentials::new("alice", "x"), Instant::now());
+        match outcome {
+            Outcome::Unavailable(reason) => {
+                assert!(reason.contains("ldap.timeout_seconds"), "{reason}")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(listener.accept().is_err(), "nothing connected");
+    }
+
+    #[test]
     fn names_fold_as_case_ignore_match_compares_them() {
         for variant in [
             "alice",

@@ -9,6 +9,7 @@ exactly. See scripts/README.md for what each figure means.
 
 import argparse
 import base64
+import json
 import math
 import os
 import re
@@ -718,6 +719,236 @@ def scenario_expiry(ctx, rows):
     )
 
 
+# ---------------------------------------------------------------- 6. lockouts [issue 15, limit]
+#
+# Who a failed login counts against (issue 15 item 5). Two outcomes, printed as rows:
+#   a. LDAP name variants: wrong passwords as `DORA`, ` dora`, `Dora ` against a real slapd
+#      (started here on loopback if /usr/sbin/slapd exists), then dora's right password:
+#      429 means the variants shared dora's budget (a bypass would answer 200);
+#   b. workload tokens from one address: garbage tokens (unsigned, foreign key, unknown kid)
+#      until they are refused with 429, then a valid token: 200 means garbage never locked
+#      the valid one out (the old `oidc` key answered 429).
+# Kept apart from the other scenarios: its own servers, its own helpers (prefix `lockout_`).
+
+LOCKOUT_BASE = "dc=example,dc=org"
+LOCKOUT_SEED = """\
+dn: dc=example,dc=org
+objectClass: dcObject
+objectClass: organization
+o: Example
+dc: example
+
+dn: cn=svc,dc=example,dc=org
+objectClass: organizationalRole
+objectClass: simpleSecurityObject
+cn: svc
+userPassword: svc-secret
+
+dn: ou=people,dc=example,dc=org
+objectClass: organizationalUnit
+ou: people
+
+dn: uid=dora,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: dora
+cn: Dora
+sn: D
+userPassword: dora-pw
+"""
+LOCKOUT_ISSUER = "https://ci.abuse.test"
+
+
+def lockout_free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def lockout_slapd(work):
+    """(process, port) of a seeded slapd on 127.0.0.1, or None without slapd."""
+    if not (os.path.exists("/usr/sbin/slapd") and os.path.exists("/usr/sbin/slapadd")):
+        return None
+    root = os.path.join(work, "slapd")
+    os.makedirs(os.path.join(root, "db"))
+    conf = os.path.join(root, "slapd.conf")
+    with open(conf, "w") as f:
+        f.write(
+            "include /etc/ldap/schema/core.schema\n"
+            "include /etc/ldap/schema/cosine.schema\n"
+            "include /etc/ldap/schema/inetorgperson.schema\n"
+            f"pidfile {root}/slapd.pid\n"
+            "modulepath /usr/lib/ldap\nmoduleload back_mdb\n"
+            f'database mdb\nsuffix "{LOCKOUT_BASE}"\n'
+            f'rootdn "cn=admin,{LOCKOUT_BASE}"\nrootpw admin-secret\n'
+            f"directory {root}/db\nmaxsize 10485760\n"
+            "access to attrs=userPassword by anonymous auth by * none\n"
+            f'access to * by dn.exact="cn=svc,{LOCKOUT_BASE}" read by self read by * none\n'
+        )
+    seed = os.path.join(root, "seed.ldif")
+    with open(seed, "w") as f:
+        f.write(LOCKOUT_SEED)
+    subprocess.run(
+        ["/usr/sbin/slapadd", "-f", conf, "-l", seed], check=True, capture_output=True
+    )
+    port = lockout_free_port()
+    proc = subprocess.Popen(
+        ["/usr/sbin/slapd", "-h", f"ldap://127.0.0.1:{port}/", "-d", "0", "-f", conf],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, port
+        except OSError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("lockout: slapd did not start")
+
+
+def lockout_b64(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def lockout_rsa_key(work, name):
+    """A new RSA key (PEM path) and its JWK (RS256)."""
+    path = os.path.join(work, f"{name}.pem")
+    subprocess.run(
+        ["openssl", "genrsa", "-out", path, "2048"], check=True, capture_output=True
+    )
+    modulus = subprocess.run(
+        ["openssl", "rsa", "-in", path, "-noout", "-modulus"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip().split("=", 1)[1]
+    jwk = {
+        "kty": "RSA",
+        "kid": "k1",
+        "alg": "RS256",
+        "use": "sig",
+        "n": lockout_b64(bytes.fromhex(modulus)),
+        "e": "AQAB",
+    }
+    return path, jwk
+
+
+def lockout_token(key_path, kid, claims, sign=True):
+    header = lockout_b64(json.dumps({"alg": "RS256", "kid": kid, "typ": "JWT"}).encode())
+    payload = lockout_b64(json.dumps(claims).encode())
+    signing_input = f"{header}.{payload}"
+    if not sign:
+        return f"{signing_input}.{lockout_b64(b'not-a-signature')}"
+    signature = subprocess.run(
+        ["openssl", "dgst", "-sha256", "-sign", key_path],
+        input=signing_input.encode(),
+        check=True,
+        capture_output=True,
+    ).stdout
+    return f"{signing_input}.{lockout_b64(signature)}"
+
+
+def lockout_status(addr, user, password):
+    status, _, _ = one_request(addr, token_path(), [("Authorization", basic(user, password))])
+    return status
+
+
+def scenario_lockout(ctx, rows):
+    limits = {"failures": "3", "backoff_seconds": "60"}
+    # a. name variants against a directory
+    directory = lockout_slapd(ctx.work)
+    if directory is None:
+        rows.append(("6a. LDAP name variants share one budget", "skipped", "429", "no slapd"))
+    else:
+        proc, port = directory
+        password_file = os.path.join(ctx.work, "svc.password")
+        with open(password_file, "w") as f:
+            f.write("svc-secret\n")
+        srv = Server(
+            ctx,
+            "lockout-ldap",
+            {
+                "auth": {"cache_seconds": "0", "limits": dict(limits)},
+                "ldap": {
+                    "url": f'"ldap://127.0.0.1:{port}"',
+                    "bind_dn": f'"cn=svc,{LOCKOUT_BASE}"',
+                    "bind_password_file": f'"{password_file}"',
+                    "base_dn": f'"ou=people,{LOCKOUT_BASE}"',
+                },
+            },
+        )
+        try:
+            before = lockout_status(srv.addr, "DORA", "dora-pw")
+            wrong = [
+                (name, lockout_status(srv.addr, name, "wrong"))
+                for name in ["DORA", " dora", "Dora "]
+            ]
+            right = lockout_status(srv.addr, "dora", "dora-pw")
+        finally:
+            srv.stop()
+            proc.kill()
+            proc.wait(5)
+        rows.append(
+            (
+                "6a. dora's right password after 3 wrong ones as name variants",
+                str(right),
+                "429",
+                f"'DORA' with the right password first: {before}; wrong passwords: "
+                + ", ".join(f"{n!r} {s}" for n, s in wrong)
+                + f"; auth.limits.failures {limits['failures']}",
+            )
+        )
+    # b. garbage workload tokens vs a valid one, all from 127.0.0.1
+    if shutil.which("openssl") is None:
+        rows.append(("6b. garbage tokens vs a valid one", "skipped", "200", "no openssl"))
+        return
+    key, jwk = lockout_rsa_key(ctx.work, "issuer")
+    stranger, _ = lockout_rsa_key(ctx.work, "stranger")
+    jwks_path = os.path.join(ctx.work, "jwks.json")
+    with open(jwks_path, "w") as f:
+        json.dump({"keys": [jwk]}, f)
+    now = int(time.time())
+
+    def claims(sub):
+        return {"iss": LOCKOUT_ISSUER, "aud": SERVICE, "sub": sub, "iat": now, "exp": now + 600}
+
+    srv = Server(
+        ctx,
+        "lockout-federation",
+        {
+            "auth": {"cache_seconds": "0", "limits": dict(limits)},
+            "federation": f'[{{issuer: "{LOCKOUT_ISSUER}", jwks_file: "{jwks_path}", '
+            f"audiences: [{SERVICE}]}}]",
+        },
+    )
+    try:
+        garbage = [
+            lockout_token(key, "k1", claims("job-1"), sign=False),
+            lockout_token(stranger, "k1", claims("job-1")),
+            lockout_token(key, "no-such-kid", claims("job-2")),
+            lockout_token(key, "k1", claims("job-2"), sign=False),
+            lockout_token(stranger, "k1", claims("job-3")),
+        ]
+        garbage_statuses = [lockout_status(srv.addr, "oidc", t) for t in garbage]
+        valid = lockout_status(srv.addr, "oidc", lockout_token(key, "k1", claims("job-1")))
+    finally:
+        srv.stop()
+    rows.append(
+        (
+            "6b. a valid workload token after garbage tokens from one address",
+            str(valid),
+            "200",
+            f"garbage tokens answered {garbage_statuses} (429 = the garbage budget is locked); "
+            f"auth.limits.failures {limits['failures']}",
+        )
+    )
+
+# ---------------------------------------------------------------- end of 6. lockouts
+
 # ---------------------------------------------------------------- main
 
 
@@ -730,8 +961,8 @@ def main():
     ap.add_argument("--bin", required=True)
     ap.add_argument(
         "--only",
-        default="burst,storm,sigterm,expiry",
-        help="comma-separated scenarios: burst, storm, sigterm, expiry",
+        default="burst,storm,sigterm,expiry,lockout",
+        help="comma-separated scenarios: burst, storm, sigterm, expiry, lockout",
     )
     args = ap.parse_args()
 
@@ -777,6 +1008,7 @@ def main():
             "storm": scenario_storm,
             "expiry": scenario_expiry,
             "sigterm": scenario_sigterm,
+            "lockout": scenario_lockout,
         }
         for name in wanted:
             if name not in scenarios:

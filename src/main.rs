@@ -308,6 +308,12 @@ fn check_ldap(config: &Validated, problems: &mut Vec<String>) {
         s.base_dn,
         s.user_filter
     );
+    if s.sends_plaintext() {
+        println!(
+            "warning: ldap: {}",
+            regauth::identity::ldap::PLAINTEXT_WARNING
+        );
+    }
     match ldap.probe() {
         Ok(Ok(())) => println!("ldap: the service account bind works"),
         Ok(Err(refused)) => problems.push(format!("ldap: {refused}")),

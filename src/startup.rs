@@ -61,6 +61,11 @@ impl Application {
             config.watch_options(),
         )?);
         let users_source: Arc<dyn IdentitySource> = users.clone();
+        if let Some(ldap) = &settings.ldap
+            && ldap.sends_plaintext()
+        {
+            log::warn!("ldap: {}", crate::identity::ldap::PLAINTEXT_WARNING);
+        }
         let ldap = settings
             .ldap
             .clone()

@@ -2,6 +2,7 @@
 //! `X-Request-Id`) and the client's address after `server.trusted_proxies`.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -24,13 +25,41 @@ pub struct RequestInfo {
     pub client_ip: Option<IpAddr>,
 }
 
+/// Set once the "forwarded by an untrusted peer" warning was logged (once per process).
+static UNTRUSTED_FORWARDER_WARNED: AtomicBool = AtomicBool::new(false);
+
 /// The client's address: what a trusted proxy forwarded, else the TCP peer.
 pub(super) fn resolve_client_ip(req: &actix_web::HttpRequest) -> Option<IpAddr> {
     let peer = req.peer_addr()?.ip();
     Some(match req.app_data::<web::Data<AppState>>() {
-        Some(state) => state.proxies.client_ip(peer, req.headers()),
+        Some(state) => {
+            if !state.proxies.trusts(peer) {
+                warn_if_forwarded(peer, req.headers());
+            }
+            state.proxies.client_ip(peer, req.headers())
+        }
         None => peer,
     })
+}
+
+/// A request from a peer that is not a trusted proxy but carries a forwarding header is most
+/// likely from a reverse proxy missing in `server.trusted_proxies`: then every client has the
+/// proxy's address, and shares one brute-force budget per account. Said once per process.
+fn warn_if_forwarded(peer: IpAddr, headers: &actix_web::http::header::HeaderMap) {
+    let forwarded = ["x-forwarded-for", "forwarded"]
+        .iter()
+        .find(|name| headers.contains_key(**name));
+    if let Some(header) = forwarded
+        && !UNTRUSTED_FORWARDER_WARNED.swap(true, Ordering::Relaxed)
+    {
+        log::warn!(
+            "a request from {peer} carries a {header} header, but {peer} is not in \
+             server.trusted_proxies: the header is ignored. If regauth runs behind a reverse \
+             proxy, every client has the proxy's address and all of them share one \
+             brute-force budget per account (a few wrong passwords lock everyone out); list \
+             the proxy in server.trusted_proxies. (Said once.)"
+        );
+    }
 }
 
 /// Middleware: decides the request id and the client address once, makes the id current

@@ -33,7 +33,7 @@ pub use self::settings::{
     warnings,
 };
 use self::settings::{Rules, checked};
-use super::{Credentials, Identity, IdentitySource, Outcome};
+use super::{Budget, Concurrency, Credentials, Identity, IdentitySource, Outcome};
 use crate::clock::Clock;
 use crate::echo::shorten;
 
@@ -45,6 +45,9 @@ pub const SOURCE_FEDERATION: &str = "federation";
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 /// Largest decoded claim set accepted.
 pub const MAX_CLAIMS_BYTES: usize = 8 * 1024;
+/// Workload-token checks running at once (they may wait on a JWKS fetch); more wait for a
+/// slot up to [`jwks::FETCH_TIMEOUT`], then answer 503.
+pub const CONCURRENT_CHECKS: usize = 8;
 /// Why a configured issuer's token did not sign anyone in.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -65,6 +68,35 @@ pub enum FederationError {
         /// Why.
         error: JwksError,
     },
+}
+
+impl FederationError {
+    /// True when the token's signature verified and a later check refused it (expiry,
+    /// audience, lifetime, account, user name): the token really comes from the issuer, so
+    /// the brute-force limits count it against its subject rather than the issuer.
+    pub fn signature_verified(&self) -> bool {
+        match self {
+            FederationError::Unavailable { .. } => false,
+            FederationError::Refused { refusal, .. } => match refusal {
+                Refusal::Malformed(_)
+                | Refusal::Critical
+                | Refusal::Algorithm(_)
+                | Refusal::UnknownKey(_)
+                | Refusal::KeyMismatch(_)
+                | Refusal::Signature => false,
+                Refusal::NoExpiry
+                | Refusal::NoStart
+                | Refusal::Expired(_)
+                | Refusal::NotYetValid(_)
+                | Refusal::IssuedInFuture(_)
+                | Refusal::TooLongLived(_)
+                | Refusal::Audience
+                | Refusal::Account(_)
+                | Refusal::Groups(_)
+                | Refusal::UserName => true,
+            },
+        }
+    }
 }
 
 /// A verified workload token.
@@ -248,6 +280,22 @@ impl Federation {
         }))
     }
 
+    /// The brute-force budget of a token of a configured issuer: its issuer and its `sub` as
+    /// the token says (unverified: only failures of tokens whose signature verified ever
+    /// count against it).
+    fn subject_budget(&self, password: &str) -> Option<Budget> {
+        let (issuer, _, claims) = self.peek(password)?;
+        let subject = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        Some(Budget::Subject {
+            issuer: issuer.rules.issuer.clone(),
+            subject,
+        })
+    }
+
     /// The issuer, the three parts and the claims of a password that is a JWT from a
     /// configured issuer.
     fn peek<'a>(&self, password: &'a str) -> Option<(&Issuer, Parts<'a>, Map<String, Value>)> {
@@ -278,6 +326,17 @@ impl IdentitySource for Federation {
         !self.is_empty()
     }
 
+    fn token_budget(&self, credentials: &Credentials) -> Option<Budget> {
+        self.subject_budget(credentials.password.expose_secret())
+    }
+
+    fn concurrency(&self) -> Option<Concurrency> {
+        Some(Concurrency {
+            checks: CONCURRENT_CHECKS,
+            deadline: jwks::FETCH_TIMEOUT,
+        })
+    }
+
     fn authenticate(&self, credentials: &Credentials) -> Outcome {
         match self.verify(&credentials.username, credentials.password.expose_secret()) {
             Ok(None) => Outcome::NotMine,
@@ -298,7 +357,14 @@ impl IdentitySource for Federation {
             }
             Err(e @ FederationError::Refused { .. }) => {
                 log::info!("{e}");
-                Outcome::Rejected
+                let password = credentials.password.expose_secret();
+                match (e.signature_verified(), self.subject_budget(password)) {
+                    (true, Some(budget)) => Outcome::RejectedAs(budget),
+                    (_, Some(Budget::Subject { issuer, .. })) => {
+                        Outcome::RejectedAs(Budget::Issuer(issuer))
+                    }
+                    _ => Outcome::Rejected,
+                }
             }
             Err(e @ FederationError::Unavailable { .. }) => Outcome::Unavailable(e.to_string()),
         }

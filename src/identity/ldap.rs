@@ -8,10 +8,20 @@
 //! The user name is escaped per RFC 4515 before it goes into a filter, so `*)(uid=*` matches
 //! nobody. Exactly one entry must match; more is refused (and logged) as a wrong password.
 //!
-//! Calls block, each bounded by `timeout_seconds`; they run on the login check threads (see
-//! [`super::Logins`]). Connections are kept in a pool of at most `pool_size`. A directory
-//! that cannot be reached or does not answer in time makes the source unavailable (503),
-//! never a wrong password.
+//! Calls block. One login has one deadline, `timeout_seconds`, for everything it does:
+//! waiting for one of the source's `pool_size` check slots (see [`super::Logins`]), the
+//! connection pool, connect and StartTLS, the service bind, the user search, the user bind,
+//! the group search, and the retry on a broken pooled connection. Connections are kept in a
+//! pool of at most `pool_size`. A directory that cannot be reached or does not answer in time
+//! makes the source unavailable (503), never a wrong password.
+//!
+//! Safe by default: `ldap://` to a host that is not loopback without `start_tls` is refused
+//! unless `allow_plaintext` is set (every user's password would cross the network in clear),
+//! and TLS without `ca_file` needs trust roots from the system: none is a start error.
+//!
+//! Names match as the directory matches them (`uid` is caseIgnoreMatch): the brute-force
+//! limits fold case and spaces ([`fold_name`]) so that `ALICE` and ` alice` count against
+//! alice.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
@@ -23,10 +33,16 @@ use rustls::pki_types::pem::PemObject;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::{Credentials, Identity, IdentitySource, Outcome};
+use super::{Concurrency, Credentials, Identity, IdentitySource, Outcome};
 
 /// The source's name.
 pub const SOURCE_LDAP: &str = "ldap";
+
+/// What `serve` and `check` say when `allow_plaintext` lets passwords cross the network in
+/// clear.
+pub const PLAINTEXT_WARNING: &str = "ldap.allow_plaintext is set and ldap.url is ldap:// to a \
+     host that is not loopback without ldap.start_tls: every user's password crosses the \
+     network in clear";
 
 /// Longest user name sent to the directory; longer names are nobody's.
 const MAX_USERNAME_BYTES: usize = 256;
@@ -46,6 +62,9 @@ pub struct LdapSettings {
     pub url: String,
     /// Upgrade an `ldap://` connection with StartTLS before anything is sent.
     pub start_tls: bool,
+    /// Allow `ldap://` without `start_tls` to a host that is not loopback: passwords then
+    /// cross the network in clear. `serve` and `check` warn when it is used.
+    pub allow_plaintext: bool,
     /// PEM certificates that sign the directory's certificate (default: the system's).
     pub ca_file: Option<PathBuf>,
     /// The service account that searches users and groups (absent: anonymous searches).
@@ -66,9 +85,11 @@ pub struct LdapSettings {
     /// An attribute of the user's entry listing its groups' DNs (`memberOf`); each group is
     /// named by the value of its DN's first component (`cn=dev,ou=groups,...` is `dev`).
     pub groups_attribute: Option<String>,
-    /// Seconds one directory operation (connect, search, bind) may take.
+    /// Seconds one login may spend on the directory, all operations together (waiting for a
+    /// slot and a connection, connect, binds, searches, one retry).
     pub timeout_seconds: u64,
-    /// Connections to the directory kept open at most.
+    /// Connections to the directory kept open at most; also the directory logins checked at
+    /// once (more wait for a slot within their deadline).
     pub pool_size: usize,
     /// Seconds cached logins of directory users keep working past `auth.cache_seconds`
     /// while the directory is unavailable; 0 turns this off.
@@ -80,6 +101,7 @@ impl Default for LdapSettings {
         LdapSettings {
             url: String::new(),
             start_tls: false,
+            allow_plaintext: false,
             ca_file: None,
             bind_dn: None,
             bind_password_file: None,
@@ -139,6 +161,17 @@ impl LdapSettings {
         if url_host(&self.url).is_none() {
             return bad("ldap.url", format!("{:?} names no host", self.url));
         }
+        if self.sends_plaintext() && !self.allow_plaintext {
+            return bad(
+                "ldap.url",
+                format!(
+                    "{:?} sends every password in clear to a host that is not loopback; set \
+                     ldap.start_tls: true, use an ldaps:// URL, or (on a network you trust) \
+                     set ldap.allow_plaintext: true",
+                    self.url
+                ),
+            );
+        }
         if self.base_dn.trim().is_empty() {
             return bad("ldap.base_dn", "must not be empty");
         }
@@ -180,6 +213,46 @@ impl LdapSettings {
         }
         Ok(())
     }
+}
+
+impl LdapSettings {
+    /// True when passwords would cross the network in clear: `ldap://` without `start_tls`
+    /// to a host that is not loopback (`localhost`, `127.0.0.0/8`, `::1`).
+    pub fn sends_plaintext(&self) -> bool {
+        let plain = self
+            .url
+            .split_once("://")
+            .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("ldap"));
+        plain && !self.start_tls && !url_host(&self.url).is_some_and(is_loopback)
+    }
+
+    /// True when the connection uses TLS (`ldaps://` or StartTLS).
+    pub fn uses_tls(&self) -> bool {
+        self.start_tls
+            || self
+                .url
+                .split_once("://")
+                .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("ldaps"))
+    }
+}
+
+/// True for an authority (`host`, `host:port`, `[v6]:port`, with optional `user@`) naming a
+/// loopback host.
+fn is_loopback(authority: &str) -> bool {
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or(rest, |(h, _)| h),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    // A percent-encoded host is never taken for loopback.
+    if host.contains('%') {
+        return false;
+    }
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    host.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 fn url_host(url: &str) -> Option<&str> {
@@ -241,6 +314,18 @@ pub enum LdapSetupError {
         /// Why (never the content).
         reason: String,
     },
+    /// TLS is used, `ca_file` is not set and the system has no trust roots (the `FROM
+    /// scratch` image has none).
+    #[error(
+        "ldap: {url} uses TLS but the system has no trust roots ({reason}); set ldap.ca_file \
+         to the PEM file of the CA that signs the directory's certificate"
+    )]
+    NoTrustRoots {
+        /// `ldap.url`.
+        url: String,
+        /// What the system store said.
+        reason: String,
+    },
     /// The CA file cannot be read or holds no certificate.
     #[error("ldap.ca_file {path}: {reason}")]
     CaFile {
@@ -273,6 +358,7 @@ pub struct LdapSource {
     settings: LdapSettings,
     bind_password: Option<SecretString>,
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// One login's deadline for everything it does on the directory.
     timeout: Duration,
     /// The attribute `user_filter` matches the user name against, when it has one simple
     /// `(attr={username})` part: its value is the account's spelling of the name.
@@ -302,11 +388,11 @@ impl LdapSource {
             .as_ref()
             .map(|path| read_password(path))
             .transpose()?;
-        let tls = settings
-            .ca_file
-            .as_ref()
-            .map(|path| tls_config(path))
-            .transpose()?;
+        let tls = match &settings.ca_file {
+            Some(path) => Some(tls_config(path)?),
+            None if settings.uses_tls() => Some(system_tls_config(&settings.url)?),
+            None => None,
+        };
         Ok(LdapSource {
             timeout: Duration::from_secs(settings.timeout_seconds),
             name_attribute: name_attribute(&settings.user_filter),
@@ -326,15 +412,18 @@ impl LdapSource {
     /// Connects and binds as the service account once, for `regauth check`. The outer
     /// error: the directory cannot be reached; the inner one: it refused the bind.
     pub fn probe(&self) -> Result<Result<(), String>, String> {
-        let mut conn = self.connect().map_err(|Broken(e, _)| e)?;
-        let bound = self.bind_service(&mut conn).map_err(|Broken(e, _)| e)?;
+        let deadline = Instant::now() + self.timeout;
+        let mut conn = self.connect(deadline).map_err(|Broken(e, _)| e)?;
+        let bound = self
+            .bind_service(&mut conn, deadline)
+            .map_err(|Broken(e, _)| e)?;
         let _ = conn.ldap.unbind();
         Ok(bound)
     }
 
-    fn connect(&self) -> Result<Conn, Broken> {
+    fn connect(&self, deadline: Instant) -> Result<Conn, Broken> {
         let mut settings = LdapConnSettings::new()
-            .set_conn_timeout(self.timeout)
+            .set_conn_timeout(left(deadline)?)
             .set_starttls(self.settings.start_tls);
         if let Some(config) = &self.tls {
             settings = settings.set_config(Arc::clone(config));
@@ -353,14 +442,18 @@ impl LdapSource {
 
     /// Binds as the service account (or anonymously without one). `Ok(Err(_))`: the
     /// directory answered and refused.
-    fn bind_service(&self, conn: &mut Conn) -> Result<Result<(), String>, Broken> {
+    fn bind_service(
+        &self,
+        conn: &mut Conn,
+        deadline: Instant,
+    ) -> Result<Result<(), String>, Broken> {
         let (dn, password) = match (&self.settings.bind_dn, &self.bind_password) {
             (Some(dn), Some(password)) => (dn.as_str(), password.expose_secret()),
             _ => ("", ""),
         };
         let result = conn
             .ldap
-            .with_timeout(self.timeout)
+            .with_timeout(left(deadline)?)
             .simple_bind(dn, password)
             .map_err(transport)?;
         if result.rc == 0 {
@@ -376,9 +469,8 @@ impl LdapSource {
         }
     }
 
-    /// A connection from the pool, or room to open one; waits at most `timeout` for one.
-    fn checkout(&self) -> Result<Option<Conn>, String> {
-        let deadline = Instant::now() + self.timeout;
+    /// A connection from the pool, or room to open one; waits until `deadline` for one.
+    fn checkout(&self, deadline: Instant) -> Result<Option<Conn>, String> {
         let mut pool = self
             .pool
             .lock()
@@ -395,9 +487,8 @@ impl LdapSource {
             let now = Instant::now();
             if now >= deadline {
                 return Err(format!(
-                    "all {} directory connections stayed busy for {} s",
+                    "all {} directory connections stayed busy until the login's deadline",
                     self.settings.pool_size,
-                    self.timeout.as_secs()
                 ));
             }
             pool = self
@@ -421,16 +512,20 @@ impl LdapSource {
     /// Runs `step` on a pooled connection bound as the service account. A pooled
     /// connection that turns out broken (the directory restarted, an idle timeout) is
     /// replaced by a new one once.
-    fn with_conn(&self, step: impl Fn(&Self, &mut Conn) -> Result<Outcome, Broken>) -> Outcome {
+    fn with_conn(
+        &self,
+        deadline: Instant,
+        step: impl Fn(&Self, &mut Conn) -> Result<Outcome, Broken>,
+    ) -> Outcome {
         for attempt in 0..2 {
-            let pooled = match self.checkout() {
+            let pooled = match self.checkout(deadline) {
                 Ok(pooled) => pooled,
                 Err(reason) => return Outcome::Unavailable(reason),
             };
             let reused = pooled.is_some();
             let mut conn = match pooled {
                 Some(conn) => conn,
-                None => match self.connect() {
+                None => match self.connect(deadline) {
                     Ok(conn) => conn,
                     Err(Broken(reason, _)) => {
                         self.checkin(None);
@@ -441,7 +536,7 @@ impl LdapSource {
             let outcome = if conn.as_service {
                 step(self, &mut conn)
             } else {
-                match self.bind_service(&mut conn) {
+                match self.bind_service(&mut conn, deadline) {
                     Ok(Ok(())) => step(self, &mut conn),
                     Ok(Err(refused)) => Ok(Outcome::Unavailable(refused)),
                     Err(broken) => Err(broken),
@@ -466,7 +561,12 @@ impl LdapSource {
     }
 
     /// Searches the user with the service account: `Ok(None)` when no entry matches.
-    fn find_user(&self, conn: &mut Conn, username: &str) -> Result<FoundUser, Broken> {
+    fn find_user(
+        &self,
+        conn: &mut Conn,
+        username: &str,
+        deadline: Instant,
+    ) -> Result<FoundUser, Broken> {
         let filter = self
             .settings
             .user_filter
@@ -485,7 +585,7 @@ impl LdapSource {
         let result = conn
             .ldap
             .with_search_options(SearchOptions::new().sizelimit(2))
-            .with_timeout(self.timeout)
+            .with_timeout(left(deadline)?)
             .search(&self.settings.base_dn, Scope::Subtree, &filter, attrs)
             .map_err(transport)?;
         let (entries, status) = (result.0, result.1);
@@ -517,6 +617,7 @@ impl LdapSource {
         conn: &mut Conn,
         username: &str,
         entry: &SearchEntry,
+        deadline: Instant,
     ) -> Result<Result<Vec<String>, String>, Broken> {
         if let Some(attr) = &self.settings.groups_attribute {
             let mut groups: Vec<String> = attribute(entry, attr)
@@ -543,7 +644,7 @@ impl LdapSource {
         let result = conn
             .ldap
             .with_search_options(SearchOptions::new().sizelimit(MAX_GROUPS as i32))
-            .with_timeout(self.timeout)
+            .with_timeout(left(deadline)?)
             .search(base, Scope::Subtree, &filter, vec![name_attr])
             .map_err(transport)?;
         if result.1.rc != 0 && result.1.rc != RC_SIZE_LIMIT_EXCEEDED {
@@ -566,22 +667,28 @@ impl LdapSource {
     }
 
     fn subject(&self, username: &str, entry: &SearchEntry) -> String {
-        // The directory's spelling of the name, when it is the same name: `ALICE` and
-        // `alice` find the same entry, and rules see one account.
+        // The directory's spelling of the name, when it is the same name: `ALICE`, ` alice`
+        // and `alice` find the same entry, and rules see one account.
+        let folded = fold_name(username);
         self.name_attribute
             .as_deref()
             .and_then(|attr| {
                 attribute(entry, attr)
                     .iter()
-                    .find(|v| v.eq_ignore_ascii_case(username))
+                    .find(|v| fold_name(v) == folded)
                     .cloned()
             })
             .unwrap_or_else(|| username.to_owned())
     }
 
-    fn login(&self, conn: &mut Conn, credentials: &Credentials) -> Result<Outcome, Broken> {
+    fn login(
+        &self,
+        conn: &mut Conn,
+        credentials: &Credentials,
+        deadline: Instant,
+    ) -> Result<Outcome, Broken> {
         let username = credentials.username.as_str();
-        let entry = match self.find_user(conn, username)? {
+        let entry = match self.find_user(conn, username, deadline)? {
             FoundUser::None => return Ok(Outcome::NotMine),
             FoundUser::Several => {
                 log::warn!(
@@ -597,7 +704,7 @@ impl LdapSource {
         conn.as_service = false;
         let bound = conn
             .ldap
-            .with_timeout(self.timeout)
+            .with_timeout(left(deadline)?)
             .simple_bind(&entry.dn, credentials.password.expose_secret())
             .map_err(transport)?;
         match bound.rc {
@@ -614,11 +721,11 @@ impl LdapSource {
         }
         // Groups are searched as the service account: users may not read them.
         if self.settings.group_filter.is_some()
-            && let Err(refused) = self.bind_service(conn)?
+            && let Err(refused) = self.bind_service(conn, deadline)?
         {
             return Ok(Outcome::Unavailable(refused));
         }
-        let groups = match self.groups_of(conn, username, &entry)? {
+        let groups = match self.groups_of(conn, username, &entry, deadline)? {
             Ok(groups) => groups,
             Err(reason) => return Ok(Outcome::Unavailable(reason)),
         };
@@ -628,13 +735,18 @@ impl LdapSource {
         ))
     }
 
-    fn look_up(&self, conn: &mut Conn, account: &str) -> Result<Outcome, Broken> {
-        let entry = match self.find_user(conn, account)? {
+    fn look_up(
+        &self,
+        conn: &mut Conn,
+        account: &str,
+        deadline: Instant,
+    ) -> Result<Outcome, Broken> {
+        let entry = match self.find_user(conn, account, deadline)? {
             FoundUser::None | FoundUser::Several => return Ok(Outcome::NotMine),
             FoundUser::Failed(reason) => return Ok(Outcome::Unavailable(reason)),
             FoundUser::One(entry) => entry,
         };
-        let groups = match self.groups_of(conn, account, &entry)? {
+        let groups = match self.groups_of(conn, account, &entry, deadline)? {
             Ok(groups) => groups,
             Err(reason) => return Ok(Outcome::Unavailable(reason)),
         };
@@ -662,6 +774,10 @@ impl IdentitySource for LdapSource {
     }
 
     fn authenticate(&self, credentials: &Credentials) -> Outcome {
+        self.authenticate_by(credentials, Instant::now() + self.timeout)
+    }
+
+    fn authenticate_by(&self, credentials: &Credentials, deadline: Instant) -> Outcome {
         if !usable_name(&credentials.username) {
             return Outcome::NotMine;
         }
@@ -670,19 +786,88 @@ impl IdentitySource for LdapSource {
             // succeeds on many servers.
             return Outcome::Rejected;
         }
-        self.with_conn(|source, conn| source.login(conn, credentials))
+        self.with_conn(deadline, |source, conn| {
+            source.login(conn, credentials, deadline)
+        })
+    }
+
+    fn fold_name(&self, name: &str) -> String {
+        fold_name(name)
+    }
+
+    fn concurrency(&self) -> Option<Concurrency> {
+        Some(Concurrency {
+            checks: self.settings.pool_size,
+            deadline: self.timeout,
+        })
     }
 
     fn describe(&self, account: &str) -> Outcome {
         if !usable_name(account) {
             return Outcome::NotMine;
         }
-        self.with_conn(|source, conn| source.look_up(conn, account))
+        let deadline = Instant::now() + self.timeout;
+        self.with_conn(deadline, |source, conn| {
+            source.look_up(conn, account, deadline)
+        })
     }
 
     fn outage_grace(&self) -> Duration {
         Duration::from_secs(self.settings.outage_grace_seconds)
     }
+}
+
+/// What is left of the login's deadline; past it, the directory did not answer in time.
+fn left(deadline: Instant) -> Result<Duration, Broken> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left < Duration::from_millis(1) {
+        return Err(Broken(
+            "the directory did not answer within the login's deadline (ldap.timeout_seconds)"
+                .into(),
+            false,
+        ));
+    }
+    Ok(left)
+}
+
+/// A user name as LDAP's caseIgnoreMatch compares it (RFC 4518 string preparation, on the
+/// safe side: folding more than the directory does only merges brute-force budgets):
+/// characters mapped to nothing (controls, soft hyphen, zero-width and variation selectors)
+/// dropped, every kind of white space taken as a space, leading and trailing spaces dropped,
+/// inner runs collapsed to one, and the case folded.
+pub fn fold_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut space = false;
+    for c in name.chars() {
+        if c.is_whitespace() {
+            space = true;
+            continue;
+        }
+        if c.is_control() || mapped_to_nothing(c) {
+            continue;
+        }
+        if space && !out.is_empty() {
+            out.push(' ');
+        }
+        space = false;
+        out.extend(c.to_lowercase());
+    }
+    out
+}
+
+/// RFC 3454 table B.1: characters string preparation maps to nothing.
+fn mapped_to_nothing(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{1806}'
+            | '\u{180B}'..='\u{180D}'
+            | '\u{200B}'..='\u{200D}'
+            | '\u{2060}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+    )
 }
 
 /// Transport failures: the directory could not be reached or did not answer in time.
@@ -748,6 +933,41 @@ fn read_password(path: &std::path::Path) -> Result<SecretString, LdapSetupError>
     Ok(SecretString::from(password.to_owned()))
 }
 
+/// TLS with the system's trust roots (`SSL_CERT_FILE`, `SSL_CERT_DIR` or the platform
+/// store). Without `ca_file`, ldap3 would use the same store but build an empty one, silently,
+/// when there is none (or when any certificate in it fails to load): every TLS login would
+/// then fail at the handshake. Here none is a start error naming `ldap.ca_file`.
+fn system_tls_config(url: &str) -> Result<Arc<rustls::ClientConfig>, LdapSetupError> {
+    let loaded = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(loaded.certs);
+    if added == 0 {
+        let reason = match loaded.errors.first() {
+            Some(e) => format!("no usable certificate: {e}"),
+            None => "no certificate found".to_owned(),
+        };
+        return Err(LdapSetupError::NoTrustRoots {
+            url: url.to_owned(),
+            reason,
+        });
+    }
+    client_config(roots).map_err(|reason| LdapSetupError::NoTrustRoots {
+        url: url.to_owned(),
+        reason,
+    })
+}
+
+fn client_config(roots: rustls::RootCertStore) -> Result<Arc<rustls::ClientConfig>, String> {
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 fn tls_config(path: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, LdapSetupError> {
     let err = |reason: String| LdapSetupError::CaFile {
         path: path.display().to_string(),
@@ -764,14 +984,7 @@ fn tls_config(path: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, LdapS
     if roots.is_empty() {
         return Err(err("holds no certificate".into()));
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| err(e.to_string()))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(Arc::new(config))
+    client_config(roots).map_err(err)
 }
 
 #[cfg(test)]
@@ -956,5 +1169,113 @@ mod tests {
             source.authenticate(&Credentials::new("alice", "x")),
             Outcome::Unavailable(_)
         ));
+    }
+
+    #[test]
+    fn a_login_whose_deadline_has_passed_sends_nothing_to_the_directory() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let source = LdapSource::new(LdapSettings {
+            url: format!("ldap://{}", listener.local_addr().unwrap()),
+            ..settings()
+        })
+        .unwrap();
+        // The login's one deadline is spent (e.g. waiting for a slot): no connect, no bind.
+        let outcome = source.authenticate_by(&Credentials::new("alice", "x"), Instant::now());
+        match outcome {
+            Outcome::Unavailable(reason) => {
+                assert!(reason.contains("ldap.timeout_seconds"), "{reason}")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(listener.accept().is_err(), "nothing connected");
+    }
+
+    #[test]
+    fn names_fold_as_case_ignore_match_compares_them() {
+        for variant in [
+            "alice",
+            "ALICE",
+            " alice",
+            "Alice ",
+            "  aLiCe\t",
+            "al\u{00AD}ice",
+        ] {
+            assert_eq!(fold_name(variant), "alice", "{variant:?}");
+        }
+        assert_eq!(fold_name("  Mary   ANN  smith "), "mary ann smith");
+        assert_ne!(fold_name("mary ann"), fold_name("maryann"));
+    }
+
+    #[test]
+    fn the_chain_keys_on_the_fold_of_every_configured_source() {
+        let ldap: Arc<dyn IdentitySource> = Arc::new(LdapSource::new(settings()).unwrap());
+        let users: Arc<dyn IdentitySource> = Arc::new(
+            crate::identity::UserDirectory::start(
+                [(
+                    "bob".to_owned(),
+                    crate::identity::UserSettings {
+                        password: Some(bcrypt::hash("pw", 4).unwrap().into()),
+                        groups: vec![],
+                    },
+                )]
+                .into_iter()
+                .collect(),
+                None,
+                crate::watch::WatchOptions::default(),
+            )
+            .unwrap(),
+        );
+        let local_only = super::super::Sources::new(vec![Arc::clone(&users)]);
+        assert_eq!(
+            local_only.canonical_name(" Bob"),
+            " Bob",
+            "users match exactly"
+        );
+        let both = super::super::Sources::standard(None, users, Some(ldap));
+        assert_eq!(
+            both.canonical_name(" Bob"),
+            "bob",
+            "with LDAP, its fold applies"
+        );
+    }
+
+    #[test]
+    fn plaintext_to_a_host_that_is_not_loopback_needs_allow_plaintext() {
+        let with = |url: &str, start_tls: bool, allow_plaintext: bool| LdapSettings {
+            url: url.into(),
+            start_tls,
+            allow_plaintext,
+            ..settings()
+        };
+        for url in [
+            "ldap://127.0.0.1",
+            "ldap://127.8.9.10:389",
+            "ldap://localhost:389",
+            "ldap://LOCALHOST",
+            "ldap://[::1]:389",
+            "ldap://[::ffff:127.0.0.1]:389",
+        ] {
+            assert_eq!(with(url, false, false).validate(), Ok(()), "{url}");
+        }
+        for url in [
+            "ldap://ldap.example.org",
+            "ldap://10.0.0.5:389",
+            "ldap://[2001:db8::1]:389",
+            "ldap://localhost.example.org",
+            "ldap://user@ldap.example.org",
+            "ldap://127%2e0.0.1",
+        ] {
+            let refused = with(url, false, false).validate().unwrap_err();
+            assert_eq!(refused.key, "ldap.url", "{url}");
+            assert!(refused.message.contains("ldap.allow_plaintext"), "{url}");
+            assert_eq!(with(url, true, false).validate(), Ok(()), "{url}");
+            assert_eq!(with(url, false, true).validate(), Ok(()), "{url}");
+            assert!(with(url, false, true).sends_plaintext(), "{url}");
+        }
+        assert_eq!(
+            with("ldaps://ldap.example.org", false, false).validate(),
+            Ok(())
+        );
     }
 }

@@ -1,13 +1,21 @@
 //! Password logins as requests make them: brute-force limits first, then a cache of recent
 //! successes, then one check by the identity sources (see [`super::Sources`]) per distinct
-//! (user, password) at a time on a bounded pool.
+//! (user, password) at a time, each source on a bounded pool.
 //!
 //! - A cache hit is a keyed hash and a map lookup on the async worker; it never waits for a
 //!   thread. An entry in use is re-verified in the background before it expires, so steady
 //!   traffic never sees every client pay bcrypt at once.
 //! - Concurrent first logins with the same credentials share one check (single flight).
-//! - At most `workers` checks run at once and at most `queue` more wait; past that a request
-//!   is refused as busy (503) instead of queueing without bound.
+//! - Sources that do CPU work (bcrypt: `users`, htpasswd) run on the shared pool: at most
+//!   `workers` at once and at most `queue` more waiting; past that a request is refused as
+//!   busy (503) instead of queueing without bound. Network sources (`ldap`, `federation`)
+//!   run on their own permits ([`super::Concurrency`]) and never hold a shared worker while
+//!   they wait, so a stuck directory cannot starve local users. A login that gets no permit
+//!   of a network source within its deadline is unavailable (503), not a wrong password.
+//! - Permits move into the blocking task: a request that is cancelled (the client went away)
+//!   does not free its permit while its check still runs.
+//! - Failures count against what the sources would sign in ([`super::Budget`]): the folded
+//!   account for user names, the issuer or (issuer, subject) for workload tokens.
 //!
 //! - A source that cannot answer (a directory down) fails the login as unavailable (503),
 //!   never as a wrong password. A cached login whose lifetime ran out may still answer for
@@ -27,11 +35,12 @@ use std::time::{Duration, Instant};
 
 use aws_lc_rs::hmac;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::source::{Slot, stamped};
 use super::{
-    AuthError, Credentials, Failure, Identity, IdentitySource, LimitSettings, Limiter, Sources,
-    UserDirectory,
+    AuthError, Budget, Credentials, Identity, IdentitySource, LimitSettings, Limiter, Outcome,
+    Sources, UserDirectory,
 };
 
 /// Most successful logins remembered; the least used are evicted first.
@@ -57,7 +66,7 @@ pub enum LoginError {
     /// Wrong credentials (401).
     #[error(transparent)]
     Invalid(#[from] AuthError),
-    /// Too many failures from this IP for this name (429).
+    /// Too many failures from this network for this account (429).
     #[error("too many failed logins; retry in {} s", retry_after.as_secs().max(1))]
     Limited {
         /// When the lockout ends.
@@ -132,9 +141,9 @@ struct Inner {
     cache: Option<moka::future::Cache<[u8; 32], Arc<Verified>>>,
     ttl: Duration,
     key: hmac::Key,
-    workers: Semaphore,
+    workers: Arc<Semaphore>,
     /// Permits for running plus waiting checks: `workers + queue`.
-    admission: Semaphore,
+    admission: Arc<Semaphore>,
     limiter: Option<Limiter>,
     counters: Counters,
 }
@@ -174,8 +183,8 @@ impl Logins {
                 cache,
                 ttl: options.cache_ttl,
                 key: hmac::Key::new(hmac::HMAC_SHA256, &key),
-                workers: Semaphore::new(workers),
-                admission: Semaphore::new(workers + options.queue.max(1)),
+                workers: Arc::new(Semaphore::new(workers)),
+                admission: Arc::new(Semaphore::new(workers + options.queue.max(1))),
                 limiter: Limiter::new(&options.limits),
                 counters: Counters::default(),
             }),
@@ -211,21 +220,38 @@ impl Logins {
             return Ok(Identity::anonymous());
         }
         let name = credentials.username.as_str();
-        if let Some(limiter) = &inner.limiter
-            && let Err(retry_after) = limiter.check(ip, name, Instant::now())
+        // What a failure counts against, before anything is verified: the canonical account,
+        // or for a workload token its claimed subject (only ever locked by failures of tokens
+        // whose signature verified).
+        let budget = inner
+            .limiter
+            .as_ref()
+            .map(|_| inner.sources.budget(&credentials));
+        if let (Some(limiter), Some(budget)) = (&inner.limiter, &budget)
+            && let Err(retry_after) = limiter.check(ip, budget, Instant::now())
         {
             inner.counters.limited.fetch_add(1, Ordering::Relaxed);
             return Err(LoginError::Limited { retry_after });
         }
         let result = inner.verify(&credentials).await;
-        if let Some(limiter) = &inner.limiter {
+        if let (Some(limiter), Some(budget)) = (&inner.limiter, &budget) {
             match &result {
-                Ok(_) => limiter.succeeded(ip, name),
-                Err(LoginError::Invalid(_)) => {
-                    if let Some(lockout) = limiter.failed(ip, name, Instant::now()) {
+                Ok(_) => limiter.succeeded(ip, budget),
+                Err((LoginError::Invalid(_), counted)) => {
+                    let counted = counted.as_ref().unwrap_or(budget);
+                    // A token whose signature did not verify counts against its issuer: that
+                    // budget is decided only now, so a garbage token never holds up a real one.
+                    if counted != budget
+                        && let Err(retry_after) = limiter.check(ip, counted, Instant::now())
+                    {
+                        inner.counters.limited.fetch_add(1, Ordering::Relaxed);
+                        return Err(LoginError::Limited { retry_after });
+                    }
+                    if let Some(lockout) = limiter.failed(ip, counted, Instant::now()) {
                         log::warn!(
                             "login failures from {} passed the limit; locked out for {} s",
-                            ip.map(|i| i.to_string()).unwrap_or_else(|| "?".into()),
+                            ip.map(|i| super::network_of(i).to_string())
+                                .unwrap_or_else(|| "?".into()),
                             lockout.as_secs()
                         );
                     }
@@ -233,6 +259,7 @@ impl Logins {
                 Err(_) => {}
             }
         }
+        let result = result.map_err(|(error, _)| error);
         let identity = result?;
         // The name the client signed in with (which the source accepted: `oidc` for a
         // workload token) or the account it maps to.
@@ -293,7 +320,8 @@ impl Inner {
         }
     }
 
-    async fn verify(self: &Arc<Self>, credentials: &Credentials) -> Result<Identity, LoginError> {
+    /// The caller, or why not with the budget the source counted the failure against.
+    async fn verify(self: &Arc<Self>, credentials: &Credentials) -> Result<Identity, Refused> {
         let Some(cache) = &self.cache else {
             return self.check(credentials).await;
         };
@@ -329,7 +357,7 @@ impl Inner {
         let checked = cache
             .try_get_with(key, async {
                 let identity = self.check(credentials).await?;
-                Ok::<_, LoginError>(Arc::new(Verified {
+                Ok::<_, Refused>(Arc::new(Verified {
                     identity,
                     at: Instant::now(),
                     refreshing: AtomicBool::new(false),
@@ -339,7 +367,7 @@ impl Inner {
             .map(|entry| entry.identity.clone())
             .map_err(|e| (*e).clone());
         match (checked, stale) {
-            (Err(LoginError::Unavailable(source)), Some(entry))
+            (Err((LoginError::Unavailable(source), _)), Some(entry))
                 if source == entry.identity.source() =>
             {
                 self.counters.stale_answers.fetch_add(1, Ordering::Relaxed);
@@ -385,7 +413,7 @@ impl Inner {
                     cache.insert(key, fresh).await;
                 }
                 // Wrong now (the users changed): let the entry go.
-                Err(LoginError::Invalid(_)) => cache.invalidate(&key).await,
+                Err((LoginError::Invalid(_), _)) => cache.invalidate(&key).await,
                 // Busy, failed or unavailable: the entry keeps serving as long as it may; a
                 // later request tries again.
                 Err(_) => {
@@ -397,33 +425,122 @@ impl Inner {
         });
     }
 
-    /// One check by the sources on the bounded pool.
-    async fn check(&self, credentials: &Credentials) -> Result<Identity, LoginError> {
-        let Ok(_admitted) = self.admission.try_acquire() else {
-            self.counters.shed.fetch_add(1, Ordering::Relaxed);
-            return Err(LoginError::Busy);
-        };
-        let _worker = self
-            .workers
-            .acquire()
-            .await
-            .map_err(|e| LoginError::Failed(e.to_string()))?;
-        let n = self.counters.checks.fetch_add(1, Ordering::Relaxed) + 1;
-        log::debug!("password check {n}");
+    /// One check by the sources, in order, each on its pool. Mirrors
+    /// [`Sources::authenticate`]: the first source that knows the user decides; when none
+    /// does and one could not answer, the login is unavailable.
+    async fn check(&self, credentials: &Credentials) -> Result<Identity, Refused> {
+        let result = self.chain(credentials).await;
+        // A check shed for lack of room did not run (in part it may have: it is counted once,
+        // as shed).
+        if !matches!(result, Err((LoginError::Busy, _))) {
+            let n = self.counters.checks.fetch_add(1, Ordering::Relaxed) + 1;
+            log::debug!("password check {n}");
+        }
+        result
+    }
+
+    async fn chain(&self, credentials: &Credentials) -> Result<Identity, Refused> {
+        let mut unavailable: Option<&str> = None;
+        for slot in self.sources.configured() {
+            let name = slot.source().name();
+            let Some(outcome) = self.run(slot, credentials).await? else {
+                // No slot of this network source came free in time: unavailable for this
+                // login, but the source itself is not known to be down.
+                log::debug!("identity source {name} is busy: every check slot stayed taken");
+                unavailable.get_or_insert(name);
+                continue;
+            };
+            slot.note(&outcome);
+            match outcome {
+                Outcome::Authenticated(identity) => return Ok(stamped(identity, name)),
+                Outcome::Rejected => return Err((AuthError::InvalidCredentials.into(), None)),
+                Outcome::RejectedAs(budget) => {
+                    return Err((AuthError::InvalidCredentials.into(), Some(budget)));
+                }
+                Outcome::Unavailable(_) => {
+                    unavailable.get_or_insert(name);
+                }
+                Outcome::NotMine => {}
+            }
+        }
+        if let Some(source) = unavailable {
+            self.counters.unavailable.fetch_add(1, Ordering::Relaxed);
+            return Err((LoginError::Unavailable(source.to_owned()), None));
+        }
+        // Nobody claimed the name: spend what a known name would (bcrypt) on the shared pool.
+        let permits = self.cpu_permits().await?;
         let sources = Arc::clone(&self.sources);
         let credentials = credentials.clone();
-        let outcome = tokio::task::spawn_blocking(move || sources.authenticate(&credentials))
-            .await
-            .map_err(|e| LoginError::Failed(e.to_string()))?;
-        outcome.map_err(|failure| match failure {
-            Failure::Rejected => LoginError::Invalid(AuthError::InvalidCredentials),
-            Failure::Unavailable { source } => {
-                self.counters.unavailable.fetch_add(1, Ordering::Relaxed);
-                LoginError::Unavailable(source)
+        tokio::task::spawn_blocking(move || {
+            let _permits = permits;
+            for slot in sources.configured() {
+                slot.source().equalize(&credentials);
             }
         })
+        .await
+        .map_err(|e| (LoginError::Failed(e.to_string()), None))?;
+        Err((AuthError::InvalidCredentials.into(), None))
+    }
+
+    /// A place on the shared check pool: admission (running plus waiting), then a worker.
+    async fn cpu_permits(&self) -> Result<[OwnedSemaphorePermit; 2], Refused> {
+        let Ok(admitted) = Arc::clone(&self.admission).try_acquire_owned() else {
+            self.counters.shed.fetch_add(1, Ordering::Relaxed);
+            return Err((LoginError::Busy, None));
+        };
+        let worker = Arc::clone(&self.workers)
+            .acquire_owned()
+            .await
+            .map_err(|e| (LoginError::Failed(e.to_string()), None))?;
+        Ok([admitted, worker])
+    }
+
+    /// Runs one source on a blocking thread holding its permits, which go with the thread:
+    /// a cancelled request does not free them while the check still runs. `None` when a
+    /// network source had no free slot within its deadline.
+    async fn run(
+        &self,
+        slot: &Slot,
+        credentials: &Credentials,
+    ) -> Result<Option<Outcome>, Refused> {
+        let source = Arc::clone(slot.source());
+        let credentials = credentials.clone();
+        let outcome =
+            match slot.permits() {
+                Some((permits, deadline)) => {
+                    let until = Instant::now() + *deadline;
+                    let permit =
+                        match tokio::time::timeout(*deadline, Arc::clone(permits).acquire_owned())
+                            .await
+                        {
+                            Ok(Ok(permit)) => permit,
+                            Ok(Err(e)) => return Err((LoginError::Failed(e.to_string()), None)),
+                            Err(_) => return Ok(None),
+                        };
+                    tokio::task::spawn_blocking(move || {
+                        let _permit = permit;
+                        source.authenticate_by(&credentials, until)
+                    })
+                    .await
+                }
+                None => {
+                    let permits = self.cpu_permits().await?;
+                    tokio::task::spawn_blocking(move || {
+                        let _permits = permits;
+                        source.authenticate(&credentials)
+                    })
+                    .await
+                }
+            };
+        outcome
+            .map(Some)
+            .map_err(|e| (LoginError::Failed(e.to_string()), None))
     }
 }
+
+/// A failed check: the error, and the budget the source counted it against when that is
+/// not the login's own ([`Outcome::RejectedAs`]).
+type Refused = (LoginError, Option<Budget>);
 
 #[cfg(test)]
 mod tests;

@@ -2,7 +2,10 @@
 //! `GET /token`, `username`/`password` on `POST /token`).
 //!
 //! A wrong password, an unknown user and a malformed `Authorization` header get the same
-//! answer, and an unknown user costs the same bcrypt check as a known one.
+//! answer (401). For the users regauth knows itself (`users:`, htpasswd) an unknown user
+//! costs the same bcrypt check as a known one; for LDAP it does not: a directory user with a
+//! wrong password is refused after one bind, an unknown name after the equalizing bcrypt, so
+//! response times can tell the two apart (review L4, not fixed here).
 
 pub mod federation;
 pub mod htpasswd;
@@ -20,9 +23,9 @@ use data_encoding::BASE64;
 use secrecy::SecretString;
 
 pub use ldap::{LdapSettings, LdapSettingsError, LdapSetupError, LdapSource, SOURCE_LDAP};
-pub use limits::{LimitSettings, Limiter};
+pub use limits::{Budget, LimitSettings, Limiter, network_of};
 pub use login::{LoginError, LoginOptions, LoginStats, Logins};
-pub use source::{Failure, IdentitySource, Outcome, Sources};
+pub use source::{Concurrency, Failure, IdentitySource, Outcome, Sources};
 pub use users::{
     ReloadStatus, SOURCE_HTPASSWD, SOURCE_USERS, User, UserDirectory, UserSettings, UsersError,
 };

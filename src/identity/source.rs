@@ -2,9 +2,15 @@
 //!
 //! A source turns a user name and password into an [`Outcome`]: who the caller is, a wrong
 //! password, "the source cannot answer now", or "not mine" (ask the next source). Sources are
-//! blocking calls (bcrypt, a directory round trip); [`super::Logins`] runs them on its bounded
-//! pool of check threads, behind its limits, cache and single flight, so a source only
-//! answers the question and bounds its own waiting (a network source has its own timeout).
+//! blocking calls (bcrypt, a directory round trip); [`super::Logins`] runs each on a blocking
+//! thread behind its limits, cache and single flight. A source that does CPU work (bcrypt)
+//! shares the bounded check pool (`auth.check_workers`); a source that waits on the network
+//! says so ([`IdentitySource::concurrency`]) and gets its own permits, so a slow directory or
+//! JWKS endpoint can hold only its own logins up, never those of local users.
+//!
+//! Each source also says how it matches names ([`IdentitySource::fold_name`]) and what a
+//! token it claims counts against ([`IdentitySource::token_budget`]): the brute-force limits
+//! key on that, not on what the client typed.
 //!
 //! The order, fixed by [`Sources::standard`]:
 //! 1. workload-token federation, which claims only passwords that are JWTs from a configured
@@ -20,7 +26,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Credentials, Identity};
+use super::{Budget, Credentials, Identity};
 
 /// How long a source marked down waits between re-checks that cached logins trigger.
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);
@@ -33,10 +39,25 @@ pub enum Outcome {
     Authenticated(Identity),
     /// The source knows the user (or claims the password) and the credentials are wrong.
     Rejected,
+    /// Like [`Outcome::Rejected`], for credentials the brute-force limits count against
+    /// `Budget` rather than the user name (a workload token: its issuer, or its subject once
+    /// its signature verified).
+    RejectedAs(Budget),
     /// The source could not answer (unreachable, timed out). The reason is for the log only.
     Unavailable(String),
     /// Not a user of this source: ask the next one.
     NotMine,
+}
+
+/// How many logins a network source checks at once, and how long a login waits for one of
+/// those slots (and, for sources that honour it, for its whole check).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Concurrency {
+    /// Checks of this source running at once (at least 1).
+    pub checks: usize,
+    /// The login's deadline for this source, from the moment it starts waiting for a slot:
+    /// a login that gets no slot within it is answered "unavailable" (503).
+    pub deadline: Duration,
 }
 
 /// One place users come from. Implementations are blocking and bound their own waiting.
@@ -53,6 +74,35 @@ pub trait IdentitySource: Send + Sync {
     /// Checks the credentials. Called on a check thread; may block, within the source's own
     /// timeout.
     fn authenticate(&self, credentials: &Credentials) -> Outcome;
+
+    /// Checks the credentials within `deadline` (the login's one deadline for this source,
+    /// see [`Concurrency::deadline`]). Sources that bound their own waiting by other means
+    /// ignore it.
+    fn authenticate_by(&self, credentials: &Credentials, _deadline: Instant) -> Outcome {
+        self.authenticate(credentials)
+    }
+
+    /// The form of `name` under which this source finds the same account: names that fold
+    /// to the same string are one account to this source. Exact by default; a directory that
+    /// ignores case and spaces folds them. The brute-force limits key on the fold of all
+    /// configured sources ([`Sources::canonical_name`]).
+    fn fold_name(&self, name: &str) -> String {
+        name.to_owned()
+    }
+
+    /// What failed logins with `credentials` count against before they are checked, when
+    /// this source claims them without a user name (a workload token); `None` for sources
+    /// that sign in by user name. Cheap: no I/O, nothing verified yet.
+    fn token_budget(&self, _credentials: &Credentials) -> Option<Budget> {
+        None
+    }
+
+    /// `Some` for a source that waits on the network: its own check slots and deadline,
+    /// so that it cannot hold up the shared check pool. `None` (the default): the source
+    /// runs on the shared pool of `auth.check_workers` (CPU work such as bcrypt).
+    fn concurrency(&self) -> Option<Concurrency> {
+        None
+    }
 
     /// Called when no source claimed the credentials, so that an unknown name costs about as
     /// long as a wrong password (the users source spends one bcrypt check here).
@@ -90,8 +140,10 @@ pub enum Failure {
     },
 }
 
-struct Slot {
+pub(super) struct Slot {
     source: Arc<dyn IdentitySource>,
+    /// A network source's own check slots and deadline.
+    permits: Option<(Arc<tokio::sync::Semaphore>, Duration)>,
     /// When the source last answered "unavailable" with no answer since.
     down_since: Mutex<Option<Instant>>,
     /// When a cached login last triggered a re-check while the source was down.
@@ -116,6 +168,12 @@ impl Sources {
             slots: sources
                 .into_iter()
                 .map(|source| Slot {
+                    permits: source.concurrency().map(|c| {
+                        (
+                            Arc::new(tokio::sync::Semaphore::new(c.checks.max(1))),
+                            c.deadline,
+                        )
+                    }),
                     source,
                     down_since: Mutex::new(None),
                     last_probe: Mutex::new(None),
@@ -163,7 +221,7 @@ impl Sources {
             slot.note(&outcome);
             match outcome {
                 Outcome::Authenticated(identity) => return Ok(stamped(identity, name)),
-                Outcome::Rejected => return Err(Failure::Rejected),
+                Outcome::Rejected | Outcome::RejectedAs(_) => return Err(Failure::Rejected),
                 Outcome::Unavailable(_) => {
                     unavailable.get_or_insert(name);
                 }
@@ -190,10 +248,31 @@ impl Sources {
             match slot.source.describe(account) {
                 Outcome::Authenticated(identity) => return Ok(Some(stamped(identity, name))),
                 Outcome::Unavailable(reason) => return Err(format!("{name}: {reason}")),
-                Outcome::Rejected | Outcome::NotMine => {}
+                Outcome::Rejected | Outcome::RejectedAs(_) | Outcome::NotMine => {}
             }
         }
         Ok(None)
+    }
+
+    /// The configured sources, in order, for [`super::Logins`] to run one by one.
+    pub(super) fn configured(&self) -> impl Iterator<Item = &Slot> {
+        self.slots.iter().filter(|s| s.source.is_configured())
+    }
+
+    /// `name` folded by every configured source ([`IdentitySource::fold_name`]): names that
+    /// any configured source would take for the same account fold to the same string.
+    pub fn canonical_name(&self, name: &str) -> String {
+        self.configured()
+            .fold(name.to_owned(), |name, slot| slot.source.fold_name(&name))
+    }
+
+    /// What a failed login with `credentials` counts against before it is checked: the
+    /// token budget of the first source that claims them as a token, else the canonical
+    /// account of the user name.
+    pub fn budget(&self, credentials: &Credentials) -> Budget {
+        self.configured()
+            .find_map(|slot| slot.source.token_budget(credentials))
+            .unwrap_or_else(|| Budget::Account(self.canonical_name(&credentials.username)))
     }
 
     fn slot(&self, name: &str) -> Option<&Slot> {
@@ -243,9 +322,19 @@ impl Sources {
 }
 
 impl Slot {
+    /// The source.
+    pub(super) fn source(&self) -> &Arc<dyn IdentitySource> {
+        &self.source
+    }
+
+    /// A network source's own permits and deadline; `None` for the shared check pool.
+    pub(super) fn permits(&self) -> Option<&(Arc<tokio::sync::Semaphore>, Duration)> {
+        self.permits.as_ref()
+    }
+
     /// Records whether the source answered; logs the start of an outage as a warning (and
     /// each further failure at debug level) and its end.
-    fn note(&self, outcome: &Outcome) {
+    pub(super) fn note(&self, outcome: &Outcome) {
         let Ok(mut down) = self.down_since.lock() else {
             return;
         };
@@ -271,7 +360,7 @@ impl Slot {
     }
 }
 
-fn stamped(identity: Identity, source: &str) -> Identity {
+pub(super) fn stamped(identity: Identity, source: &str) -> Identity {
     if identity.source().is_empty() {
         identity.with_source(source)
     } else {

@@ -292,7 +292,9 @@ impl UserDirectory {
                 self.equalize(&credentials);
                 Err(AuthError::InvalidCredentials)
             }
-            Outcome::Rejected | Outcome::Unavailable(_) => Err(AuthError::InvalidCredentials),
+            Outcome::Rejected | Outcome::RejectedAs(_) | Outcome::Unavailable(_) => {
+                Err(AuthError::InvalidCredentials)
+            }
         }
     }
 

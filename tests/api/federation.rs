@@ -1014,3 +1014,71 @@ fn the_start_banner_says_workloads_would_get_nothing() {
     assert!(nothing.contains(NOTHING), "{nothing}");
     assert!(shared.is_some(), "the banner names the multi-tenant issuer");
 }
+
+// M2: garbage tokens count against their issuer, tokens whose signature verified against
+// their subject, so neither locks out a valid token of another subject from one address
+// (a node's SNAT address, a CI runner). Statuses only: what the token grants is up to the
+// rules.
+#[tokio::test]
+async fn garbage_tokens_never_lock_out_a_valid_one_and_signed_failures_lock_out_only_their_subject()
+{
+    let f = federated(|s, _| {
+        s.auth.cache_seconds = 0;
+        s.auth.limits.failures = 3;
+        s.auth.limits.backoff_seconds = 60;
+    })
+    .await;
+    let now = f.now();
+    let builder = f.claims();
+    let deployer = service_account_claims(ISS, AUD, "team-a", "deployer", now, 3600);
+    let stranger_key = workload_key("rsa-1", Algorithm::RS256);
+    let garbage = [
+        unsigned_token("rsa-1", &builder),
+        stranger_key.sign(&builder),
+        f.rsa.sign_as("no-such-kid", &builder),
+        f.rsa.hmac_with_public_key(&deployer),
+    ];
+    let statuses = {
+        let mut statuses = Vec::new();
+        for token in &garbage {
+            statuses.push(f.status(token).await);
+        }
+        statuses
+    };
+    assert_eq!(statuses, [401, 401, 401, 429], "garbage locks out garbage");
+    assert_eq!(
+        f.status(&f.rsa.sign(&builder)).await,
+        200,
+        "a token whose signature verifies is not held by the garbage budget"
+    );
+    assert_eq!(f.status(&f.ec.sign(&deployer)).await, 200);
+    assert_eq!(
+        f.status(&unsigned_token("rsa-1", &deployer)).await,
+        429,
+        "garbage stays locked out"
+    );
+
+    let mut expired = builder.clone();
+    expired["iat"] = json!(now - 7000);
+    expired["nbf"] = json!(now - 7000);
+    expired["exp"] = json!(now - 3400);
+    let mut audience = builder.clone();
+    audience["aud"] = json!(["https://elsewhere.example"]);
+    for token in [
+        f.rsa.sign(&expired),
+        f.ec.sign(&audience),
+        f.rsa.sign(&expired),
+    ] {
+        assert_eq!(f.status(&token).await, 401);
+    }
+    assert_eq!(
+        f.status(&f.rsa.sign(&builder)).await,
+        429,
+        "valid-signature failures lock out their subject"
+    );
+    assert_eq!(
+        f.status(&f.rsa.sign(&deployer)).await,
+        200,
+        "and only their subject"
+    );
+}

@@ -10,6 +10,8 @@ use std::collections::HashSet;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use regauth::config::Settings;
@@ -17,7 +19,7 @@ use regauth::identity::LdapSettings;
 use regauth::policy::RuleSettings;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, claims, spawn_app_with};
+use crate::helpers::{TestApp, claims, spawn_app_with, user};
 use crate::support::skip_or_fail;
 
 const BASE: &str = "dc=example,dc=org";
@@ -701,4 +703,215 @@ async fn a_directory_that_accepts_but_never_answers_times_out_as_unavailable() {
     );
     assert_eq!(app.logins.stats().unavailable, 1);
     drop(silent);
+}
+
+// LDAP's caseIgnoreMatch takes `ALICE`, ` alice` and `Alice ` for alice: the brute-force
+// limits count them against one account, so the variants give no fresh guesses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn name_variants_of_a_directory_user_share_one_budget_and_lock_out_together() {
+    let Some(slapd) = Slapd::start() else { return };
+    let app = app(slapd.settings(), |s| {
+        s.auth.cache_seconds = 0;
+        s.auth.limits.failures = 3;
+        s.auth.limits.backoff_seconds = 60;
+    })
+    .await;
+    // The directory signs the variants in as alice, in its own spelling.
+    for variant in ["ALICE", " alice", "Alice "] {
+        assert_eq!(
+            outcome(token_as(&app, variant, "alice-pw").await).await,
+            (200, "alice pull,push".into()),
+            "{variant:?}"
+        );
+    }
+    for variant in ["ALICE", " alice", "Alice "] {
+        assert_eq!(
+            outcome(token_as(&app, variant, "wrong").await).await,
+            (401, "UNAUTHORIZED".into()),
+            "{variant:?}"
+        );
+    }
+    for variant in ["alice", "aLiCe", "  alice  "] {
+        let response = token_as(&app, variant, "alice-pw").await;
+        assert!(
+            response.headers().contains_key("retry-after"),
+            "{variant:?}"
+        );
+        assert_eq!(response.status(), 429, "{variant:?} is locked out too");
+    }
+    assert_eq!(
+        outcome(token_as(&app, "bob", "bob-pw").await).await,
+        (200, "bob pull".into()),
+        "another account is not"
+    );
+}
+
+/// A listener that accepts connections and never answers, counting them; it stops
+/// accepting after 60 s.
+fn silent_directory() -> (u16, Arc<AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        let until = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < until {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    held.push(stream);
+                    count.fetch_add(1, Ordering::SeqCst);
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    });
+    (port, accepted)
+}
+
+// L2: a directory that accepts and never answers holds only its own check slots; local
+// users keep signing in while every directory login is stuck, and those end as 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_directory_never_holds_up_local_users() {
+    let (port, accepted) = silent_directory();
+    let settings = LdapSettings {
+        url: format!("ldap://127.0.0.1:{port}"),
+        base_dn: BASE.into(),
+        timeout_seconds: 5,
+        pool_size: 1,
+        ..LdapSettings::default()
+    };
+    let app = app(settings, |s| {
+        s.auth.cache_seconds = 0;
+        // One worker for bcrypt; room to queue every login of this test.
+        s.auth.check_workers = 1;
+        s.auth.check_queue = 8;
+        s.users.insert("dora".into(), user("dora-pw", &[]));
+    })
+    .await;
+    let directory_logins: Vec<_> = (0..3)
+        .map(|_| {
+            let client = app.client.clone();
+            let url = format!(
+                "{}/token?service=registry.test&scope=repository:team/app:pull",
+                app.address
+            );
+            tokio::spawn(async move {
+                let response = client
+                    .get(url)
+                    .basic_auth("carol", Some("carol-pw"))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status().as_u16();
+                let body: Value = response.json().await.unwrap();
+                (status, body["errors"][0]["code"].clone())
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while accepted.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "no directory login connected");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A directory login holds the directory's only slot, the others wait for it: the
+    // local user still gets a worker.
+    assert_eq!(
+        outcome(token_as(&app, "dora", "dora-pw").await).await,
+        (200, "dora pull".into())
+    );
+    assert!(
+        directory_logins.iter().all(|t| !t.is_finished()),
+        "the local login was answered while every directory login was still stuck"
+    );
+    for login in directory_logins {
+        assert_eq!(login.await.unwrap(), (503, Value::from("UNAVAILABLE")));
+    }
+    assert_eq!(app.logins.stats().unavailable, 3);
+    assert_eq!(
+        app.logins.stats().limited,
+        0,
+        "an unavailable directory is never a failed login"
+    );
+}
+
+/// `regauth check` on a config with `ldap` settings `ldap_yaml` (indented under `ldap:`)
+/// and `env`; (success, stdout, stderr).
+fn check_with(ldap_yaml: &str, env: &[(&str, &str)]) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    regauth::keys::generate::write(
+        &dir.path().join("keys"),
+        regauth::keys::Algorithm::ES256,
+        false,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("regauth.yaml"),
+        format!("key:\n  path: keys/signing.key\nldap:\n  base_dn: '{BASE}'\n{ldap_yaml}"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_regauth"))
+        .args(["check", "--config", "regauth.yaml"])
+        .envs(env.iter().copied())
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+// M4: passwords in clear to a remote directory are refused at load, unless the operator
+// says so (then check warns; `serve` too, see serve_log.rs).
+#[test]
+fn plaintext_ldap_to_a_host_that_is_not_loopback_is_refused_unless_allowed() {
+    // Refused at load: nothing is resolved or connected.
+    let (ok, _, stderr) = check_with("  url: ldap://directory.example:389\n", &[]);
+    assert!(!ok);
+    for hint in ["ldap.start_tls", "ldaps://", "ldap.allow_plaintext"] {
+        assert!(stderr.contains(hint), "{hint}: {stderr}");
+    }
+    // Loopback needs no TLS.
+    for url in ["ldap://127.0.0.1:9", "ldap://localhost:9", "ldap://[::1]:9"] {
+        let (_, _, stderr) = check_with(&format!("  url: {url}\n"), &[]);
+        assert!(!stderr.contains("allow_plaintext"), "{url}: {stderr}");
+    }
+    // Allowed: the probe goes to 0.0.0.0 (this host, on a closed port), with a warning.
+    let closed = free_port();
+    let (ok, stdout, stderr) = check_with(
+        &format!("  url: ldap://0.0.0.0:{closed}\n  allow_plaintext: true\n  timeout_seconds: 2\n"),
+        &[],
+    );
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("warning: ldap: ldap.allow_plaintext is set"),
+        "{stdout}"
+    );
+}
+
+// The FROM scratch image has no system trust roots: TLS without ldap.ca_file is a start
+// error naming the setting, not a handshake failure at every login.
+#[test]
+fn tls_without_ca_file_and_without_system_roots_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let no_roots = [
+        ("SSL_CERT_FILE", empty.to_str().unwrap()),
+        ("SSL_CERT_DIR", empty.to_str().unwrap()),
+    ];
+    for tls in [
+        "  url: ldaps://127.0.0.1:9\n",
+        "  url: ldap://127.0.0.1:9\n  start_tls: true\n",
+    ] {
+        let (ok, _, stderr) = check_with(tls, &no_roots);
+        assert!(!ok, "{tls}");
+        assert!(
+            stderr.contains("no trust roots") && stderr.contains("ldap.ca_file"),
+            "{tls}: {stderr}"
+        );
+    }
 }

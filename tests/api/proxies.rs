@@ -92,6 +92,41 @@ async fn login_limits_key_on_the_forwarded_address() {
 }
 
 #[tokio::test]
+async fn ipv6_clients_in_one_64_share_a_login_budget() {
+    let app = spawn_app_with(|s| {
+        s.server.trusted_proxies = vec!["127.0.0.1".into()];
+        s.users.insert("alice".into(), user("right", &[]));
+        s.auth.limits.failures = 2;
+        s.auth.limits.backoff_seconds = 60;
+    })
+    .await;
+    let login = |xff: &'static str, pw: &'static str| {
+        let app = &app;
+        async move {
+            app.client
+                .get(format!("{}/token?service=registry.test", app.address))
+                .basic_auth("alice", Some(pw))
+                .header("X-Forwarded-For", xff)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // Two addresses of one /64: one client, one budget.
+    assert_eq!(login("2001:db8:7:1::a", "wrong").await, 401);
+    assert_eq!(login("2001:db8:7:1:ffff::b", "wrong").await, 401);
+    assert_eq!(
+        login("2001:db8:7:1:1234:5678:9abc:def0", "right").await,
+        429,
+        "the whole /64 is locked out"
+    );
+    // The next /64 is another client.
+    assert_eq!(login("2001:db8:7:2::a", "right").await, 200);
+}
+
+#[tokio::test]
 async fn every_response_carries_a_request_id_the_callers_when_valid() {
     let app = spawn_app_with(|_| {}).await;
     let id_of = |path: &'static str, sent: Option<&'static str>| {

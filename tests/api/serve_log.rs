@@ -219,3 +219,42 @@ async fn with_log_format_json_every_line_is_a_json_object() {
     assert_eq!(failed["request_id"], "trace-77aa");
     assert!(!log.contains(WRONG));
 }
+
+// Behind a reverse proxy missing from server.trusted_proxies every client shares the proxy's
+// budget: serve says so once. With ldap.allow_plaintext it warns about passwords in clear.
+#[tokio::test]
+async fn serve_warns_once_about_an_untrusted_forwarder_and_about_plaintext_ldap() {
+    let serve = Serve::start_with(
+        "ldap:\n  url: ldap://directory.example:389\n  base_dn: dc=example,dc=org\n  \
+         allow_plaintext: true\n",
+    );
+    let client = reqwest::Client::new();
+    for header in ["x-forwarded-for", "forwarded", "x-forwarded-for"] {
+        let value = if header == "forwarded" {
+            "for=192.0.2.7"
+        } else {
+            "192.0.2.7"
+        };
+        let response = client
+            .get(format!("{}/token?service=registry.test", serve.address))
+            .header(header, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let log = serve.stop();
+    let warned = log
+        .lines()
+        .filter(|l| l.contains("is not in server.trusted_proxies"))
+        .count();
+    assert_eq!(warned, 1, "{log}");
+    assert!(
+        log.contains("share one brute-force budget"),
+        "the warning says why it matters:\n{log}"
+    );
+    assert!(
+        log.contains("ldap.allow_plaintext is set"),
+        "plaintext LDAP is warned about:\n{log}"
+    );
+}

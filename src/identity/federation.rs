@@ -72,7 +72,7 @@ pub enum FederationError {
 
 impl FederationError {
     /// True when the token's signature verified and a later check refused it (expiry,
-    /// audience, lifetime, account, user name): the token really comes from the issuer, so
+    /// audience, lifetime, required claims, account, user name): the token really comes from the issuer, so
     /// the brute-force limits count it against its subject rather than the issuer.
     pub fn signature_verified(&self) -> bool {
         match self {
@@ -93,6 +93,7 @@ impl FederationError {
                 | Refusal::Audience
                 | Refusal::Account(_)
                 | Refusal::Groups(_)
+                | Refusal::RequiredClaim { .. }
                 | Refusal::UserName => true,
             },
         }

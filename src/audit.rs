@@ -553,12 +553,22 @@ mod tests {
         drop(held);
         audit.flush();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text.lines().count(), fits, "every line that fit is written whole");
-        assert!(text.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
+        assert_eq!(
+            text.lines().count(),
+            fits,
+            "every line that fit is written whole"
+        );
+        assert!(
+            text.lines()
+                .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+        );
         // Room again once written.
         audit.write(&event(&scopes));
         audit.flush();
-        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), fits + 1);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap().lines().count(),
+            fits + 1
+        );
         assert_eq!(audit.dropped(), 10);
     }
 

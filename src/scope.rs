@@ -707,7 +707,10 @@ mod tests {
                 Some("longer than 1024 bytes"),
             ),
             (format!("repository:x:{action_at}"), None),
-            (format!("repository:x:{action_at}a"), Some("action is too long")),
+            (
+                format!("repository:x:{action_at}a"),
+                Some("action is too long"),
+            ),
             (format!("repository:{name_at}:pull"), None),
             (format!("repository:{name_at}n:pull"), Some("255")),
             (format!("{type_at}:x:pull"), None),
@@ -729,13 +732,23 @@ mod tests {
         // The messages name the caps they enforce.
         assert!(TOO_MANY_ACTIONS.contains(&MAX_ACTIONS.to_string()));
         let over = "x".repeat(MAX_SCOPE_LEN + 1).parse::<ResourceScope>();
-        assert!(over.unwrap_err().reason.contains(&MAX_SCOPE_LEN.to_string()));
+        assert!(
+            over.unwrap_err()
+                .reason
+                .contains(&MAX_SCOPE_LEN.to_string())
+        );
     }
 
     #[test]
     fn the_largest_scope_the_caps_allow_prints_within_the_scope_cap() {
         let actions: Vec<String> = (0..MAX_ACTIONS)
-            .map(|i| format!("{}{}", "a".repeat(MAX_ACTION_LEN - 1), (b'a' + i as u8) as char))
+            .map(|i| {
+                format!(
+                    "{}{}",
+                    "a".repeat(MAX_ACTION_LEN - 1),
+                    (b'a' + i as u8) as char
+                )
+            })
             .collect();
         let largest = format!(
             "{}:{}:{}",

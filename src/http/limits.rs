@@ -85,7 +85,9 @@ pub async fn limits(
     if let Err(e) = check(req.request()) {
         return Ok(req.error_response(e).map_into_right_body());
     }
-    next.call(req).await.map(ServiceResponse::map_into_left_body)
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
 }
 
 #[cfg(test)]
@@ -101,13 +103,21 @@ mod tests {
         let value = |n: usize| "v".repeat(n);
         let ok = |req: TestRequest| check(&req.to_http_request());
         let cases: Vec<(&str, TestRequest, Option<u16>)> = vec![
-            ("query at the limit", TestRequest::get().uri(&query(MAX_QUERY_BYTES)), None),
+            (
+                "query at the limit",
+                TestRequest::get().uri(&query(MAX_QUERY_BYTES)),
+                None,
+            ),
             (
                 "query over",
                 TestRequest::get().uri(&query(MAX_QUERY_BYTES + 1)),
                 Some(414),
             ),
-            ("path at the limit", TestRequest::get().uri(&path(MAX_PATH_BYTES)), None),
+            (
+                "path at the limit",
+                TestRequest::get().uri(&path(MAX_PATH_BYTES)),
+                None,
+            ),
             (
                 "path over",
                 TestRequest::get().uri(&path(MAX_PATH_BYTES + 1)),

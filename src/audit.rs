@@ -6,8 +6,10 @@
 //! password, a refresh token, a key, or the user name of a failed login (people type their
 //! password there).
 //!
-//! Requests only add their line to a buffer; a writer thread of its own writes it out (see
-//! [`AuditLog`]).
+//! A line is at most [`MAX_LINE_BYTES`] (longer ones are cut and marked `"truncated": true`).
+//! Requests only add their line to a bounded buffer; a writer thread of its own writes it out,
+//! and when the buffer is full lines are dropped and counted rather than making a request wait
+//! (see [`AuditLog`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};

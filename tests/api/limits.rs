@@ -289,3 +289,14 @@ async fn a_request_head_over_actix_own_limit_gets_a_431_and_a_closed_connection(
     // And the server goes on answering.
     assert_eq!(app.get_token("service=registry.test").await.status(), 200);
 }
+
+#[tokio::test]
+async fn the_dropped_audit_line_counter_is_exported_from_the_start() {
+    let (app, _path) = audited().await;
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        text.lines().any(|l| l == "regauth_audit_dropped_total 0"),
+        "{text}"
+    );
+    assert_eq!(app.audit.as_ref().unwrap().dropped(), 0);
+}

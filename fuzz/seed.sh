@@ -16,6 +16,15 @@ seed scope host 'repository:localhost:5000/team/app:pull'
 seed scope class 'repository(plugin):a/b-c__d.e:*'
 seed scope catalog 'registry:catalog:*'
 seed scope many 'repository:a:pull repository:a:push\nrepository:b:delete'
+# Large inputs (run with -max_len=131072): 16 000 distinct actions in one scope (64 KiB, the
+# issue 15 attack), and 2 000 lines of one resource with one action each (merging).
+python3 - <<'PY'
+import itertools, string
+words = (''.join(p) for n in itertools.count(1) for p in itertools.product(string.ascii_lowercase, repeat=n))
+actions = ','.join(itertools.islice(words, 16000))
+open('corpus/scope/seed-16000-actions', 'w').write('repository:team/app:' + actions)
+open('corpus/scope/seed-merge-2000', 'w').write('\n'.join(f'repository:a:{w}' for w in ['pull', 'push', 'delete', 'x'] * 500))
+PY
 
 # Mode byte 0 = raw header value, 1 = built from user NUL password.
 seed basic_header raw '\x00Basic YWxpY2U6czNjcmV0'

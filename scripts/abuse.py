@@ -949,6 +949,114 @@ def scenario_lockout(ctx, rows):
 
 # ---------------------------------------------------------------- end of 6. lockouts
 
+# ---------------------------------------------------------------- 6. scope parsing (issue 15)
+#
+# Kept apart from the login scenarios above: server CPU per request for a normal token
+# request, the largest scope request the server accepts, and the issue's 16 000-action
+# request (refused now), each sent PARSE_REPEATS times on one keep-alive connection.
+
+PARSE_REPEATS = 200
+# regauth's limits (src/http/limits.rs, src/scope.rs), to build the largest accepted request.
+MAX_QUERY_BYTES = 32 * 1024
+MAX_SCOPES = 64
+MAX_ACTIONS = 16
+
+
+def distinct_actions(n, width=0):
+    """n distinct lowercase actions (a, b, ..., z, aa, ...), each padded to `width` letters
+    with a leading run of `x`s when given."""
+    out = []
+    for i in range(n):
+        word = ""
+        while True:
+            word += chr(ord("a") + i % 26)
+            i //= 26
+            if i == 0:
+                break
+            i -= 1
+        out.append(word.rjust(width, "x") if width else word)
+    return ",".join(out)
+
+
+def largest_accepted_query():
+    """MAX_SCOPES scopes of MAX_ACTIONS distinct 10-letter actions each, with names as long as
+    the query limit leaves room for (at most 255 bytes)."""
+    actions = distinct_actions(MAX_ACTIONS, 10)
+    head = f"service={SERVICE}"
+    fixed = len(head) + MAX_SCOPES * len(f"&scope=repository:team-00/:{actions}")
+    name_len = min(255 - len("team-00/"), (MAX_QUERY_BYTES - fixed) // MAX_SCOPES)
+    scopes = "".join(
+        f"&scope=repository:team-{i:02d}/{'n' * name_len}:{actions}" for i in range(MAX_SCOPES)
+    )
+    return head + scopes
+
+
+def cpu_per_request(srv, path, n):
+    """(CPU seconds per request, statuses) for n requests of `path` on one connection."""
+    c = Conn(srv.addr, timeout=30)
+    statuses = []
+    before = settle_cpu(srv.pid)
+    try:
+        for i in range(n):
+            if c.sock is None:
+                c.connect()
+            s, _, _ = c.request(path, close=(i == n - 1))
+            statuses.append(s)
+    except (OSError, Dropped, SendFailed) as e:
+        statuses.append(f"error {type(e).__name__}")
+    finally:
+        c.close()
+    return (settle_cpu(srv.pid) - before) / n, count(statuses)
+
+
+def scenario_parse(ctx, rows):
+    audit = os.path.join(ctx.work, "parse-audit.log")
+    srv = Server(ctx, "parse", {"audit": {"enabled": "true", "output": f'"{audit}"'}})
+    try:
+        time.sleep(0.3)
+        largest = largest_accepted_query()
+        attack = f"service={SERVICE}&scope=repository:team/app:{distinct_actions(16000)}"
+        cases = [
+            ("normal (1 scope, pull)", f"service={SERVICE}&scope={SCOPE}"),
+            (f"largest accepted ({len(largest) / 1024:.1f} KiB, "
+             f"{MAX_SCOPES} scopes x {MAX_ACTIONS} actions)", largest),
+            (f"16 000 distinct actions ({len(attack) / 1024:.1f} KiB)", attack),
+        ]
+        measured = []
+        for name, query in cases:
+            # One unmeasured request first, so every case starts warm.
+            one_request(srv.addr, f"/token?{query}", timeout=30)
+            per, statuses = cpu_per_request(srv, f"/token?{query}", PARSE_REPEATS)
+            measured.append((name, per, statuses))
+        time.sleep(0.3)  # the audit writer writes every 100 ms
+        with open(audit, "rb") as f:
+            lines = f.read().splitlines()
+    finally:
+        srv.stop()
+    normal = measured[0][1]
+    for i, (name, per, statuses) in enumerate(measured):
+        rows.append(
+            (
+                f"7{'abc'[i]}. server CPU per request: {name}",
+                f"{per * 1e6:.0f} us",
+                "16 000 actions refused, cost near normal" if i == 2 else "",
+                f"{PARSE_REPEATS} requests on one connection, statuses {statuses}; "
+                f"{per / max(normal, 1e-9):.1f} x normal",
+            )
+        )
+    longest = max((len(line) for line in lines), default=0)
+    truncated = sum(1 for line in lines if b'"truncated":true' in line)
+    rows.append(
+        (
+            "7d. longest audit line over these requests",
+            f"{longest} B",
+            "<= 8192",
+            f"{len(lines)} lines; "
+            f"{truncated} marked truncated",
+        )
+    )
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -961,8 +1069,8 @@ def main():
     ap.add_argument("--bin", required=True)
     ap.add_argument(
         "--only",
-        default="burst,storm,sigterm,expiry,lockout",
-        help="comma-separated scenarios: burst, storm, sigterm, expiry, lockout",
+        default="burst,storm,sigterm,expiry,lockout,parse",
+        help="comma-separated scenarios: burst, storm, sigterm, expiry, lockout, parse",
     )
     args = ap.parse_args()
 
@@ -1009,6 +1117,7 @@ def main():
             "expiry": scenario_expiry,
             "sigterm": scenario_sigterm,
             "lockout": scenario_lockout,
+            "parse": scenario_parse,
         }
         for name in wanted:
             if name not in scenarios:

@@ -14,10 +14,13 @@
 #      on loopback (goal 429: one budget), and a valid workload token after garbage tokens
 #      from the same address (goal 200: garbage never locks it out). Needs slapd and openssl;
 #      without them the row says skipped.
+#   7. server CPU per request (utime+stime of the regauth process from /proc/PID/stat, before
+#      and after) for a normal token request, the largest scope request the server accepts,
+#      and the 16 000-action request of issue 15 (now refused), with the longest audit line.
 #
 # scripts/README.md says how each figure is measured.
 #
-#   scripts/abuse.sh [--bin PATH] [--only burst,storm,sigterm,expiry,lockout]
+#   scripts/abuse.sh [--bin PATH] [--only burst,storm,sigterm,expiry,lockout,parse]
 #
 # PATH defaults to target/release/regauth (built with `cargo build --release` if missing).
 # Environment:
@@ -30,7 +33,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="target/release/regauth"
-ONLY="burst,storm,sigterm,expiry,lockout"
+ONLY="burst,storm,sigterm,expiry,lockout,parse"
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) BIN="$2"; shift 2 ;;

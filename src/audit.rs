@@ -6,16 +6,19 @@
 //! password, a refresh token, a key, or the user name of a failed login (people type their
 //! password there).
 //!
-//! Requests only add their line to a buffer; a writer thread of its own writes it out (see
-//! [`AuditLog`]).
+//! A line is at most [`MAX_LINE_BYTES`] (longer ones are cut and marked `"truncated": true`).
+//! Requests only add their line to a bounded buffer; a writer thread of its own writes it out,
+//! and when the buffer is full lines are dropped and counted rather than making a request wait
+//! (see [`AuditLog`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 
 use crate::config::AuditSettings;
@@ -106,15 +109,26 @@ pub struct Event<'a> {
 
 /// How often the writer thread writes what has gathered.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
-/// Bytes gathered before the request that passes this writes them itself (backpressure
-/// from a disk that cannot keep up, instead of unbounded memory or lost lines).
-const MAX_PENDING_BYTES: usize = 4 * 1024 * 1024;
+/// Longest audit line written, newline included. A longer line is cut: the requested scopes
+/// past what fits are left out, `scopes_omitted` says how many, and `"truncated": true`
+/// marks the line. Every other field is short already (the service is shortened, the
+/// request id is at most 128 characters, the account is a name the identity source signed
+/// in, shortened too when it alone would not fit).
+pub const MAX_LINE_BYTES: usize = 8 * 1024;
+/// Bytes of lines waiting for the writer. A line that would take the buffer past this is
+/// dropped and counted (`regauth_audit_dropped_total`) instead of making a request wait for
+/// a disk or a pipe that cannot keep up.
+pub const MAX_PENDING_BYTES: usize = 4 * 1024 * 1024;
+/// Pending bytes that wake the writer before its interval is up.
+const WAKE_BYTES: usize = MAX_PENDING_BYTES / 4;
 
-/// The audit sink. Requests serialize their line into a shared buffer (a short lock, no
-/// system call); a writer thread swaps the buffer out every [`FLUSH_INTERVAL`] and writes it
-/// in one call of whole lines, without holding the requests' lock. Lines therefore reach the
-/// sink up to 100 ms late, and a busy server makes ten writes a second instead of one per
-/// token.
+/// The audit sink. Requests serialize their line (at most [`MAX_LINE_BYTES`]) and append it
+/// to a bounded shared buffer (a short lock, no system call, never a wait for I/O); a writer
+/// thread swaps the buffer out every [`FLUSH_INTERVAL`], or as soon as a quarter of it is
+/// used, and writes it in one call of whole lines, without holding the requests' lock. Lines
+/// therefore reach the sink up to 100 ms late, and a busy server makes a few writes a second
+/// instead of one per token. When the buffer is full (the sink is slower than the requests)
+/// lines are dropped and counted, never queued without bound nor written by a request.
 pub struct AuditLog {
     output: Output,
     shared: Arc<Shared>,
@@ -123,8 +137,12 @@ pub struct AuditLog {
 struct Shared {
     /// Lines not yet written; requests append here.
     pending: Mutex<Vec<u8>>,
+    /// Wakes the writer thread early when [`WAKE_BYTES`] are pending.
+    wake: Condvar,
     /// The destination; held while writing, which keeps batches in order.
     sink: Mutex<Sink>,
+    /// Lines dropped because the buffer was full.
+    dropped: Counter,
 }
 
 struct Sink {
@@ -153,39 +171,125 @@ fn open_append(path: &Path) -> Result<File, AuditError> {
         })
 }
 
+/// What is written: the event, and when it had to be cut, the marker and how many scopes
+/// were left out.
+#[derive(Serialize)]
+struct Line<'e, 'a> {
+    #[serde(flatten)]
+    event: &'e Event<'a>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scopes_omitted: Option<usize>,
+}
+
+/// `event` as one JSON line (newline included) of at most [`MAX_LINE_BYTES`]; see there for
+/// what is cut. The work is linear in the event's size.
+fn serialize_line(event: &Event<'_>) -> serde_json::Result<Vec<u8>> {
+    let whole = Line {
+        event,
+        truncated: false,
+        scopes_omitted: None,
+    };
+    let mut line = serde_json::to_vec(&whole)?;
+    if line.len() < MAX_LINE_BYTES {
+        line.push(b'\n');
+        return Ok(line);
+    }
+    // Keep the scopes that fit, in order, after everything else.
+    let mut cut = event.clone();
+    cut.scopes = &[];
+    let shortened: String;
+    let mut base = serialize_cut(&cut, event.scopes.len())?.len();
+    if base >= MAX_LINE_BYTES {
+        // Only the account can be long enough (a workload token's claim, say).
+        shortened = crate::echo::shorten(cut.account);
+        cut.account = &shortened;
+        base = serialize_cut(&cut, event.scopes.len())?.len();
+    }
+    let mut kept = 0;
+    // Each kept scope adds its JSON and a comma.
+    let mut size = base;
+    for scope in event.scopes {
+        let more = serde_json::to_vec(scope)?.len() + 1;
+        if size + more >= MAX_LINE_BYTES {
+            break;
+        }
+        size += more;
+        kept += 1;
+    }
+    cut.scopes = event.scopes.get(..kept).unwrap_or_default();
+    let mut line = serialize_cut(&cut, event.scopes.len() - kept)?;
+    if line.len() >= MAX_LINE_BYTES {
+        // Only settings could make the rest this long (a rule's text, a kid); keep the line
+        // parseable and marked, without scopes.
+        cut.account = "";
+        cut.scopes = &[];
+        line = serialize_cut(&cut, event.scopes.len())?;
+    }
+    line.push(b'\n');
+    Ok(line)
+}
+
+fn serialize_cut(event: &Event<'_>, omitted: usize) -> serde_json::Result<Vec<u8>> {
+    serde_json::to_vec(&Line {
+        event,
+        truncated: true,
+        scopes_omitted: Some(omitted),
+    })
+}
+
 impl AuditLog {
-    /// The sink `settings` names, `None` when the audit log is off.
-    pub fn from_settings(settings: &AuditSettings) -> Result<Option<Arc<AuditLog>>, AuditError> {
+    /// The sink `settings` names, `None` when the audit log is off; lines dropped because
+    /// the buffer was full are counted in `dropped`.
+    pub fn from_settings(
+        settings: &AuditSettings,
+        dropped: Counter,
+    ) -> Result<Option<Arc<AuditLog>>, AuditError> {
         if !settings.enabled {
             return Ok(None);
         }
-        AuditLog::open(Output::parse(&settings.output)).map(|a| Some(Arc::new(a)))
+        AuditLog::open_counting(Output::parse(&settings.output), dropped).map(|a| Some(Arc::new(a)))
     }
 
     /// Opens `output` (a file is created if missing, and appended to) and starts the writer
     /// thread; it ends once the `AuditLog` is dropped (which writes what is pending).
     pub fn open(output: Output) -> Result<AuditLog, AuditError> {
+        AuditLog::open_counting(output, Counter::default())
+    }
+
+    /// [`AuditLog::open`], counting dropped lines in `dropped`.
+    pub fn open_counting(output: Output, dropped: Counter) -> Result<AuditLog, AuditError> {
         let file = match &output {
             Output::File(path) => Some(open_append(path)?),
             _ => None,
         };
         let shared = Arc::new(Shared {
             pending: Mutex::new(Vec::with_capacity(64 * 1024)),
+            wake: Condvar::new(),
             sink: Mutex::new(Sink {
                 output: output.clone(),
                 file,
                 spare: Vec::with_capacity(64 * 1024),
             }),
+            dropped,
         });
         let weak = Arc::downgrade(&shared);
         std::thread::Builder::new()
             .name("audit".into())
             .spawn(move || {
                 loop {
-                    std::thread::sleep(FLUSH_INTERVAL);
                     let Some(shared) = weak.upgrade() else {
                         return;
                     };
+                    drop(
+                        shared
+                            .wake
+                            .wait_timeout_while(lock(&shared.pending), FLUSH_INTERVAL, |p| {
+                                p.len() < WAKE_BYTES
+                            })
+                            .unwrap_or_else(|p| p.into_inner()),
+                    );
                     shared.write_pending(&mut lock(&shared.sink));
                 }
             })
@@ -201,6 +305,11 @@ impl AuditLog {
         &self.output
     }
 
+    /// Lines dropped so far because the buffer was full.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.get()
+    }
+
     /// Writes the pending lines, then reopens the file by its path (after logrotate moved
     /// it); nothing more for stderr/stdout. On failure the old file stays in use.
     pub fn reopen(&self) -> Result<(), AuditError> {
@@ -212,27 +321,41 @@ impl AuditLog {
         Ok(())
     }
 
-    /// Writes every pending line now.
+    /// Writes every pending line now, in the calling thread, and returns once they are
+    /// written (for shutdown and tests; requests never call it).
     pub fn flush(&self) {
         self.shared.write_pending(&mut lock(&self.shared.sink));
     }
 
-    /// Adds one line. A line that cannot be written is logged, never returned: an audit
-    /// outage must not turn into refused tokens.
+    /// Adds one line of at most [`MAX_LINE_BYTES`]. Never waits for I/O: when the buffer is
+    /// full the line is dropped and counted. A line that cannot be written is logged, never
+    /// returned: an audit outage must not turn into refused tokens.
     pub fn write(&self, event: &Event<'_>) {
+        let line = match serialize_line(event) {
+            Ok(line) => line,
+            Err(e) => {
+                log::error!("audit line not written: {e}");
+                return;
+            }
+        };
         let mut pending = lock(&self.shared.pending);
-        let before = pending.len();
-        if let Err(e) = serde_json::to_writer(&mut *pending, event) {
-            pending.truncate(before);
+        if pending.len() + line.len() > MAX_PENDING_BYTES {
             drop(pending);
-            log::error!("audit line not written: {e}");
+            // Logged once per power of two, so a stuck sink does not flood the log.
+            let dropped = self.shared.dropped.inc() + 1;
+            if dropped.is_power_of_two() {
+                log::error!(
+                    "audit lines dropped: {dropped} so far; the audit output cannot keep up"
+                );
+            }
             return;
         }
-        pending.push(b'\n');
-        let full = pending.len() >= MAX_PENDING_BYTES;
+        let before = pending.len();
+        pending.extend_from_slice(&line);
+        let wake = before < WAKE_BYTES && pending.len() >= WAKE_BYTES;
         drop(pending);
-        if full {
-            self.flush();
+        if wake {
+            self.shared.wake.notify_one();
         }
     }
 }
@@ -244,7 +367,7 @@ impl Drop for AuditLog {
 }
 
 /// The guarded value, even if a thread panicked while holding it (buffers hold whole lines:
-/// a failed line is truncated away before the lock is released).
+/// a line is appended whole or not at all).
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -345,6 +468,90 @@ mod tests {
             std::fs::read_to_string(&rotated).unwrap().lines().count(),
             3
         );
+    }
+
+    #[test]
+    fn a_line_over_the_cap_keeps_the_scopes_that_fit_and_says_it_was_cut() {
+        let scope = |i: usize| ScopeDecision {
+            requested: format!("repository:team/app-{i}:{}", "x".repeat(200)),
+            granted: Some("pull".into()),
+            rule: Some("rule 3: anyone may pull".into()),
+        };
+        let cases: Vec<(Vec<ScopeDecision>, String, Option<usize>)> = vec![
+            ((0..3).map(scope).collect(), "alice".into(), None),
+            ((0..64).map(scope).collect(), "alice".into(), Some(64)),
+            (vec![], "a".repeat(20_000), Some(0)),
+            ((0..64).map(scope).collect(), "a".repeat(20_000), Some(64)),
+        ];
+        for (scopes, account, cut) in cases {
+            let mut event = event(&scopes);
+            event.account = &account;
+            let line = serialize_line(&event).unwrap();
+            assert!(line.len() <= MAX_LINE_BYTES, "{}", line.len());
+            assert_eq!(line.last(), Some(&b'\n'));
+            let value: serde_json::Value = serde_json::from_slice(&line).unwrap();
+            let kept = value["scopes"].as_array().unwrap().len();
+            match cut {
+                None => {
+                    assert_eq!(value.get("truncated"), None, "{value}");
+                    assert_eq!(kept, scopes.len());
+                }
+                Some(total) => {
+                    assert_eq!(value["truncated"], true, "{value}");
+                    assert_eq!(value["scopes_omitted"], total - kept, "{value}");
+                    assert!(kept < total || total == 0);
+                    // What is kept is the first scopes, whole, and the line is still useful.
+                    for (i, s) in value["scopes"].as_array().unwrap().iter().enumerate() {
+                        assert_eq!(s["requested"], scopes[i].requested);
+                    }
+                    assert!(kept > 0 || total == 0, "{value}");
+                    assert_eq!(value["request_id"], "r-1");
+                    assert_eq!(value["outcome"], "issued");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_full_buffer_drops_and_counts_lines_instead_of_waiting_and_flush_writes_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let dropped = Counter::default();
+        let audit = AuditLog::open_counting(Output::File(path.clone()), dropped.clone()).unwrap();
+        let scopes = [ScopeDecision {
+            requested: format!("repository:a:{}", "p".repeat(1000)),
+            granted: None,
+            rule: None,
+        }];
+        let line_len = serialize_line(&event(&scopes)).unwrap().len();
+        let fits = MAX_PENDING_BYTES / line_len;
+        // A sink that cannot keep up: hold it, so the writer thread cannot drain the buffer.
+        let held = lock(&audit.shared.sink);
+        for _ in 0..fits + 10 {
+            audit.write(&event(&scopes));
+        }
+        assert_eq!(audit.dropped(), 10);
+        assert_eq!(dropped.get(), 10, "counted where the metric reads it");
+        drop(held);
+        audit.flush();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text.lines().count(),
+            fits,
+            "every line that fit is written whole"
+        );
+        assert!(
+            text.lines()
+                .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+        );
+        // Room again once written.
+        audit.write(&event(&scopes));
+        audit.flush();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap().lines().count(),
+            fits + 1
+        );
+        assert_eq!(audit.dropped(), 10);
     }
 
     #[test]

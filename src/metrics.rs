@@ -372,6 +372,7 @@ pub struct Metrics {
     durations: Family<TokenMethod, Histogram, fn() -> Histogram>,
     refresh_issued: Counter,
     refresh_refused: Counter,
+    audit_dropped: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -417,6 +418,12 @@ impl Metrics {
             "Refresh grants refused: invalid, expired, for another service or an old password",
             refresh_refused.clone(),
         );
+        let audit_dropped = Counter::default();
+        registry.register(
+            "audit_dropped",
+            "Audit lines dropped because the audit output could not keep up (its buffer was full)",
+            audit_dropped.clone(),
+        );
         let issued = Arc::new(IssuedTokens::new(services));
         let failures = Arc::new(Default::default());
         registry.register_collector(Box::new(Scraped {
@@ -437,7 +444,13 @@ impl Metrics {
             durations,
             refresh_issued,
             refresh_refused,
+            audit_dropped,
         }
+    }
+
+    /// The counter of dropped audit lines, for [`crate::audit::AuditLog`] to count in.
+    pub fn audit_dropped(&self) -> Counter {
+        self.audit_dropped.clone()
     }
 
     /// Adds metrics read at scrape time (e.g. the TLS certificate's, see [`crate::tls`]).

@@ -12,7 +12,7 @@
 //! carries a registry host with a port (`localhost:5000/team/app`) parses. The deprecated class
 //! in `repository(plugin)` is accepted and dropped.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::str::FromStr;
 
@@ -20,8 +20,21 @@ use serde::Serialize;
 
 /// Longest resource name accepted; distribution caps repository names at 255 characters.
 pub const MAX_NAME_LEN: usize = 255;
-/// Longest action accepted.
-const MAX_ACTION_LEN: usize = 32;
+/// Longest action accepted (`delete` is the longest action a registry knows).
+pub const MAX_ACTION_LEN: usize = 32;
+/// Most distinct actions one resource may carry, after repeats collapse and scopes naming the
+/// same resource merge. Clients ask for at most `pull,push,delete` or `*`
+/// (`registry:catalog:*` has one); the cap leaves room for registries with actions of their
+/// own while keeping the work per scope small and fixed.
+pub const MAX_ACTIONS: usize = 16;
+/// Longest resource type accepted (after a deprecated class is dropped): `repository`,
+/// `registry` and the like.
+pub const MAX_TYPE_LEN: usize = 64;
+/// Longest single scope accepted, checked before anything else is read of it. Every scope the
+/// other caps allow prints within `MAX_TYPE_LEN + MAX_NAME_LEN + MAX_ACTIONS *
+/// (MAX_ACTION_LEN + 1) + 1` = 848 bytes, so this refuses only padding (runs of repeated or
+/// empty actions) and a merged scope always prints as a scope this parser takes back.
+pub const MAX_SCOPE_LEN: usize = 1024;
 
 /// Why a resource scope was rejected. The message names the offending scope.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,34 +104,68 @@ impl fmt::Display for Action {
 }
 
 /// The empty action list, for answers that borrow one.
-pub static NO_ACTIONS: Actions = Actions(Vec::new());
+pub static NO_ACTIONS: Actions = Actions {
+    order: Vec::new(),
+    seen: BTreeSet::new(),
+};
 
-/// An ordered set of actions: the first occurrence of each action is kept, repeats collapse.
+/// An ordered set of actions: the first occurrence of each action is kept, repeats collapse,
+/// and the order of first occurrence is the order shown (in tokens, the audit log and the
+/// OAuth2 `scope` answer).
+///
+/// Membership is answered by a sorted set beside the list, so adding an action costs
+/// O(log n) however many are already held; nothing searches the list.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
-pub struct Actions(Vec<Action>);
+pub struct Actions {
+    /// The actions in order of first occurrence.
+    order: Vec<Action>,
+    /// The same actions, for membership.
+    #[serde(skip)]
+    seen: BTreeSet<Action>,
+}
+
+/// Adding an action would take a resource past [`MAX_ACTIONS`] distinct actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a resource may carry at most {MAX_ACTIONS} distinct actions")]
+pub struct TooManyActions;
 
 impl Actions {
     /// An empty action list.
     pub fn none() -> Self {
-        Actions(Vec::new())
+        Actions::default()
     }
 
     /// Adds an action unless it is already present.
     pub fn insert(&mut self, action: Action) {
-        if !self.0.contains(&action) {
-            self.0.push(action);
+        if !self.seen.contains(&action) {
+            self.seen.insert(action.clone());
+            self.order.push(action);
         }
+    }
+
+    /// Adds an action unless it is already present, refusing to hold more than
+    /// [`MAX_ACTIONS`] distinct ones (what parsing a request uses).
+    pub fn try_insert(&mut self, action: Action) -> Result<(), TooManyActions> {
+        if self.seen.contains(&action) {
+            return Ok(());
+        }
+        if self.order.len() >= MAX_ACTIONS {
+            return Err(TooManyActions);
+        }
+        self.insert(action);
+        Ok(())
     }
 
     /// True when the list holds `*`.
     pub fn has_wildcard(&self) -> bool {
-        self.0.iter().any(Action::is_wildcard)
+        // `*` sorts before every lowercase action, so it is first when present.
+        self.seen.first().is_some_and(Action::is_wildcard)
     }
 
     /// True when `action` is in the list or the list holds `*`.
     pub fn allows(&self, action: &Action) -> bool {
-        self.has_wildcard() || self.0.contains(action)
+        self.has_wildcard() || self.seen.contains(action)
     }
 
     /// The actions of `self` that `allowed` permits.
@@ -132,30 +179,42 @@ impl Actions {
         if self.has_wildcard() {
             return allowed.clone();
         }
-        Actions(
-            self.0
-                .iter()
-                .filter(|a| allowed.0.contains(a))
-                .cloned()
-                .collect(),
-        )
+        self.order
+            .iter()
+            .filter(|a| allowed.seen.contains(*a))
+            .cloned()
+            .collect()
     }
 
     /// Adds every action of `other`.
     pub fn extend(&mut self, other: &Actions) {
-        for action in &other.0 {
+        for action in &other.order {
             self.insert(action.clone());
         }
     }
 
+    /// Adds every action of `other`, refusing to hold more than [`MAX_ACTIONS`] distinct
+    /// ones; on refusal `self` holds the actions added before the one over the cap.
+    pub fn try_extend(&mut self, other: &Actions) -> Result<(), TooManyActions> {
+        for action in &other.order {
+            self.try_insert(action.clone())?;
+        }
+        Ok(())
+    }
+
     /// True when no action is listed.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.order.is_empty()
+    }
+
+    /// How many distinct actions are listed.
+    pub fn len(&self) -> usize {
+        self.order.len()
     }
 
     /// The actions in order.
     pub fn iter(&self) -> impl Iterator<Item = &Action> {
-        self.0.iter()
+        self.order.iter()
     }
 }
 
@@ -171,7 +230,7 @@ impl FromIterator<Action> for Actions {
 
 impl fmt::Display for Actions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, action) in self.0.iter().enumerate() {
+        for (i, action) in self.order.iter().enumerate() {
             if i > 0 {
                 f.write_str(",")?;
             }
@@ -197,6 +256,10 @@ impl FromStr for ResourceScope {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = |reason| ScopeError::new(s, reason);
+        // Before anything else is read: every later step is linear in what is left.
+        if s.len() > MAX_SCOPE_LEN {
+            return Err(err("a scope is longer than 1024 bytes"));
+        }
         let (resource_type, rest) = s
             .split_once(':')
             .ok_or_else(|| err("expected type:name:actions"))?;
@@ -205,16 +268,17 @@ impl FromStr for ResourceScope {
             .ok_or_else(|| err("expected type:name:actions"))?;
         let resource_type = parse_type(resource_type).map_err(err)?;
         validate_name(name).map_err(err)?;
-        let actions = actions
-            .split(',')
-            .filter(|a| !a.is_empty())
-            .map(Action::from_str)
-            .collect::<Result<Actions, _>>()
-            .map_err(err)?;
+        let mut collected = Actions::none();
+        for action in actions.split(',').filter(|a| !a.is_empty()) {
+            let action = action.parse().map_err(err)?;
+            collected
+                .try_insert(action)
+                .map_err(|_| err(TOO_MANY_ACTIONS))?;
+        }
         Ok(ResourceScope {
             resource_type,
             name: name.to_owned(),
-            actions,
+            actions: collected,
         })
     }
 }
@@ -224,6 +288,9 @@ impl fmt::Display for ResourceScope {
         write!(f, "{}:{}:{}", self.resource_type, self.name, self.actions)
     }
 }
+
+/// Why a scope with too many distinct actions is refused (also for a merge of scopes).
+const TOO_MANY_ACTIONS: &str = "a resource may carry at most 16 distinct actions";
 
 /// Most resource scopes one token request may carry, after merging repeats of a resource.
 pub const MAX_SCOPES: usize = 64;
@@ -254,9 +321,15 @@ where
 }
 
 /// Parses every resource scope in `values`; each value may hold several, space-separated.
-/// Scopes naming the same resource are merged into one, their actions joined. Parsing stops
-/// as soon as more than `max` distinct resources are seen, so the work done for a request is
-/// bounded by the limit, not by the request's size.
+/// Scopes naming the same resource are merged into one, their actions joined (at most
+/// [`MAX_ACTIONS`] distinct ones). Parsing stops at the first scope over a cap: more than
+/// `max` distinct resources, a scope longer than [`MAX_SCOPE_LEN`], or a resource with more
+/// than [`MAX_ACTIONS`] actions.
+///
+/// The work is linear in the size of `values`: each scope is read once, looked up in a hash
+/// map by resource, and each of its actions costs a set lookup of at most [`MAX_ACTIONS`]
+/// entries. The size of `values` itself is bounded by the request limits
+/// (`crate::http::limits`), not here.
 pub fn parse_limited<'a, I>(values: I, max: usize) -> Result<Vec<ResourceScope>, ScopesError>
 where
     I: IntoIterator<Item = &'a str>,
@@ -268,7 +341,10 @@ where
             let scope: ResourceScope = item.parse()?;
             let key = (scope.resource_type.clone(), scope.name.clone());
             match index.get(&key).and_then(|&i| scopes.get_mut(i)) {
-                Some(existing) => existing.actions.extend(&scope.actions),
+                Some(existing) => existing
+                    .actions
+                    .try_extend(&scope.actions)
+                    .map_err(|_| ScopeError::new(item, TOO_MANY_ACTIONS))?,
                 None => {
                     if scopes.len() >= max {
                         return Err(ScopesError::TooMany(max));
@@ -301,6 +377,9 @@ fn parse_type(s: &str) -> Result<String, &'static str> {
             base
         }
     };
+    if base.len() > MAX_TYPE_LEN {
+        return Err("resource type is longer than 64 characters");
+    }
     if !is_lower_alnum(base) {
         return Err("resource type must be lowercase letters and digits");
     }
@@ -578,6 +657,164 @@ mod tests {
             parse_limited(over.iter().map(String::as_str), MAX_SCOPES),
             Err(ScopesError::TooMany(MAX_SCOPES))
         );
+    }
+
+    /// `n` distinct actions: `a`, `b`, ..., `z`, `aa`, `ab`, ...
+    fn distinct_actions(n: usize) -> String {
+        (0..n)
+            .map(|mut i| {
+                let mut word = Vec::new();
+                loop {
+                    word.push(b'a' + (i % 26) as u8);
+                    i /= 26;
+                    if i == 0 {
+                        break;
+                    }
+                    i -= 1;
+                }
+                String::from_utf8(word).unwrap()
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    #[test]
+    fn every_cap_admits_its_size_and_refuses_one_more() {
+        let name_at = "n".repeat(MAX_NAME_LEN);
+        let type_at = "t".repeat(MAX_TYPE_LEN);
+        let action_at = "a".repeat(MAX_ACTION_LEN);
+        // Repeats of one action padded to the scope cap, exactly, and one byte over.
+        let padded = |len: usize| {
+            let head = "repository:x:pull";
+            let mut s = head.to_owned();
+            while s.len() + ",pull".len() <= len {
+                s.push_str(",pull");
+            }
+            s.push_str(&",".repeat(len - s.len()));
+            s
+        };
+        let cases: Vec<(String, Option<&str>)> = vec![
+            (
+                format!("repository:x:{}", distinct_actions(MAX_ACTIONS)),
+                None,
+            ),
+            (
+                format!("repository:x:{}", distinct_actions(MAX_ACTIONS + 1)),
+                Some("at most 16 distinct actions"),
+            ),
+            (
+                format!("repository:x:{}", distinct_actions(16_000)),
+                Some("longer than 1024 bytes"),
+            ),
+            (format!("repository:x:{action_at}"), None),
+            (
+                format!("repository:x:{action_at}a"),
+                Some("action is too long"),
+            ),
+            (format!("repository:{name_at}:pull"), None),
+            (format!("repository:{name_at}n:pull"), Some("255")),
+            (format!("{type_at}:x:pull"), None),
+            (format!("{type_at}t:x:pull"), Some("longer than 64")),
+            (padded(MAX_SCOPE_LEN), None),
+            (padded(MAX_SCOPE_LEN + 1), Some("longer than 1024 bytes")),
+        ];
+        for (input, refusal) in cases {
+            let got = input.parse::<ResourceScope>();
+            match refusal {
+                None => assert!(got.is_ok(), "{}: {got:?}", crate::echo::shorten(&input)),
+                Some(reason) => {
+                    let err = got.expect_err(&input);
+                    assert!(err.reason.contains(reason), "{input}: {:?}", err.reason);
+                    assert!(err.scope.chars().count() <= crate::echo::MAX_ECHO_CHARS + 1);
+                }
+            }
+        }
+        // The messages name the caps they enforce.
+        assert!(TOO_MANY_ACTIONS.contains(&MAX_ACTIONS.to_string()));
+        let over = "x".repeat(MAX_SCOPE_LEN + 1).parse::<ResourceScope>();
+        assert!(
+            over.unwrap_err()
+                .reason
+                .contains(&MAX_SCOPE_LEN.to_string())
+        );
+    }
+
+    #[test]
+    fn the_largest_scope_the_caps_allow_prints_within_the_scope_cap() {
+        let actions: Vec<String> = (0..MAX_ACTIONS)
+            .map(|i| {
+                format!(
+                    "{}{}",
+                    "a".repeat(MAX_ACTION_LEN - 1),
+                    (b'a' + i as u8) as char
+                )
+            })
+            .collect();
+        let largest = format!(
+            "{}:{}:{}",
+            "t".repeat(MAX_TYPE_LEN),
+            "n".repeat(MAX_NAME_LEN),
+            actions.join(",")
+        );
+        assert_eq!(largest.len(), 848);
+        let scope: ResourceScope = largest.parse().unwrap();
+        assert_eq!(scope.actions.len(), MAX_ACTIONS);
+        assert!(scope.to_string().len() <= MAX_SCOPE_LEN);
+    }
+
+    #[test]
+    fn repeats_collapse_within_a_scope_and_across_merged_scopes_within_the_action_cap() {
+        let cases: Vec<(Vec<String>, Result<&str, &str>)> = vec![
+            // 150 repeats of pull in one scope: one action.
+            (
+                vec![format!("repository:x:{}", vec!["pull"; 150].join(","))],
+                Ok("repository:x:pull"),
+            ),
+            // The same resource asked 500 times: one scope, first-seen order kept.
+            (
+                (0..500)
+                    .map(|i| {
+                        ["repository:x:push,pull", "repository:x:pull,delete"][i % 2].to_owned()
+                    })
+                    .collect(),
+                Ok("repository:x:push,pull,delete"),
+            ),
+            // 16 distinct actions spread over scopes of one resource merge to the cap...
+            (
+                distinct_actions(MAX_ACTIONS)
+                    .split(',')
+                    .map(|a| format!("repository:x:{a}"))
+                    .collect(),
+                Ok("16 actions"),
+            ),
+            // ...and a 17th is refused like one scope carrying 17.
+            (
+                distinct_actions(MAX_ACTIONS + 1)
+                    .split(',')
+                    .map(|a| format!("repository:x:{a}"))
+                    .collect(),
+                Err("at most 16 distinct actions"),
+            ),
+        ];
+        for (values, expected) in cases {
+            let got = parse_limited(values.iter().map(String::as_str), MAX_SCOPES);
+            match expected {
+                Ok("16 actions") => {
+                    let scopes = got.unwrap();
+                    assert_eq!(scopes.len(), 1);
+                    assert_eq!(scopes[0].actions.len(), MAX_ACTIONS);
+                }
+                Ok(shown) => {
+                    let scopes = got.unwrap();
+                    assert_eq!(scopes.len(), 1, "{shown}");
+                    assert_eq!(scopes[0].to_string(), shown);
+                }
+                Err(reason) => match got {
+                    Err(ScopesError::Malformed(e)) => assert!(e.reason.contains(reason), "{e}"),
+                    other => panic!("expected {reason:?}, got {other:?}"),
+                },
+            }
+        }
     }
 
     #[test]

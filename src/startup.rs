@@ -96,8 +96,8 @@ impl Application {
         if let Some(tls) = &tls {
             metrics.register_collector(tls.collector());
         }
+        let audit = AuditLog::from_settings(&settings.audit, metrics.audit_dropped())?;
         let metrics = Arc::new(metrics);
-        let audit = AuditLog::from_settings(&settings.audit)?;
         let reload = Arc::new(Reload::new(
             Arc::clone(&keys),
             tls.clone(),
@@ -151,6 +151,9 @@ impl Application {
             let draining = Arc::clone(&draining);
             App::new()
                 .wrap(middleware::ErrorHandlers::new().default_handler(http::json_fallback))
+                // Oversized paths, queries and headers are refused before any handler, inside
+                // the access log and the request id (see `http::limits`).
+                .wrap(middleware::from_fn(http::limits))
                 // While shutting down, each response closes its connection, so keep-alive
                 // clients reconnect (to another replica) instead of being cut off later.
                 .wrap_fn(move |req, srv| {

@@ -3,12 +3,21 @@
 //! Properties: nothing panics; every accepted scope prints (Display) to text that parses back
 //! to the same scope and prints the same again; `parse_all` merges scopes naming one resource,
 //! and its printed result parses back to itself; `parse_limited` (the request path) agrees
-//! with `parse_all` and stops past its limit; error messages stay short.
+//! with `parse_all` and stops past its limit; error messages stay short; no resource holds
+//! more than `MAX_ACTIONS` actions and every accepted scope prints within `MAX_SCOPE_LEN`.
+//!
+//! Run with `-max_len=131072` (fuzz/README.md): inputs as large as a request can carry, so
+//! cost that grows faster than the input shows up as a timeout. The checks below are linear
+//! in the input too, so a slow input is the parser's.
 
 #![no_main]
 
+use std::collections::HashSet;
+
 use libfuzzer_sys::fuzz_target;
-use regauth::scope::{ResourceScope, ScopeError, ScopesError, parse_all, parse_limited};
+use regauth::scope::{
+    MAX_ACTIONS, MAX_SCOPE_LEN, ResourceScope, ScopeError, ScopesError, parse_all, parse_limited,
+};
 
 /// A small limit, so the fuzzer reaches it.
 const LIMIT: usize = 3;
@@ -41,6 +50,8 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(again, scope, "round trip of {text:?} via {shown:?}");
             assert_eq!(again.to_string(), shown);
             assert!(!shown.contains(' '), "a scope never prints a space");
+            assert!(scope.actions.len() <= MAX_ACTIONS);
+            assert!(shown.len() <= MAX_SCOPE_LEN, "{} bytes printed", shown.len());
         }
         Err(e) => check_error(&e),
     }
@@ -66,13 +77,14 @@ fuzz_target!(|data: &[u8]| {
     }
     match all {
         Ok(scopes) => {
-            for (i, a) in scopes.iter().enumerate() {
-                for b in &scopes[i + 1..] {
-                    assert!(
-                        a.resource_type != b.resource_type || a.name != b.name,
-                        "two scopes for one resource: {a} and {b}"
-                    );
-                }
+            let mut resources = HashSet::new();
+            for scope in &scopes {
+                assert!(
+                    resources.insert((&scope.resource_type, &scope.name)),
+                    "two scopes for one resource: {scope}"
+                );
+                assert!(scope.actions.len() <= MAX_ACTIONS, "{scope}");
+                assert!(scope.to_string().len() <= MAX_SCOPE_LEN, "{scope}");
             }
             let shown = scopes
                 .iter()

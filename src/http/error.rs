@@ -69,6 +69,12 @@ pub enum ApiError {
     /// A body larger than the route accepts.
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// A path or query string longer than the server reads: what, and its limit in bytes.
+    #[error("the {0} is longer than {1} bytes")]
+    UriTooLong(&'static str, usize),
+    /// A header value or header list larger than the server reads: what, and its limit.
+    #[error("{0} is larger than {1} bytes")]
+    HeaderTooLarge(&'static str, usize),
     /// A body in a media type or encoding the route does not take.
     #[error("{0}")]
     UnsupportedMediaType(&'static str),
@@ -141,6 +147,8 @@ impl ApiError {
             | ApiError::DuplicateHeader(_)
             | ApiError::RefreshDisabled => "INVALID_REQUEST",
             ApiError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
+            ApiError::UriTooLong(..) => "URI_TOO_LONG",
+            ApiError::HeaderTooLarge(..) => "HEADERS_TOO_LARGE",
             ApiError::UnsupportedGrant(_)
             | ApiError::UnsupportedMediaType(_)
             | ApiError::MethodNotAllowed(_) => "UNSUPPORTED",
@@ -155,6 +163,8 @@ impl ApiError {
                     "UNSUPPORTED"
                 }
                 StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
+                StatusCode::URI_TOO_LONG => "URI_TOO_LONG",
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "HEADERS_TOO_LARGE",
                 StatusCode::TOO_MANY_REQUESTS => "TOO_MANY_REQUESTS",
                 StatusCode::SERVICE_UNAVAILABLE => "UNAVAILABLE",
                 s if s.is_server_error() => "INTERNAL_ERROR",
@@ -179,6 +189,8 @@ impl ResponseError for ApiError {
             | ApiError::UnsupportedGrant(_)
             | ApiError::RefreshDisabled => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UriTooLong(..) => StatusCode::URI_TOO_LONG,
+            ApiError::HeaderTooLarge(..) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Auth(_) | ApiError::RefreshRefused => StatusCode::UNAUTHORIZED,
             ApiError::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,

@@ -5,6 +5,7 @@ mod context;
 mod error;
 mod health;
 mod jwks;
+pub mod limits;
 mod metrics;
 mod oauth;
 mod request;
@@ -21,6 +22,7 @@ use actix_web::web;
 
 pub use context::{RequestInfo, X_REQUEST_ID, log_client, log_request_id, tag};
 pub use error::{ApiError, ErrorBody, json_fallback};
+pub use limits::limits;
 pub use oauth::{OAuthResponse, TokenForm};
 pub use request::{MAX_REQUEST_LINE_LOGGED, request_line};
 pub use token::TokenResponse;
@@ -66,7 +68,8 @@ pub struct AppState {
     pub tls: Option<Arc<crate::tls::TlsCertificates>>,
 }
 
-/// Largest `POST /token` body accepted.
+/// Largest `POST /token` body accepted: the form carries the same scopes a `GET` query does
+/// (at most [`limits::MAX_QUERY_BYTES`]) plus a password or refresh token, percent-encoded.
 pub const MAX_FORM_BYTES: usize = 64 * 1024;
 
 /// Every route on one listener (no `server.admin_listen`).

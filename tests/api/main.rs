@@ -21,6 +21,7 @@ mod health;
 mod helpers;
 mod jwks;
 mod ldap;
+mod limits;
 mod metrics;
 mod oauth;
 mod probe;

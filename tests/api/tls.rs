@@ -209,6 +209,69 @@ async fn a_client_that_trusts_the_ca_gets_a_token_over_https_with_h2_offered() {
     assert_eq!(tls["last_reload_error"], Value::Null);
 }
 
+#[tokio::test]
+async fn over_http2_a_huge_header_or_uri_is_a_json_error_and_the_connection_goes_on() {
+    let app = spawn_tls_app().await;
+    let ca = reqwest::Certificate::from_pem(app.ca.pem().as_bytes()).unwrap();
+    let client = reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .http2_prior_knowledge()
+        .timeout(DEADLINE)
+        .build()
+        .unwrap();
+    let token = format!("{}/token?service=registry.test", app.https);
+    // h2 itself would take header lists up to 16 MiB, where HTTP/1 stops at 128 KiB: each
+    // case is over 128 KiB. (Sizes stay moderate: a debug build's HPACK encoder is slow. The
+    // client cannot send a URI over 64 KiB, so the query is the 64 KiB attack.)
+    let pad = "v".repeat(200 * 1024);
+    let cases: Vec<(&str, reqwest::RequestBuilder, u16, &str)> = vec![
+        (
+            "200 KiB header value",
+            client.get(&token).header("x-pad", &pad),
+            431,
+            "HEADERS_TOO_LARGE",
+        ),
+        (
+            "150 KiB header list of 15 KiB values",
+            (0..10).fold(client.get(&token), |r, i| {
+                r.header(format!("x-pad-{i}"), &pad[..15 * 1024])
+            }),
+            431,
+            "HEADERS_TOO_LARGE",
+        ),
+        (
+            "16 000 distinct actions",
+            client.get(format!(
+                "{}/token?{}",
+                app.https,
+                crate::limits::sixteen_thousand_actions()
+            )),
+            414,
+            "URI_TOO_LONG",
+        ),
+    ];
+    for (what, request, status, code) in cases {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.version(), reqwest::Version::HTTP_2, "{what}");
+        assert_eq!(response.status(), status, "{what}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json",
+            "{what}"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["errors"][0]["code"], code, "{what}");
+    }
+    let ok = client
+        .get(format!("{token}&scope=repository:team/app:pull"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.version(), reqwest::Version::HTTP_2);
+    assert_eq!(ok.status(), 200);
+    assert_eq!(app.app.logins.stats().checks, 0);
+}
+
 /// A ClientHello of `version` (without `supported_versions`, as TLS 1.0 to 1.2 clients send
 /// it) offering `suites`, with the signature algorithms and groups of a P-256 certificate.
 fn client_hello(version: [u8; 2], suites: &[u16]) -> Vec<u8> {

@@ -1204,7 +1204,8 @@ mod tests {
     #[test]
     fn a_regauth_variable_that_is_no_setting_stops_the_load_and_is_named() {
         // (variables, the error must contain, or None when the load succeeds)
-        let cases: &[(&[(&str, &str)], Option<&str>)] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>);
+        let cases: &[Case] = &[
             (
                 &[("REGAUTH_TOKEN_TTL_SECONDS", "10")],
                 Some(

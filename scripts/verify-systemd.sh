@@ -18,7 +18,7 @@ trap 'rm -rf "$work"' EXIT
 bin="${1:-target/debug/regauth}"
 if [ ! -x "$bin" ]; then
   bin="$work/regauth"
-  cp "$(command -v true)" "$bin"
+  cp "$(type -P true)" "$bin"
 fi
 bin=$(realpath "$bin")
 grep -q '^ExecStart=/usr/local/bin/regauth ' "$unit" || { echo "$unit: ExecStart no longer starts /usr/local/bin/regauth" >&2; exit 1; }

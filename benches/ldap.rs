@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use regauth::fs::watch::WatchOptions;
 use regauth::identity::{
     Credentials, IdentitySource, LdapSettings, LdapSource, LimitSettings, LoginOptions, Logins,
     Sources, UserDirectory,
 };
-use regauth::watch::WatchOptions;
 
 const SEED: &str = "\
 dn: dc=example,dc=org

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use regauth::fs::watch::WatchOptions;
 use regauth::identity::{
     Credentials, LimitSettings, LoginOptions, Logins, UserDirectory, UserSettings,
 };
-use regauth::watch::WatchOptions;
 
 /// `regauth hash-password`'s default cost.
 const COST: u32 = 10;

@@ -12,10 +12,10 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use regauth::clock::{Clock, SystemClock};
 use regauth::config::Settings;
+use regauth::fs::watch::WatchOptions;
 use regauth::identity::{LimitSettings, LoginOptions, Logins, UserDirectory};
 use regauth::keys::{self, Algorithm, generate};
-use regauth::metrics::{Grant, Metrics, TokenMethod};
-use regauth::watch::WatchOptions;
+use regauth::telemetry::metrics::{Grant, Metrics, TokenMethod};
 
 /// Metrics over a fresh key and no users; `None` if the setup fails.
 fn metrics(services: &[String]) -> Option<(Metrics, tempfile::TempDir)> {

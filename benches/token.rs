@@ -6,11 +6,11 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use regauth::claims::{AccessEntry, ClaimsBuilder};
 use regauth::clock::SystemClock;
+use regauth::issue::claims::{AccessEntry, ClaimsBuilder};
+use regauth::issue::scope::parse_all;
+use regauth::issue::signing::sign;
 use regauth::keys::{Algorithm, KeySpec, SigningKey, generate};
-use regauth::scope::parse_all;
-use regauth::signing::sign;
 
 fn bench(c: &mut Criterion) {
     let scopes = [

@@ -1,41 +1,46 @@
 //! regauth: a token authentication server for container registries.
 //!
 //! A registry answers an unauthenticated client with a `Bearer` challenge that points at
-//! regauth. The client asks regauth for a token; regauth parses the requested
-//! [`scope`]s, decides who the caller is ([`identity`]) and what it may do ([`policy`]),
-//! builds the [`claims`], signs them ([`signing`]) with a hot-reloaded key ([`keys`]) and
-//! answers in the shape the distribution token spec defines ([`http`]). OAuth2 clients get
-//! stateless [`refresh`] tokens; key and password files reload through [`watch`]. [`publish`]
-//! says what registries and verifiers should trust (`regauth bundle`, `regauth jwks`);
-//! [`metrics`] is what `GET /metrics` shows Prometheus; [`probe`] is the health check the
-//! container image runs; [`tls`] serves HTTPS; [`doctor`] checks regauth and a registry
-//! against each other.
+//! regauth. The client asks regauth for a token; regauth parses the requested scopes, decides
+//! who the caller is and what it may do, builds the claims, signs them with a hot-reloaded key
+//! and answers in the shape the distribution token spec defines.
+//!
+//! The modules, from the outside in (`docs/architecture.md` walks a request through them):
+//! - [`server`]: the process: builds the shared state from the validated settings, binds the
+//!   listeners (plain or [`server::tls`]), trusts forwarded headers from [`server::proxy`]s,
+//!   re-reads files on SIGHUP ([`server::hangup`]) and drains on shutdown
+//!   ([`server::shutdown`]).
+//! - [`config`]: loads `regauth.yaml` and `REGAUTH_*` variables and validates them into
+//!   [`config::Validated`].
+//! - [`http`]: the routes (`/token` GET and POST, `/jwks.json`, health, metrics), request
+//!   limits, the client-address and request-id middleware, and the JSON error shape.
+//! - [`issue`]: the token domain: [`issue::scope`] parsing, [`issue::claims`],
+//!   [`issue::signing`] and stateless [`issue::refresh`] tokens.
+//! - [`identity`]: who the caller is: local users and htpasswd, LDAP, workload-token
+//!   federation, behind one login path with brute-force limits and a cache.
+//! - [`policy`]: what the caller may do: the ordered access rules.
+//! - [`keys`]: the signing keys: the [`keys::KeyProvider`] backends (file, environment),
+//!   key material, key ids, the published key set.
+//! - [`telemetry`]: logs, request ids, Prometheus metrics and the audit log; a lower layer
+//!   the others register into.
+//! - [`fs`]: watching files for replacement and writing them atomically.
+//! - [`clock`] (time, so tests can move it) and [`echo`] (shortening client input before it
+//!   is echoed in logs and errors).
+//!
+//! The command line (`regauth check`, `explain`, `doctor`, `bundle`, `probe`, …) lives in the
+//! binary, not in this library.
 
-pub mod atomic_file;
-pub mod audit;
-pub mod claims;
 pub mod clock;
 pub mod config;
-pub mod doctor;
 pub mod echo;
-pub mod hangup;
+pub mod fs;
 pub mod http;
 pub mod identity;
+pub mod issue;
 pub mod keys;
-pub mod logging;
-pub mod metrics;
 pub mod policy;
-pub mod probe;
-pub mod proxy;
-pub mod publish;
-pub mod refresh;
-pub mod request_id;
-pub mod scope;
-pub mod shutdown;
-pub mod signing;
-pub mod startup;
-pub mod tls;
-pub mod watch;
+pub mod server;
+pub mod telemetry;
 
 #[cfg(test)]
 pub(crate) mod test_support;

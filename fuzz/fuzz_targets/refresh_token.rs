@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use data_encoding::BASE64URL_NOPAD;
 use libfuzzer_sys::fuzz_target;
 use regauth::clock::{Clock, FixedClock};
-use regauth::refresh::{RefreshError, RefreshTokens};
+use regauth::issue::refresh::{RefreshError, RefreshTokens};
 use serde::Deserialize;
 
 const SECRET: [u8; 32] = [0x5a; 32];

@@ -11,7 +11,7 @@ use actix_web::middleware::Next;
 use actix_web::{HttpMessage, web};
 
 use super::AppState;
-use crate::request_id::{self, RequestId};
+use crate::telemetry::request_id::{self, RequestId};
 
 /// The request id header, read and returned.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

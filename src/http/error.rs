@@ -12,7 +12,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::identity::{AuthError, LoginError};
-use crate::scope::{ScopeError, ScopesError};
+use crate::issue::scope::{ScopeError, ScopesError};
 
 pub(crate) use crate::echo::shorten;
 

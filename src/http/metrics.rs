@@ -1,11 +1,11 @@
-//! `GET /metrics`: every metric in the Prometheus text format (see [`crate::metrics`]).
+//! `GET /metrics`: every metric in the Prometheus text format (see [`crate::telemetry::metrics`]).
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use anyhow::Context;
 
 use super::{ApiError, AppState};
-use crate::metrics::CONTENT_TYPE;
+use crate::telemetry::metrics::CONTENT_TYPE;
 
 /// The current values; key and login figures are read now.
 pub async fn get_metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

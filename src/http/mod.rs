@@ -27,16 +27,16 @@ pub use oauth::{OAuthResponse, TokenForm};
 pub use request::{MAX_REQUEST_LINE_LOGGED, request_line};
 pub use token::TokenResponse;
 
-use crate::audit::AuditLog;
-use crate::claims::ClaimsBuilder;
 use crate::clock::Clock;
 use crate::identity::{Logins, UserDirectory};
+use crate::issue::claims::ClaimsBuilder;
+use crate::issue::refresh::RefreshTokens;
 use crate::keys::KeyProvider;
-use crate::metrics::{Metrics, TokenMethod};
 use crate::policy::Policy;
-use crate::proxy::TrustedProxies;
-use crate::refresh::RefreshTokens;
-use crate::shutdown::Shutdown;
+use crate::server::proxy::TrustedProxies;
+use crate::server::shutdown::Shutdown;
+use crate::telemetry::audit::AuditLog;
+use crate::telemetry::metrics::{Metrics, TokenMethod};
 
 /// What the handlers share.
 pub struct AppState {
@@ -65,7 +65,7 @@ pub struct AppState {
     /// The audit log of token decisions, when on.
     pub audit: Option<Arc<AuditLog>>,
     /// The served TLS certificate, when the main listener is HTTPS.
-    pub tls: Option<Arc<crate::tls::TlsCertificates>>,
+    pub tls: Option<Arc<crate::server::tls::TlsCertificates>>,
 }
 
 /// Largest `POST /token` body accepted: the form carries the same scopes a `GET` query does

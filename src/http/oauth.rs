@@ -13,7 +13,7 @@ use super::token::{authenticate, issue, no_store, refresh_token_for, validate};
 use super::trail::Trail;
 use super::{ApiError, AppState, MAX_FORM_BYTES};
 use crate::identity::Credentials;
-use crate::metrics::Grant;
+use crate::telemetry::metrics::Grant;
 
 /// The `POST /token` form. Unknown fields are ignored; `Debug` never shows the password or
 /// the refresh token.

@@ -15,14 +15,14 @@ use super::error::shorten;
 use super::request::{client_ip, credentials};
 use super::trail::Trail;
 use super::{ApiError, AppState};
-use crate::claims::Claims;
 use crate::identity::{
     AuthError, Credentials, Identity, LoginError, SOURCE_HTPASSWD, SOURCE_USERS,
 };
-use crate::metrics::{AuthFailure, Grant};
+use crate::issue::claims::Claims;
+use crate::issue::scope::{self, ResourceScope};
+use crate::issue::signing;
 use crate::policy::{self, RequestContext};
-use crate::scope::{self, ResourceScope};
-use crate::signing;
+use crate::telemetry::metrics::{AuthFailure, Grant};
 
 /// The query parameters clients send. Unknown parameters are ignored.
 #[derive(Debug, Deserialize)]

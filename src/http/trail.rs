@@ -1,14 +1,14 @@
 //! What the audit log says about one token request, collected as the handler goes and
-//! written once it has answered (see [`crate::audit`]).
+//! written once it has answered (see [`crate::telemetry::audit`]).
 
 use actix_web::{HttpMessage, HttpRequest};
 
 use super::error::shorten;
 use super::{ApiError, AppState, RequestInfo};
-use crate::audit::{Event, Outcome, ScopeDecision};
-use crate::claims::AccessEntry;
 use crate::identity::{AuthError, Identity};
-use crate::scope::ResourceScope;
+use crate::issue::claims::AccessEntry;
+use crate::issue::scope::ResourceScope;
+use crate::telemetry::audit::{Event, Outcome, ScopeDecision};
 
 /// The facts gathered so far; does nothing when the audit log is off.
 pub(super) struct Trail {

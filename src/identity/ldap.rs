@@ -1222,7 +1222,7 @@ mod tests {
                 .into_iter()
                 .collect(),
                 None,
-                crate::watch::WatchOptions::default(),
+                crate::fs::watch::WatchOptions::default(),
             )
             .unwrap(),
         );

@@ -303,7 +303,7 @@ impl Sources {
     }
 
     /// True when a cached login of the down source `name` may trigger a re-check now: at
-    /// most one every [`PROBE_INTERVAL`], so an outage does not tie the check threads up
+    /// most one every `PROBE_INTERVAL` (2 s), so an outage does not tie the check threads up
     /// in timeouts.
     pub fn probe_due(&self, name: &str) -> bool {
         let Some(slot) = self.slot(name) else {

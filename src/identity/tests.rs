@@ -5,7 +5,7 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 
 use super::*;
-use crate::watch::WatchOptions;
+use crate::fs::watch::WatchOptions;
 
 pub(super) fn basic(user: &str, password: &str) -> Vec<u8> {
     format!(

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::htpasswd::{self, HtpasswdError};
 use super::{AuthError, Credentials, Identity, IdentitySource, Outcome};
-use crate::watch::{FileWatch, WatchOptions};
+use crate::fs::watch::{FileWatch, WatchOptions};
 
 /// Cost used for the dummy hash when no user sets one.
 const DEFAULT_DUMMY_COST: u32 = 10;

@@ -1,7 +1,7 @@
 //! A key read from a PEM file and hot-reloaded when the file is replaced, published with the
 //! next key (`key.next`) and the keys it recently replaced (see [`super::keyset`]).
 //!
-//! The files are watched through [`crate::watch`] (their directories and, for symlinks, their
+//! The files are watched through [`crate::fs::watch`] (their directories and, for symlinks, their
 //! targets' directories, so `mv`, editors and the Kubernetes `..data` symlink swap are all
 //! seen, with a periodic re-read as a backstop). New content replaces the key only when it
 //! parses and fits; otherwise the last good key keeps signing and the failure is logged once.
@@ -22,7 +22,7 @@ use super::keyset::KeySet;
 use super::material::content_digest;
 use super::{FileKind, KeyError, KeyProvider, KeySpec, KeyStatus, ProviderError, SigningKey};
 use crate::clock::{Clock, SystemClock};
-use crate::watch::{self, FileWatch, read_pair_settled};
+use crate::fs::watch::{self, FileWatch, read_pair_settled};
 
 /// How the key files are watched, and how long replaced keys stay published.
 #[derive(Debug, Clone, Copy)]

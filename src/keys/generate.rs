@@ -10,7 +10,7 @@ use chrono::{Datelike, Utc};
 use data_encoding::BASE64;
 
 use super::{Algorithm, KeyKind, KeySpec, SigningKey};
-use crate::atomic_file::{self, Existing, WriteError};
+use crate::fs::atomic_file::{self, Existing, WriteError};
 
 /// Key file name inside the output directory.
 pub const KEY_FILE: &str = "signing.key";

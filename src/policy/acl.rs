@@ -13,7 +13,7 @@ use super::pattern::{Pattern, PatternError, Variables};
 use super::{Decision, Policy, RequestContext};
 use crate::identity::federation::SOURCE_FEDERATION;
 use crate::identity::{Identity, SOURCE_HTPASSWD, SOURCE_LDAP, SOURCE_USERS};
-use crate::scope::{Action, Actions, NO_ACTIONS, ResourceScope};
+use crate::issue::scope::{Action, Actions, NO_ACTIONS, ResourceScope};
 
 /// The identity sources a rule's `source` may name.
 pub const SOURCE_NAMES: [&str; 4] = [

@@ -10,9 +10,9 @@ use std::net::IpAddr;
 pub use acl::{Acl, MatchSettings, OneOrMore, RuleError, RuleSettings, SOURCE_NAMES};
 pub use pattern::{Pattern, PatternError, Variables, anchored_regex, regex_inside};
 
-use crate::claims::AccessEntry;
 use crate::identity::Identity;
-use crate::scope::{Actions, ResourceScope};
+use crate::issue::claims::AccessEntry;
+use crate::issue::scope::{Actions, ResourceScope};
 
 /// The facts about a request that rules can look at.
 #[derive(Debug, Clone, Copy)]

@@ -1,7 +1,7 @@
 //! Rule matching as a table: rules × requests.
 
 use super::*;
-use crate::scope::parse_all;
+use crate::issue::scope::parse_all;
 
 fn sample_acl() -> Acl {
     Acl::compile(&[

@@ -95,7 +95,8 @@ impl Pairing {
 fn run(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
     let mut cmd = Command::new(BIN);
     cmd.args(args).env_remove("REGAUTH_CONFIG");
-    for var in regauth::doctor::registry::ENV_OVERRIDES {
+    // The registry's own overrides (REGISTRY_AUTH_TOKEN_*) must come from the test alone.
+    for (var, _) in std::env::vars().filter(|(k, _)| k.starts_with("REGISTRY_")) {
         cmd.env_remove(var);
     }
     let output = cmd

@@ -9,7 +9,7 @@ use regauth::clock::Clock;
 use regauth::config::{Settings, Validated};
 use regauth::identity::UserDirectory;
 use regauth::keys::{Algorithm, KeyProvider, generate};
-use regauth::startup::Application;
+use regauth::server::Application;
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -25,10 +25,10 @@ pub struct TestApp {
     pub users: Arc<UserDirectory>,
     pub key_path: PathBuf,
     pub logins: Arc<regauth::identity::Logins>,
-    pub shutdown: Arc<regauth::shutdown::Shutdown>,
-    pub audit: Option<Arc<regauth::audit::AuditLog>>,
+    pub shutdown: Arc<regauth::server::shutdown::Shutdown>,
+    pub audit: Option<Arc<regauth::telemetry::audit::AuditLog>>,
     /// What SIGHUP re-reads.
-    pub reload: Arc<regauth::hangup::Reload>,
+    pub reload: Arc<regauth::server::hangup::Reload>,
 }
 
 /// Settings for a test app: port 0, an ES256 key in a temp dir.
@@ -96,7 +96,8 @@ pub async fn spawn_app_with_clock(
     init_test_log();
     let dir = tempfile::tempdir().expect("temp dir");
     generate::write(dir.path(), Algorithm::ES256, false).expect("keygen");
-    regauth::refresh::write_secret(&dir.path().join("refresh.secret")).expect("refresh secret");
+    regauth::issue::refresh::write_secret(&dir.path().join("refresh.secret"))
+        .expect("refresh secret");
     let mut settings = test_settings(dir.path());
     customize(&mut settings);
     let key_path = settings.key.path.clone();

@@ -138,7 +138,7 @@ async fn the_sixteen_thousand_action_scope_and_scopes_over_the_action_cap_are_js
     let text = std::fs::read_to_string(&path).unwrap();
     for line in text.lines() {
         assert!(
-            line.len() < regauth::audit::MAX_LINE_BYTES,
+            line.len() < regauth::telemetry::audit::MAX_LINE_BYTES,
             "{} bytes",
             line.len()
         );
@@ -167,7 +167,7 @@ async fn repeated_actions_collapse_and_the_largest_legitimate_request_gets_a_tok
     assert_eq!(access[0]["actions"], serde_json::json!(["pull"]));
 
     // 64 scopes (the scope limit) of ~256 bytes each, percent-encoded as docker sends them.
-    let scopes: String = (0..regauth::scope::MAX_SCOPES)
+    let scopes: String = (0..regauth::issue::scope::MAX_SCOPES)
         .map(|i| {
             let name = format!("team-{i:02}/{}", "a".repeat(230));
             format!(
@@ -188,7 +188,10 @@ async fn repeated_actions_collapse_and_the_largest_legitimate_request_gets_a_tok
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     let access = &claims(body["token"].as_str().unwrap())["access"];
-    assert_eq!(access.as_array().unwrap().len(), regauth::scope::MAX_SCOPES);
+    assert_eq!(
+        access.as_array().unwrap().len(),
+        regauth::issue::scope::MAX_SCOPES
+    );
 }
 
 #[tokio::test]

@@ -197,7 +197,7 @@ async fn key_figures_and_build_info_are_read_when_scraped() {
 #[tokio::test]
 async fn without_configured_services_unknown_services_get_a_bounded_number_of_series() {
     let app = spawn_app_with(|s| s.token.services.clear()).await;
-    for i in 0..regauth::metrics::MAX_SERVICE_LABELS + 3 {
+    for i in 0..regauth::telemetry::metrics::MAX_SERVICE_LABELS + 3 {
         let response = app.get_token(&format!("service=svc{i}.test")).await;
         assert_eq!(response.status(), 200);
     }
@@ -208,7 +208,10 @@ async fn without_configured_services_unknown_services_get_a_bounded_number_of_se
         .lines()
         .filter(|l| l.starts_with("regauth_tokens_issued_total{"))
         .count();
-    assert_eq!(series, (regauth::metrics::MAX_SERVICE_LABELS + 1) * 4);
+    assert_eq!(
+        series,
+        (regauth::telemetry::metrics::MAX_SERVICE_LABELS + 1) * 4
+    );
 }
 
 #[tokio::test]

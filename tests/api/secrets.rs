@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use regauth::http::TokenForm;
 use regauth::identity::{Credentials, UserDirectory, parse_basic};
+use regauth::issue::refresh::RefreshTokens;
 use regauth::keys::{KeySpec, SigningKey};
-use regauth::refresh::RefreshTokens;
 
 fn assert_hidden(what: &str, value: &impl std::fmt::Debug, secrets: &[&str]) {
     for text in [format!("{value:?}"), format!("{value:#?}")] {
@@ -47,7 +47,7 @@ fn no_config_or_request_type_shows_a_secret_in_debug_output() {
     let users = UserDirectory::start(
         validated.settings.users.clone(),
         Some(htpasswd),
-        regauth::watch::WatchOptions::default(),
+        regauth::fs::watch::WatchOptions::default(),
     )
     .unwrap();
     assert_hidden("User", &users.lookup("alice").unwrap(), &[hash_tail]);

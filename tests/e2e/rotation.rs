@@ -22,8 +22,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use jsonwebtoken as jwt;
-use regauth::claims::ClaimsBuilder;
 use regauth::clock::SystemClock;
+use regauth::issue::claims::ClaimsBuilder;
 use regauth::keys::{Algorithm, KeySpec, SigningKey, generate};
 use serde_json::Value;
 
@@ -321,7 +321,7 @@ fn kid_mode_rotation_with_a_pre_published_next_certificate_fails_no_pull_or_push
     let claims = ClaimsBuilder::new(ISSUER, 300)
         .build(&SystemClock, "", SERVICE, Vec::new())
         .unwrap();
-    let old_token = regauth::signing::sign(&claims, &old_key).unwrap();
+    let old_token = regauth::issue::signing::sign(&claims, &old_key).unwrap();
     let new_token = token(&stack, "repository:team/app:pull").unwrap();
     let status = |registry: &crate::registry::Registry, jwt: &str| {
         let bearer = format!("Bearer {jwt}");

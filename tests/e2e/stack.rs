@@ -118,7 +118,7 @@ impl Stack {
         }
         let refresh_secret = dir.path().join("refresh.secret");
         if options.refresh_tokens {
-            regauth::refresh::write_secret(&refresh_secret).expect("refresh secret");
+            regauth::issue::refresh::write_secret(&refresh_secret).expect("refresh secret");
         }
         config.push_str(&format!(
             "auth:\n  refresh_secret_file: {}\n",

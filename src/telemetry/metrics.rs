@@ -448,12 +448,12 @@ impl Metrics {
         }
     }
 
-    /// The counter of dropped audit lines, for [`crate::audit::AuditLog`] to count in.
+    /// The counter of dropped audit lines, for [`crate::telemetry::audit::AuditLog`] to count in.
     pub fn audit_dropped(&self) -> Counter {
         self.audit_dropped.clone()
     }
 
-    /// Adds metrics read at scrape time (e.g. the TLS certificate's, see [`crate::tls`]).
+    /// Adds metrics read at scrape time (e.g. the TLS certificate's, see [`crate::server::tls`]).
     pub fn register_collector(&mut self, collector: Box<dyn Collector>) {
         self.registry.register_collector(collector);
     }

@@ -8,8 +8,8 @@ use chrono::Utc;
 use super::Report;
 use super::registry::{RegistryToken, RegistryVersion, Setting};
 use super::trust::{check_expiry, key_trust, read_trusted};
-use crate::config::Validated;
-use crate::keys::{self, Algorithm, KeyKind, NextKey, SigningKey};
+use regauth::config::Validated;
+use regauth::keys::{self, Algorithm, KeyKind, NextKey, SigningKey};
 
 /// Runs every check, adding to `report`.
 pub fn run(

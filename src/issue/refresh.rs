@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use data_encoding::{BASE64, BASE64_NOPAD, BASE64URL_NOPAD};
 use serde::{Deserialize, Serialize};
 
-use crate::atomic_file::{self, Existing, WriteError};
+use crate::fs::atomic_file::{self, Existing, WriteError};
 
 const PREFIX: &str = "rt1.";
 /// Shortest refresh secret accepted, in bytes.
@@ -201,7 +201,7 @@ impl RefreshTokens {
 }
 
 /// Writes a new secret to `path` (mode 0600) unless the name exists (as a file or a symlink,
-/// which is never followed); true when it wrote one. See [`crate::atomic_file`].
+/// which is never followed); true when it wrote one. See [`crate::fs::atomic_file`].
 pub fn write_secret(path: &Path) -> Result<bool, SecretError> {
     let write_error = |source| SecretError::Write {
         path: path.display().to_string(),

@@ -15,8 +15,8 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::config::Validated;
-pub use registry::{RegistryToken, RegistryVersion};
+use regauth::config::Validated;
+pub use registry::RegistryVersion;
 
 /// How bad a finding is. Both make `doctor` exit 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

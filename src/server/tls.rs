@@ -5,7 +5,7 @@
 //! The certificate is served through a [`ResolvesServerCert`] that reads an [`ArcSwap`]:
 //! every handshake takes whatever pair is current, so a reload changes the certificate for
 //! new handshakes while connections already established keep theirs. Both files are watched
-//! through [`crate::watch`] (directories, symlink targets, the Kubernetes `..data` swap) and
+//! through [`crate::fs::watch`] (directories, symlink targets, the Kubernetes `..data` swap) and
 //! read as a pair: when key and certificate do not match they are read once more after a
 //! moment (a rotation may have replaced one and not yet the other). A pair that still cannot
 //! be used leaves the last good one in place, is logged once, counted, and reported in
@@ -27,8 +27,8 @@ use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, version};
 
 use crate::clock::Clock;
+use crate::fs::watch::{FileWatch, WatchOptions, read_pair_settled};
 use crate::keys::content_digest;
-use crate::watch::{FileWatch, WatchOptions, read_pair_settled};
 
 /// Largest certificate chain or key file read (a chain of a few certificates is a few KiB).
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -510,7 +510,7 @@ impl TlsCertificates {
         Ok(config)
     }
 
-    /// The configuration [`crate::shutdown::Seal`] answers queued connections with: HTTP/1.1
+    /// The configuration [`crate::server::shutdown::Seal`] answers queued connections with: HTTP/1.1
     /// only, since it writes a plain HTTP/1.1 response.
     pub fn seal_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
         let mut config = self.server_config()?;
@@ -551,19 +551,19 @@ impl std::fmt::Debug for TlsMetrics {
 impl Collector for TlsMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let status = self.0.status();
-        crate::metrics::gauge(
+        crate::telemetry::metrics::gauge(
             &mut encoder,
             "tls_certificate_expiry_timestamp_seconds",
             "Unix time the served TLS certificate expires.",
             status.served.not_after.timestamp(),
         )?;
-        crate::metrics::gauge(
+        crate::telemetry::metrics::gauge(
             &mut encoder,
             "tls_last_reload_timestamp_seconds",
             "Unix time the served TLS certificate was loaded.",
             status.loaded_at.timestamp(),
         )?;
-        crate::metrics::counter(
+        crate::telemetry::metrics::counter(
             &mut encoder,
             "tls_reload_failures",
             "TLS certificate reloads that found files that could not be used (the last good pair kept serving).",

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use crate::config::Validated;
+use regauth::config::Validated;
 
 /// Most bytes read while looking for the status line.
 const MAX_HEAD_BYTES: usize = 8 * 1024;
@@ -268,6 +268,23 @@ fn parse_status(line: &str) -> Option<u16> {
     code.parse().ok()
 }
 
+/// `regauth probe`: the URL given, else `/healthz` on the listener the settings name.
+pub(super) fn run(
+    url: Option<String>,
+    config_path: Option<std::path::PathBuf>,
+    timeout: f64,
+) -> anyhow::Result<()> {
+    let timeout = std::time::Duration::try_from_secs_f64(timeout)
+        .map_err(|_| anyhow::anyhow!("--timeout {timeout} is not a number of seconds"))?;
+    let url = match url {
+        Some(url) => url,
+        None => health_url(&regauth::config::load(config_path.as_deref())?),
+    };
+    let status = probe(&url, timeout)?;
+    println!("{status}");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,7 +292,7 @@ mod tests {
     #[test]
     fn the_default_url_is_healthz_on_the_admin_or_main_listener_on_loopback() {
         let url = |listen: &str, admin: Option<&str>| {
-            let mut settings = crate::config::Settings::default();
+            let mut settings = regauth::config::Settings::default();
             settings.server.listen = listen.into();
             settings.server.admin_listen = admin.map(Into::into);
             health_url(&settings.validate(false).unwrap())
@@ -291,7 +308,7 @@ mod tests {
 
     #[test]
     fn with_https_on_the_main_listener_the_default_probe_needs_the_admin_listener() {
-        let mut settings = crate::config::Settings::default();
+        let mut settings = regauth::config::Settings::default();
         settings.server.listen = "0.0.0.0:5001".into();
         settings.server.tls.certificate = Some("tls.crt".into());
         settings.server.tls.key = Some("tls.key".into());

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use notify::{RecursiveMode, Watcher as _};
 
-use crate::atomic_file::directory_of;
+use crate::fs::atomic_file::directory_of;
 
 /// Runs `read`, and runs it once more after `delay` when `torn` says its answer may come from
 /// two files caught halfway through their replacement (a key and its certificate renamed one

@@ -107,7 +107,7 @@ impl Log for Downgrading {
             // The JSON format adds the request id as a field itself.
             return self.emit(&self.1, record, level, *record.args());
         }
-        match crate::request_id::current() {
+        match crate::telemetry::request_id::current() {
             Some(id) => self.emit(
                 &self.0,
                 record,
@@ -152,7 +152,7 @@ pub fn init() {
     let logger = env_logger::Builder::from_env(env()).build();
     let json = env_logger::Builder::from_env(env())
         .format(|buf, record| {
-            let id = crate::request_id::current();
+            let id = crate::telemetry::request_id::current();
             let line = json_line(record, id.as_ref().map(|i| i.as_str()))
                 .map_err(std::io::Error::other)?;
             buf.write_all(&line)?;

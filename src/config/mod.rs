@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::fs::watch::WatchOptions;
 use crate::identity::federation::{self, IssuerSettings};
 use crate::identity::{LdapSettings, LimitSettings, UserSettings};
+use crate::issue::scope::{Action, Actions};
 use crate::keys::{Algorithm, KeySpec, KidFormat};
 use crate::policy::{Acl, RuleSettings};
-use crate::proxy::{ForwardedHeader, TrustedProxies};
-use crate::scope::{Action, Actions};
-use crate::watch::WatchOptions;
+use crate::server::proxy::{ForwardedHeader, TrustedProxies};
 
 /// The refresh-token secret's file name when `auth.refresh_secret_file` is unset (as
 /// `regauth keygen --refresh-secret` names it).
@@ -75,7 +75,7 @@ pub struct ServerSettings {
     pub trusted_proxies: Vec<String>,
     /// `x-forwarded-for` or `forwarded`: the header the trusted proxies append to.
     pub client_ip_header: ForwardedHeader,
-    /// HTTPS for the main listener (see [`crate::tls`]); the admin listener stays HTTP.
+    /// HTTPS for the main listener (see [`crate::server::tls`]); the admin listener stays HTTP.
     pub tls: TlsSettings,
 }
 
@@ -243,7 +243,7 @@ impl Default for AuthSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct LogSettings {
     /// `text` or `json`; the level comes from `RUST_LOG`.
-    pub format: crate::logging::LogFormat,
+    pub format: crate::telemetry::logging::LogFormat,
 }
 
 /// `audit.*`
@@ -369,7 +369,7 @@ pub struct Validated {
     /// `server.trusted_proxies` parsed.
     pub proxies: TrustedProxies,
     /// `server.tls`: the certificate and key files, when HTTPS is on.
-    pub tls: Option<crate::tls::TlsFiles>,
+    pub tls: Option<crate::server::tls::TlsFiles>,
     /// True when neither a config file nor `REGAUTH_KEY__*` variables were given, so a missing
     /// default key may be generated.
     pub zero_config: bool,
@@ -658,14 +658,14 @@ impl Settings {
 }
 
 impl TlsSettings {
-    fn validate(&self) -> Result<Option<crate::tls::TlsFiles>, ConfigError> {
+    fn validate(&self) -> Result<Option<crate::server::tls::TlsFiles>, ConfigError> {
         let empty = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.as_os_str().is_empty());
         if empty(&self.certificate) || empty(&self.key) {
             return Err(invalid("server.tls", "certificate and key must name files"));
         }
         match (&self.certificate, &self.key) {
             (None, None) => Ok(None),
-            (Some(certificate), Some(key)) => Ok(Some(crate::tls::TlsFiles {
+            (Some(certificate), Some(key)) => Ok(Some(crate::server::tls::TlsFiles {
                 certificate: certificate.clone(),
                 key: key.clone(),
             })),

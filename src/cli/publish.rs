@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::config::Validated;
-use crate::keys::bundle::{self, BundleKey};
-use crate::keys::jwks::Jwks;
-use crate::keys::{self, LoadedKey, NextKey, SigningKey, load_key_file};
+use regauth::config::Validated;
+use regauth::keys::bundle::{self, BundleKey};
+use regauth::keys::jwks::Jwks;
+use regauth::keys::{self, LoadedKey, NextKey, SigningKey, load_key_file};
 
 /// What a command prints: `text` to stdout, `notes` (one per line) to stderr.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,4 +178,19 @@ pub fn public_key(config: &Validated, which: Which) -> anyhow::Result<Output> {
         text,
         notes: vec![format!("the public key of {}", key.role)],
     })
+}
+
+/// Prints what `make` computes from the settings to stdout, its notes to stderr; prints
+/// nothing to stdout on error.
+pub(super) fn print(
+    config_path: Option<std::path::PathBuf>,
+    make: impl FnOnce(&Validated) -> anyhow::Result<Output>,
+) -> anyhow::Result<()> {
+    let config = regauth::config::load(config_path.as_deref())?;
+    let output = make(&config)?;
+    for note in output.notes {
+        eprintln!("regauth: {note}");
+    }
+    print!("{}", output.text);
+    Ok(())
 }

@@ -161,7 +161,7 @@ impl Seal {
 
     /// Stops the kernel completing new connections. Call it once the server has stopped
     /// accepting (paused): it answers what is queued itself. Blocking; bounded by
-    /// [`SEAL_TIMEOUT`].
+    /// `SEAL_TIMEOUT`.
     pub fn seal(self) -> Sealed {
         let mut sealed = Sealed {
             _slot: None,

@@ -13,11 +13,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::audit::{AuditLog, Output};
 use crate::identity::UserDirectory;
 use crate::identity::federation::Federation;
 use crate::keys::KeyProvider;
-use crate::tls::TlsCertificates;
+use crate::server::tls::TlsCertificates;
+use crate::telemetry::audit::{AuditLog, Output};
 
 /// Everything SIGHUP re-reads.
 pub struct Reload {

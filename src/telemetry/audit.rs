@@ -124,7 +124,7 @@ const WAKE_BYTES: usize = MAX_PENDING_BYTES / 4;
 
 /// The audit sink. Requests serialize their line (at most [`MAX_LINE_BYTES`]) and append it
 /// to a bounded shared buffer (a short lock, no system call, never a wait for I/O); a writer
-/// thread swaps the buffer out every [`FLUSH_INTERVAL`], or as soon as a quarter of it is
+/// thread swaps the buffer out every `FLUSH_INTERVAL`, or as soon as a quarter of it is
 /// used, and writes it in one call of whole lines, without holding the requests' lock. Lines
 /// therefore reach the sink up to 100 ms late, and a busy server makes a few writes a second
 /// instead of one per token. When the buffer is full (the sink is slower than the requests)

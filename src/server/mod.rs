@@ -1,4 +1,11 @@
-//! Building and running the service: key provider, shared state, listener, HTTP server.
+//! The process around the HTTP routes: building and running the service (key provider, shared
+//! state, listeners), TLS ([`tls`]), trusted proxies ([`proxy`]), SIGHUP ([`hangup`]) and the
+//! zero-drop shutdown ([`shutdown`]).
+
+pub mod hangup;
+pub mod proxy;
+pub mod shutdown;
+pub mod tls;
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -10,19 +17,19 @@ use actix_web::http::ConnectionType;
 use actix_web::{App, HttpServer, middleware, web};
 use anyhow::Context;
 
-use crate::audit::AuditLog;
-use crate::claims::ClaimsBuilder;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{KeySource, Validated};
-use crate::hangup::{Hangups, Reload};
 use crate::http::{self, AppState};
 use crate::identity::federation::Federation;
 use crate::identity::{IdentitySource, LdapSource, LoginOptions, Logins, Sources, UserDirectory};
+use crate::issue::claims::ClaimsBuilder;
+use crate::issue::refresh::{self, RefreshTokens};
 use crate::keys::{self, KeyProvider, KeySpec, generate};
-use crate::metrics::Metrics;
-use crate::refresh::{self, RefreshTokens};
-use crate::shutdown::{Seal, Shutdown};
-use crate::tls::TlsCertificates;
+use crate::server::hangup::{Hangups, Reload};
+use crate::server::shutdown::{Seal, Shutdown};
+use crate::server::tls::TlsCertificates;
+use crate::telemetry::audit::AuditLog;
+use crate::telemetry::metrics::Metrics;
 
 /// A built service, bound to its port, not yet running.
 pub struct Application {
@@ -86,7 +93,7 @@ impl Application {
         )?);
         let refresh = refresh_tokens(&config)?;
         let shutdown = Arc::new(Shutdown::default());
-        let tls = crate::tls::from_settings(&config, Arc::clone(&clock))?;
+        let tls = crate::server::tls::from_settings(&config, Arc::clone(&clock))?;
         let mut metrics = Metrics::new(
             &settings.token.services,
             Arc::clone(&logins),
@@ -194,7 +201,7 @@ impl Application {
             None => server.listen(listener)?,
         }
         .run();
-        // Scripts and tests read the address from this line; HTTPS is said by `crate::tls`.
+        // Scripts and tests read the address from this line; HTTPS is said by `crate::server::tls`.
         log::info!("listening on {addr}");
         log_summary(&config, addr, keys.as_ref());
         Ok(Application {
@@ -243,7 +250,7 @@ impl Application {
         Arc::clone(&self.logins)
     }
 
-    /// The audit log, when on (SIGHUP reopens a file, see [`crate::hangup`]).
+    /// The audit log, when on (SIGHUP reopens a file, see [`crate::server::hangup`]).
     pub fn audit(&self) -> Option<Arc<AuditLog>> {
         self.audit.clone()
     }
@@ -254,7 +261,7 @@ impl Application {
     }
 
     /// Serves until SIGTERM, SIGINT or [`Shutdown::begin`], then drains (see
-    /// [`crate::shutdown`]) and returns once the server has stopped.
+    /// [`crate::server::shutdown`]) and returns once the server has stopped.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
         let shutdown = Arc::clone(&self.shutdown);
@@ -406,7 +413,7 @@ fn refresh_tokens(config: &Validated) -> anyhow::Result<Option<RefreshTokens>> {
 
 /// First start without configuration: make `keys/signing.key` and its certificate.
 fn generate_default_key(path: &Path, spec: KeySpec) -> anyhow::Result<()> {
-    let dir = crate::atomic_file::directory_of(path);
+    let dir = crate::fs::atomic_file::directory_of(path);
     let alg = spec.algorithm.unwrap_or(crate::keys::Algorithm::ES256);
     let written = generate::write(&dir, alg, false)
         .with_context(|| format!("generating a first signing key in {}", dir.display()))?;

@@ -8,9 +8,9 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::Report;
 use super::registry::{RegistryToken, RegistryVersion};
-use crate::keys::jwks::Jwk;
-use crate::keys::kid::PublicJwk;
-use crate::keys::{Curve, KidFormat, LoadedKey, SigningKey};
+use regauth::keys::jwks::Jwk;
+use regauth::keys::kid::PublicJwk;
+use regauth::keys::{Curve, KidFormat, LoadedKey, SigningKey};
 
 /// A certificate expiring sooner than this is reported.
 const EXPIRY_WARNING_DAYS: i64 = 30;

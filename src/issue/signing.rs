@@ -5,7 +5,7 @@
 
 use data_encoding::BASE64URL_NOPAD;
 
-use crate::claims::Claims;
+use crate::issue::claims::Claims;
 use crate::keys::SigningKey;
 
 /// Why a token could not be signed.
@@ -37,11 +37,11 @@ pub fn sign(claims: &Claims, key: &SigningKey) -> Result<String, SigningError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::claims::{AccessEntry, ClaimsBuilder};
     use crate::clock::SystemClock;
+    use crate::issue::claims::{AccessEntry, ClaimsBuilder};
+    use crate::issue::scope::ResourceScope;
     use crate::keys::kid::PublicJwk;
     use crate::keys::{Algorithm, KeySpec, KidFormat, generate};
-    use crate::scope::ResourceScope;
     use aws_lc_rs::signature::{self as sig, UnparsedPublicKey};
     use data_encoding::BASE64URL_NOPAD;
     use jsonwebtoken as jwt;
@@ -99,7 +99,7 @@ mod tests {
             // RSA keys come from a fixture: generating 4096-bit keys takes seconds.
             let generated = match alg.key_kind() {
                 crate::keys::KeyKind::Rsa => generate::Generated {
-                    key_pem: include_str!("../tests/fixtures/rsa2048-pkcs1.pem").to_owned(),
+                    key_pem: include_str!("../../tests/fixtures/rsa2048-pkcs1.pem").to_owned(),
                     cert_pem: None,
                 },
                 _ => generate::generate(alg).unwrap(),

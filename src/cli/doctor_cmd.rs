@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use super::doctor::{self, RegistryVersion};
 use regauth::config;
-use regauth::doctor::{self, RegistryVersion};
 
 #[derive(clap::Args)]
 pub struct Args {

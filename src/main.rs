@@ -22,6 +22,7 @@ use regauth::startup::Application;
 use regauth::{publish, refresh, scope, watch};
 
 mod cli_doctor;
+mod cli_refresh;
 
 #[derive(Parser)]
 #[command(
@@ -130,6 +131,8 @@ enum Command {
     /// Check regauth's settings against a distribution registry's configuration (and, with
     /// --registry, a running registry): each mismatch with its fix; exit 0 only when all hold.
     Doctor(cli_doctor::Args),
+    /// Show, add, rotate or retire refresh secrets (auth.refresh_secret_file) by key id.
+    RefreshSecret(cli_refresh::Args),
 }
 
 fn main() -> ExitCode {
@@ -138,6 +141,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Doctor(args) => return cli_doctor::run(args),
         Command::Serve { config } => serve(config),
+        Command::RefreshSecret(args) => cli_refresh::run(args),
         Command::Keygen {
             alg,
             out,
@@ -367,8 +371,11 @@ fn check(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     }
     let refresh_secret = config.refresh_secret_file();
     if refresh_secret.exists() {
-        match refresh::RefreshTokens::load(&refresh_secret, 60) {
-            Ok(_) => println!("refresh tokens: on"),
+        match refresh::RefreshTokens::load(&refresh_secret, settings.auth.refresh_ttl_seconds) {
+            Ok(tokens) => println!(
+                "refresh tokens: on ({})",
+                tokens.describe(chrono::Utc::now()).join(", ")
+            ),
             Err(e) => problems.push(format!("refresh secret: {e}")),
         }
     } else {

@@ -312,3 +312,66 @@ async fn a_secret_file_that_cannot_be_used_is_refused_by_sighup_and_the_secrets_
         assert_eq!(kid(&login(&app).await), kid(&token));
     }
 }
+
+#[test]
+fn the_commands_say_what_is_missing_or_wrong_and_never_print_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("refresh.secret");
+    let config = dir.path().join("regauth.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "key:\n  path: {}\nauth:\n  refresh_secret_file: {}\n",
+            dir.path().join("signing.key").display(),
+            secret.display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_regauth"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .env_remove("REGAUTH_CONFIG")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success(), text)
+    };
+    let (ok, text) = run(&["refresh-secret", "rotate"]);
+    assert!(!ok && text.contains("does not exist"), "{text}");
+    assert!(!secret.exists(), "rotate does not create a file");
+
+    let current = BASE64.encode(&[1u8; 32]);
+    let previous = BASE64.encode(&[2u8; 32]);
+    std::fs::write(
+        &secret,
+        format!("{current}\n{previous} previous until 2999-01-01T00:00:00Z\n"),
+    )
+    .unwrap();
+    for args in [&["refresh-secret", "add"][..], &["check"][..]] {
+        let (ok, text) = run(args);
+        assert!(!ok, "{args:?}: {text}");
+        assert!(
+            text.contains("line 2: the previous secret")
+                && text.contains("more than auth.refresh_ttl_seconds"),
+            "{args:?}: {text}"
+        );
+        assert!(
+            !text.contains(&current) && !text.contains(&previous),
+            "{text}"
+        );
+    }
+
+    std::fs::write(&secret, format!("{current}\n")).unwrap();
+    let (ok, text) = run(&["check"]);
+    let kid = regauth::refresh::secrets::kid_of(&[1u8; 32]);
+    assert!(
+        text.contains(&format!("refresh tokens: on ({kid} current")),
+        "{ok} {text}"
+    );
+}

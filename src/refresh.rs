@@ -143,7 +143,7 @@ struct Keyring {
 impl Keyring {
     fn from_file(file: SecretFile) -> Keyring {
         let keys = file
-            .entries
+            .entries()
             .iter()
             .map(|entry| Key {
                 kid: entry.kid.clone(),

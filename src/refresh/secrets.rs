@@ -64,8 +64,9 @@ impl std::fmt::Debug for Entry {
 /// The secrets of a refresh secret file, the current one first.
 #[derive(Debug, Clone)]
 pub struct SecretFile {
-    /// Every secret, the current one first, then a next one if any, then previous ones.
-    pub entries: Vec<Entry>,
+    /// Every secret, the current one first (never empty), then a next one if any, then
+    /// previous ones.
+    entries: Vec<Entry>,
 }
 
 /// The key id of `secret`: 8 base64url characters of a hash, never the secret.
@@ -221,9 +222,14 @@ impl SecretFile {
         SecretFile::parse(&text, path, now, ttl_seconds)
     }
 
+    /// Every secret: the current one first, then a next one if any, then previous ones.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
     /// The current secret.
     pub fn current(&self) -> &Entry {
-        // `parse` and `single` always put one first; an empty list cannot be built.
+        // Every constructor in this module puts the current secret first.
         &self.entries[0]
     }
 

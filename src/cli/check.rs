@@ -116,8 +116,11 @@ pub(super) fn check(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     }
     let refresh_secret = config.refresh_secret_file();
     if refresh_secret.exists() {
-        match refresh::RefreshTokens::load(&refresh_secret, 60) {
-            Ok(_) => println!("refresh tokens: on"),
+        match refresh::RefreshTokens::load(&refresh_secret, settings.auth.refresh_ttl_seconds) {
+            Ok(tokens) => println!(
+                "refresh tokens: on ({})",
+                tokens.describe(chrono::Utc::now()).join(", ")
+            ),
             Err(e) => problems.push(format!("refresh secret: {e}")),
         }
     } else {

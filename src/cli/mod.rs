@@ -17,6 +17,7 @@ mod explain;
 mod keygen;
 mod probe;
 mod publish;
+mod refresh_secret;
 mod serve;
 
 #[derive(Parser)]
@@ -126,6 +127,8 @@ enum Command {
     /// Check regauth's settings against a distribution registry's configuration (and, with
     /// --registry, a running registry): each mismatch with its fix; exit 0 only when all hold.
     Doctor(doctor_cmd::Args),
+    /// Show, add, rotate or retire refresh secrets (auth.refresh_secret_file) by key id.
+    RefreshSecret(refresh_secret::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -134,6 +137,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Doctor(args) => return doctor_cmd::run(args),
         Command::Serve { config } => serve::serve(config),
+        Command::RefreshSecret(args) => refresh_secret::run(args),
         Command::Keygen {
             alg,
             out,

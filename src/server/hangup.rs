@@ -2,8 +2,9 @@
 //!
 //! The files are the ones the file watches reload on their own (the signing key, the next
 //! key and their certificates, the TLS pair, the htpasswd file) and the federation
-//! `jwks_file`s; SIGHUP runs the same reload each of them runs after a file event, so a file
-//! that cannot be used keeps the last good content, as always. An audit file is reopened by
+//! `jwks_file`s, and the refresh secret file (read again on SIGHUP only); SIGHUP runs the same
+//! reload each of them runs after a file event, so a file that cannot be used keeps the last
+//! good content, as always. An audit file is reopened by
 //! its path (after logrotate moved it). The settings are not read again: changing them takes
 //! a restart.
 //!
@@ -31,6 +32,8 @@ pub struct Reload {
     pub federation: Option<Arc<Federation>>,
     /// The audit log, when on.
     pub audit: Option<Arc<AuditLog>>,
+    /// The refresh secrets, when refresh tokens are on.
+    pub refresh: Option<Arc<crate::issue::refresh::RefreshTokens>>,
     /// SIGHUPs handled so far.
     handled: AtomicU64,
 }
@@ -43,6 +46,7 @@ impl Reload {
         users: Arc<UserDirectory>,
         federation: Option<Arc<Federation>>,
         audit: Option<Arc<AuditLog>>,
+        refresh: Option<Arc<crate::issue::refresh::RefreshTokens>>,
     ) -> Reload {
         Reload {
             keys,
@@ -50,6 +54,7 @@ impl Reload {
             users,
             federation,
             audit,
+            refresh,
             handled: AtomicU64::new(0),
         }
     }
@@ -82,6 +87,9 @@ impl Reload {
         }
         if let Some(federation) = &self.federation {
             done.extend(federation.reread_files());
+        }
+        if let Some(refresh) = &self.refresh {
+            done.push(refresh.reread());
         }
         if let Some(audit) = &self.audit
             && let Output::File(path) = audit.output()

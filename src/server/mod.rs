@@ -91,7 +91,7 @@ impl Application {
             sources,
             &login_options(&config),
         )?);
-        let refresh = refresh_tokens(&config)?;
+        let refresh = refresh_tokens(&config)?.map(Arc::new);
         let shutdown = Arc::new(Shutdown::default());
         let tls = crate::server::tls::from_settings(&config, Arc::clone(&clock))?;
         let mut metrics = Metrics::new(
@@ -111,6 +111,7 @@ impl Application {
             Arc::clone(&users),
             federation,
             audit.clone(),
+            refresh.clone(),
         ));
         // Before the server listens: from then on SIGHUP re-reads, never stops the process.
         let hangups = Hangups::install(Arc::clone(&reload));
@@ -123,7 +124,7 @@ impl Application {
             services: settings.token.services.iter().cloned().collect(),
             users,
             logins: Arc::clone(&logins),
-            refresh: refresh.map(Arc::new),
+            refresh,
             shutdown: Arc::clone(&shutdown),
             proxies: config.proxies.clone(),
             audit: audit.clone(),
@@ -408,7 +409,10 @@ fn refresh_tokens(config: &Validated) -> anyhow::Result<Option<RefreshTokens>> {
             .with_context(|| format!("writing a refresh secret to {}", path.display()))?;
         log::warn!("generated a refresh token secret at {}", path.display());
     }
-    Ok(Some(RefreshTokens::load(path, auth.refresh_ttl_seconds)?))
+    let tokens = RefreshTokens::load(path, auth.refresh_ttl_seconds)?;
+    let secrets = tokens.describe(chrono::Utc::now()).join(", ");
+    log::info!("refresh secrets: {secrets}");
+    Ok(Some(tokens))
 }
 
 /// First start without configuration: make `keys/signing.key` and its certificate.

@@ -28,6 +28,7 @@ mod probe;
 mod prometheus;
 mod proxies;
 mod publish_cli;
+mod refresh_rotation;
 mod reload;
 mod rules;
 mod secrets;

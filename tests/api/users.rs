@@ -93,7 +93,7 @@ async fn docker_login_with_offline_token_gets_a_refresh_token_and_anonymous_does
     .json()
     .await
     .unwrap();
-    assert!(body["refresh_token"].as_str().unwrap().starts_with("rt1."));
+    assert!(body["refresh_token"].as_str().unwrap().starts_with("rt2."));
     let anon: Value = app
         .get_token("client_id=docker&offline_token=true&service=registry.test")
         .await

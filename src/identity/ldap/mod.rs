@@ -30,11 +30,10 @@ mod settings;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{Concurrency, Credentials, Identity, IdentitySource, Outcome};
+use crate::support::tls;
 use pool::{Broken, Conn, Pool, left, transport};
 pub use search::escape_filter_value;
 use search::{FoundUser, name_attribute};
@@ -342,39 +341,16 @@ fn read_password(path: &std::path::Path) -> Result<SecretString, LdapSetupError>
     Ok(SecretString::from(password.to_owned()))
 }
 
-/// TLS with the system's trust roots (`SSL_CERT_FILE`, `SSL_CERT_DIR` or the platform
-/// store). Without `ca_file`, ldap3 would use the same store but build an empty one, silently,
-/// when there is none (or when any certificate in it fails to load): every TLS login would
-/// then fail at the handshake. Here none is a start error naming `ldap.ca_file`.
+/// TLS with the system's trust roots. Without `ca_file`, ldap3 would use the same store but
+/// build an empty one, silently, when there is none (or when any certificate in it fails to
+/// load): every TLS login would then fail at the handshake. Here none is a start error
+/// naming `ldap.ca_file`.
 fn system_tls_config(url: &str) -> Result<Arc<rustls::ClientConfig>, LdapSetupError> {
-    let loaded = rustls_native_certs::load_native_certs();
-    let mut roots = rustls::RootCertStore::empty();
-    let (added, _ignored) = roots.add_parsable_certificates(loaded.certs);
-    if added == 0 {
-        let reason = match loaded.errors.first() {
-            Some(e) => format!("no usable certificate: {e}"),
-            None => "no certificate found".to_owned(),
-        };
-        return Err(LdapSetupError::NoTrustRoots {
-            url: url.to_owned(),
-            reason,
-        });
-    }
-    client_config(roots).map_err(|reason| LdapSetupError::NoTrustRoots {
+    let no_roots = |reason: String| LdapSetupError::NoTrustRoots {
         url: url.to_owned(),
         reason,
-    })
-}
-
-fn client_config(roots: rustls::RootCertStore) -> Result<Arc<rustls::ClientConfig>, String> {
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(Arc::new(config))
+    };
+    tls::client_config(tls::system_roots().map_err(no_roots)?).map_err(no_roots)
 }
 
 fn tls_config(path: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, LdapSetupError> {
@@ -382,18 +358,8 @@ fn tls_config(path: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, LdapS
         path: path.display().to_string(),
         reason,
     };
-    let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        let cert = cert.map_err(|e| err(format!("not PEM certificates: {e}")))?;
-        roots
-            .add(cert)
-            .map_err(|e| err(format!("unusable certificate: {e}")))?;
-    }
-    if roots.is_empty() {
-        return Err(err("holds no certificate".into()));
-    }
-    client_config(roots).map_err(err)
+    let roots = tls::read_ca_file(path).and_then(tls::roots).map_err(err)?;
+    tls::client_config(roots).map_err(err)
 }
 
 #[cfg(test)]

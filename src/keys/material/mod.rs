@@ -14,9 +14,10 @@ use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair};
 use super::algorithm::Algorithm;
 use super::kid::PublicJwk;
 
+pub use crate::fs::pair::content_digest;
 pub use certificate::CertificateInfo;
 pub use jws::SignError;
-pub use signing_key::{KeySpec, SigningKey, content_digest};
+pub use signing_key::{KeySpec, SigningKey};
 
 /// Shortest HMAC secret accepted, in bytes (256 bits).
 pub const MIN_HMAC_SECRET: usize = 32;

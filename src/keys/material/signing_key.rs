@@ -3,7 +3,6 @@
 
 use std::fmt;
 
-use aws_lc_rs::digest;
 use aws_lc_rs::rand::SystemRandom;
 
 use super::super::algorithm::Algorithm;
@@ -11,6 +10,7 @@ use super::super::kid::{self, KidFormat};
 use super::certificate::{CertificateInfo, parse_chain};
 use super::pem::{decoded_secret, parse_hmac_secret, parse_pem_key};
 use super::{KeyError, PublicKeyInfo, Secret, jws};
+use crate::fs::pair::content_digest;
 
 /// What to build a key into.
 #[derive(Debug, Clone, Copy)]
@@ -183,18 +183,4 @@ impl SigningKey {
             (None, None) => self.alg.to_string(),
         }
     }
-}
-
-/// SHA-256 over a key file's bytes and its certificate file's bytes: equal digests mean the
-/// same files, so a re-read can skip parsing.
-pub fn content_digest(key: &[u8], certificate: Option<&[u8]>) -> [u8; 32] {
-    let mut ctx = digest::Context::new(&digest::SHA256);
-    ctx.update(&(key.len() as u64).to_be_bytes());
-    ctx.update(key);
-    if let Some(c) = certificate {
-        ctx.update(c);
-    }
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ctx.finish().as_ref());
-    out
 }

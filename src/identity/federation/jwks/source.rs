@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::support;
+
 use super::{FETCH_TIMEOUT, JwksError, MAX_JWKS_BYTES, PublicKey, parse};
 
 /// Where an issuer's keys come from.
@@ -60,24 +62,16 @@ impl Source {
 /// The bounded client; `proxy` replaces whatever the environment names (`None`: direct).
 fn agent(ca_file: Option<&Path>, proxy: Option<ureq::Proxy>) -> Result<ureq::Agent, JwksError> {
     use ureq::tls::{Certificate, RootCerts, TlsConfig};
-    let mut tls = TlsConfig::builder().unversioned_rustls_crypto_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ));
+    let mut tls = TlsConfig::builder().unversioned_rustls_crypto_provider(support::tls::provider());
     if let Some(path) = ca_file {
-        let ca = |reason: String| JwksError::Ca {
-            path: path.display().to_string(),
-            reason,
-        };
-        let text = std::fs::read(path).map_err(|e| ca(e.to_string()))?;
-        let certs: Vec<Certificate<'static>> = pem::parse_many(&text)
-            .map_err(|e| ca(e.to_string()))?
-            .into_iter()
-            .filter(|p| p.tag() == "CERTIFICATE")
-            .map(|p| Certificate::from_der(p.contents()).to_owned())
+        let certs: Vec<Certificate<'static>> = support::tls::read_ca_file(path)
+            .map_err(|reason| JwksError::Ca {
+                path: path.display().to_string(),
+                reason,
+            })?
+            .iter()
+            .map(|der| Certificate::from_der(der.as_ref()).to_owned())
             .collect();
-        if certs.is_empty() {
-            return Err(ca("no PEM certificate in the file".into()));
-        }
         tls = tls.root_certs(RootCerts::new_with_certs(&certs));
     }
     let config = ureq::Agent::config_builder()

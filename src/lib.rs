@@ -23,7 +23,10 @@
 //!   key material, key ids, the published key set.
 //! - [`telemetry`]: logs, request ids, Prometheus metrics and the audit log; a lower layer
 //!   the others register into.
-//! - [`fs`]: watching files for replacement and writing them atomically.
+//! - [`fs`]: watching files for replacement, reading a key and certificate as one pair,
+//!   and writing files atomically.
+//! - [`support`]: infrastructure several layers share: the rustls provider and trust
+//!   roots, a poison-tolerant lock, case-insensitive setting values.
 //! - [`clock`] (time, so tests can move it) and [`echo`] (shortening client input before it
 //!   is echoed in logs and errors).
 //!
@@ -40,6 +43,7 @@ pub mod issue;
 pub mod keys;
 pub mod policy;
 pub mod server;
+pub mod support;
 pub mod telemetry;
 
 #[cfg(test)]

@@ -143,11 +143,8 @@ impl TryFrom<String> for KeySource {
     type Error = String;
 
     fn try_from(s: String) -> Result<Self, Self::Error> {
-        match s.to_ascii_lowercase().as_str() {
-            "file" => Ok(KeySource::File),
-            "env" => Ok(KeySource::Env),
-            _ => Err(format!("key.source {s:?} is not one of: file, env")),
-        }
+        let choices = [("file", KeySource::File), ("env", KeySource::Env)];
+        crate::support::choice::one_of("key.source", &s, &choices)
     }
 }
 

@@ -1,5 +1,7 @@
-//! Files: watching a file for replacement ([`watch`]) and writing one atomically with owner-only
-//! permissions ([`atomic_file`]).
+//! Files: watching a file for replacement ([`watch`]), reading a key and its certificate as
+//! one pair for a reload ([`pair`]) and writing one atomically with owner-only permissions
+//! ([`atomic_file`]).
 
 pub mod atomic_file;
+pub mod pair;
 pub mod watch;

@@ -112,10 +112,7 @@ struct HealthText {
 
 impl Health {
     fn text(&self) -> MutexGuard<'_, HealthText> {
-        match self.text.lock() {
-            Ok(t) => t,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        crate::support::sync::lock(&self.text)
     }
 }
 

@@ -19,10 +19,11 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use super::keyset::KeySet;
-use super::material::content_digest;
 use super::{FileKind, KeyError, KeyProvider, KeySpec, KeyStatus, ProviderError, SigningKey};
 use crate::clock::{Clock, SystemClock};
-use crate::fs::watch::{self, FileWatch, read_pair_settled};
+use crate::fs::pair::{self, Known, PairRead};
+use crate::fs::watch::{self, FileWatch};
+use crate::support::sync::lock;
 
 /// How the key files are watched, and how long replaced keys stay published.
 #[derive(Debug, Clone, Copy)]
@@ -107,23 +108,6 @@ struct ReloadState {
     last_failed: Option<[u8; 32]>,
     /// The same for the next key.
     next_failed: Option<[u8; 32]>,
-}
-
-/// What reading a key file and its certificate gave.
-enum PairRead {
-    /// A file cannot be read.
-    Unreadable(ProviderError),
-    /// The same content as before (loaded, or known to fail).
-    Unchanged,
-    /// New content, parsed (or not), with its digest. Boxed: a key is large.
-    New([u8; 32], Result<Box<SigningKey>, KeyError>),
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
 }
 
 impl FileKeyProvider {
@@ -298,32 +282,24 @@ impl Shared {
     }
 
     /// Reads `key` and `cert` as one pair and parses them unless `known` says the content
-    /// is the same as before. A key and certificate that do not match are read again after
-    /// [`Shared::pair_retry`]: a rotation that replaces them one after the other (or a
-    /// symlink swap between the two reads) is seen whole rather than counted as a failure.
+    /// is the key in use or the last failure. A key and certificate that do not match are
+    /// read again after [`Shared::pair_retry`]: a rotation that replaces them one after the
+    /// other (or a symlink swap between the two reads) is seen whole rather than counted as
+    /// a failure.
     fn read_pair(
         &self,
         key: &Path,
         cert: Option<&Path>,
-        known: impl Fn(&[u8; 32]) -> bool,
-    ) -> PairRead {
-        read_pair_settled(
+        known: impl Fn(&[u8; 32]) -> Known,
+    ) -> PairRead<SigningKey, KeyError, ProviderError> {
+        pair::read_pair(
             self.pair_retry,
             describe(key, cert),
-            || {
-                let (key_bytes, cert_bytes) = match read_files(key, cert) {
-                    Ok(files) => files,
-                    Err(e) => return PairRead::Unreadable(e),
-                };
-                let digest = content_digest(&key_bytes, cert_bytes.as_deref());
-                if known(&digest) {
-                    return PairRead::Unchanged;
-                }
-                let parsed = SigningKey::from_bytes(&key_bytes, cert_bytes.as_deref(), self.spec);
-                PairRead::New(digest, parsed.map(Box::new))
-            },
-            |read| {
-                let torn = matches!(read, PairRead::New(_, Err(KeyError::CertificateMismatch)));
+            || read_files(key, cert),
+            known,
+            |key_bytes, cert_bytes| SigningKey::from_bytes(key_bytes, cert_bytes, self.spec),
+            |error| {
+                let torn = matches!(error, KeyError::CertificateMismatch);
                 if torn {
                     self.pair_retries.fetch_add(1, Ordering::Relaxed);
                 }
@@ -335,12 +311,14 @@ impl Shared {
     fn reload_current(&self) -> Reread {
         let cert = self.files.certificate.as_deref();
         let current = self.current.load_full();
-        // Set when the files hold content already known not to work.
-        let failed_before = std::cell::Cell::new(false);
         let read = self.read_pair(&self.files.key, cert, |digest| {
-            let failed = self.lock().last_failed == Some(*digest);
-            failed_before.set(failed && current.fingerprint() != digest);
-            current.fingerprint() == digest || failed
+            if current.fingerprint() == digest {
+                Known::Current
+            } else if self.lock().last_failed == Some(*digest) {
+                Known::Failed
+            } else {
+                Known::New
+            }
         });
         let now = self.clock.now();
         let mut state = self.lock();
@@ -348,10 +326,9 @@ impl Shared {
             self.readable_again(&mut state, &current);
         }
         match read {
-            PairRead::Unchanged if failed_before.get() => {
-                Reread::Kept(state.status.last_error.clone().unwrap_or_default())
-            }
-            PairRead::Unchanged => Reread::Unchanged,
+            // The files hold content already known not to work.
+            PairRead::Failed => Reread::Kept(state.status.last_error.clone().unwrap_or_default()),
+            PairRead::Current => Reread::Unchanged,
             PairRead::Unreadable(e) => {
                 let reason = e.to_string();
                 if state.status.key_file_error.as_deref() != Some(reason.as_str()) {
@@ -420,12 +397,17 @@ impl Shared {
         let cert = self.files.next_certificate.as_deref();
         let read = self.read_pair(path, cert, |digest| {
             let state = self.lock();
-            state.set.next().is_some_and(|k| k.fingerprint() == digest)
-                || state.next_failed == Some(*digest)
+            if state.set.next().is_some_and(|k| k.fingerprint() == digest) {
+                Known::Current
+            } else if state.next_failed == Some(*digest) {
+                Known::Failed
+            } else {
+                Known::New
+            }
         });
         let mut state = self.lock();
         match read {
-            PairRead::Unchanged => {}
+            PairRead::Current | PairRead::Failed => {}
             PairRead::Unreadable(e) if e.is_missing(FileKind::Key) => {
                 if let Some(old) = state.set.next() {
                     log::info!(

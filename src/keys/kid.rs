@@ -24,14 +24,12 @@ impl TryFrom<String> for KidFormat {
     type Error = String;
 
     fn try_from(s: String) -> Result<Self, Self::Error> {
-        match s.to_ascii_lowercase().as_str() {
-            "libtrust" => Ok(KidFormat::Libtrust),
-            "thumbprint" => Ok(KidFormat::Thumbprint),
-            "none" => Ok(KidFormat::None),
-            _ => Err(format!(
-                "token.kid_format {s:?} is not one of: libtrust, thumbprint, none"
-            )),
-        }
+        let choices = [
+            ("libtrust", KidFormat::Libtrust),
+            ("thumbprint", KidFormat::Thumbprint),
+            ("none", KidFormat::None),
+        ];
+        crate::support::choice::one_of("token.kid_format", &s, &choices)
     }
 }
 

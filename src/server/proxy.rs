@@ -35,13 +35,11 @@ impl TryFrom<String> for ForwardedHeader {
     type Error = String;
 
     fn try_from(s: String) -> Result<Self, Self::Error> {
-        match s.to_ascii_lowercase().as_str() {
-            "x-forwarded-for" => Ok(ForwardedHeader::XForwardedFor),
-            "forwarded" => Ok(ForwardedHeader::Forwarded),
-            _ => Err(format!(
-                "server.client_ip_header {s:?} is not one of: x-forwarded-for, forwarded"
-            )),
-        }
+        let choices = [
+            ("x-forwarded-for", ForwardedHeader::XForwardedFor),
+            ("forwarded", ForwardedHeader::Forwarded),
+        ];
+        crate::support::choice::one_of("server.client_ip_header", &s, &choices)
     }
 }
 

@@ -12,7 +12,7 @@
 //! `/readyz` until a good pair replaces it. At startup a broken pair is an error.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -27,8 +27,10 @@ use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, version};
 
 use crate::clock::Clock;
+use crate::fs::pair::{self, Known, PairRead, content_digest};
 use crate::fs::watch::{FileWatch, WatchOptions, read_pair_settled};
-use crate::keys::content_digest;
+use crate::support::sync::lock;
+use crate::support::tls::provider;
 
 /// Largest certificate chain or key file read (a chain of a few certificates is a few KiB).
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -182,12 +184,6 @@ impl std::fmt::Debug for TlsCertificates {
     }
 }
 
-/// The crypto provider: aws-lc-rs, as for signing, with rustls' default cipher suites and
-/// key exchange groups.
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
-
 fn read_limited(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     use std::io::Read;
     let error = |reason: String| TlsError::Read {
@@ -265,53 +261,37 @@ fn certificate_info(leaf: &CertificateDer<'_>) -> Result<CertificateInfo, String
     })
 }
 
-/// The outcome of reading the files.
-enum PairRead {
-    /// The same content as served now.
-    Served,
-    /// The same content as the last failure.
-    SameFailure,
-    /// New content, usable or not.
-    New([u8; 32], Result<Box<Served>, TlsError>),
-    /// A file cannot be read.
-    Unreadable(TlsError),
-}
-
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 
     /// Reads and parses both files; a mismatch is read once more after
     /// [`TlsOptions::pair_retry`].
-    fn read_pair(&self) -> PairRead {
-        read_pair_settled(
+    fn read_pair(&self) -> PairRead<Served, TlsError> {
+        pair::read_pair(
             self.pair_retry,
             "TLS certificate and key",
-            || {
-                let (cert, key) = match read_files(&self.files) {
-                    Ok(bytes) => bytes,
-                    Err(e) => return PairRead::Unreadable(e),
-                };
-                let digest = content_digest(&key, Some(&cert));
-                if self.current.load().digest == digest {
-                    return PairRead::Served;
+            || read_files(&self.files).map(|(cert, key)| (key, Some(cert))),
+            |digest| {
+                if self.current.load().digest == *digest {
+                    Known::Current
+                } else if self.lock().last_failed == Some(Failure::Content(*digest)) {
+                    Known::Failed
+                } else {
+                    Known::New
                 }
-                if self.lock().last_failed == Some(Failure::Content(digest)) {
-                    return PairRead::SameFailure;
-                }
-                let served = parse_pair(&self.files, &self.provider, &cert, &key).map(
-                    |(certified, info)| {
-                        Box::new(Served {
-                            certified: Arc::new(certified),
-                            digest,
-                            info,
-                        })
-                    },
-                );
-                PairRead::New(digest, served)
             },
-            |read| matches!(read, PairRead::New(_, Err(TlsError::Mismatch { .. }))),
+            |key, cert| {
+                let cert = cert.unwrap_or_default();
+                let (certified, info) = parse_pair(&self.files, &self.provider, cert, key)?;
+                Ok(Served {
+                    certified: Arc::new(certified),
+                    digest: content_digest(key, Some(cert)),
+                    info,
+                })
+            },
+            |error| matches!(error, TlsError::Mismatch { .. }),
         )
     }
 
@@ -321,8 +301,8 @@ impl Shared {
         let now = self.clock.now();
         let mut state = self.lock();
         let (failure, error) = match read {
-            PairRead::SameFailure => return,
-            PairRead::Served => {
+            PairRead::Failed => return,
+            PairRead::Current => {
                 // The files hold the served pair again (a broken replacement was undone).
                 if state.last_failed.take().is_some() {
                     state.last_error = None;

@@ -21,7 +21,9 @@ use std::time::Duration;
 use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 
+// A poisoned lock still gives its buffer: a line is appended whole or not at all.
 use crate::config::AuditSettings;
+use crate::support::sync::lock;
 
 /// Where lines go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -364,12 +366,6 @@ impl Drop for AuditLog {
     fn drop(&mut self) {
         self.flush();
     }
-}
-
-/// The guarded value, even if a thread panicked while holding it (buffers hold whole lines:
-/// a line is appended whole or not at all).
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Shared {

@@ -31,11 +31,8 @@ impl TryFrom<String> for LogFormat {
     type Error = String;
 
     fn try_from(s: String) -> Result<Self, Self::Error> {
-        match s.to_ascii_lowercase().as_str() {
-            "text" => Ok(LogFormat::Text),
-            "json" => Ok(LogFormat::Json),
-            _ => Err(format!("log.format {s:?} is not one of: text, json")),
-        }
+        let choices = [("text", LogFormat::Text), ("json", LogFormat::Json)];
+        crate::support::choice::one_of("log.format", &s, &choices)
     }
 }
 

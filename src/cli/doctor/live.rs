@@ -2,8 +2,6 @@
 //! from the challenge's realm → `GET /v2/` with the token; each request bounded in time and
 //! size, and the registry's answer explained.
 
-use std::sync::Arc;
-
 use data_encoding::{BASE64, BASE64URL_NOPAD};
 use serde_json::Value;
 
@@ -27,7 +25,7 @@ fn agent(url: &str, options: &Options) -> ureq::Agent {
         .and_then(|u| u.host().map(is_loopback))
         .unwrap_or(false);
     let tls = ureq::tls::TlsConfig::builder()
-        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .unversioned_rustls_crypto_provider(regauth::support::tls::provider())
         .build();
     let mut config = ureq::Agent::config_builder();
     if loopback {

@@ -4,9 +4,9 @@
 use std::fmt;
 
 use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::hmac;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
-use aws_lc_rs::{digest, hmac};
 use chrono::{DateTime, Utc};
 use data_encoding::{BASE64, BASE64_NOPAD, BASE64URL, BASE64URL_NOPAD};
 use serde::Serialize;
@@ -333,19 +333,7 @@ impl SigningKey {
     }
 }
 
-/// SHA-256 over a key file's bytes and its certificate file's bytes: equal digests mean the
-/// same files, so a re-read can skip parsing.
-pub fn content_digest(key: &[u8], certificate: Option<&[u8]>) -> [u8; 32] {
-    let mut ctx = digest::Context::new(&digest::SHA256);
-    ctx.update(&(key.len() as u64).to_be_bytes());
-    ctx.update(key);
-    if let Some(c) = certificate {
-        ctx.update(c);
-    }
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ctx.finish().as_ref());
-    out
-}
+pub use crate::fs::digest::content_digest;
 
 fn ec_signing_alg(curve: Curve) -> &'static signature::EcdsaSigningAlgorithm {
     match curve {

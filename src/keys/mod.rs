@@ -11,6 +11,7 @@ pub mod keyset;
 pub mod kid;
 mod load;
 mod material;
+mod settings;
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ pub use material::{
     CertificateInfo, KeyError, KeySpec, MIN_HMAC_SECRET, PublicKeyInfo, SignError, SigningKey,
     content_digest,
 };
+pub use settings::{KeySettings, KeySource};
 
 /// A source of signing keys.
 ///

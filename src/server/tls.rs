@@ -27,8 +27,8 @@ use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, version};
 
 use crate::clock::Clock;
+use crate::fs::digest::content_digest;
 use crate::fs::watch::{FileWatch, WatchOptions, read_pair_settled};
-use crate::keys::content_digest;
 
 /// Largest certificate chain or key file read (a chain of a few certificates is a few KiB).
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -376,17 +376,18 @@ pub fn check(files: &TlsFiles) -> Result<CertificateInfo, TlsError> {
     parse_pair(files, &provider(), &cert, &key).map(|(_, info)| info)
 }
 
-/// The served certificate for `server.tls`, watched like the signing key (same poll
-/// interval); `None` for plain HTTP.
+/// The served certificate for `server.tls` (`files`), watched with `watch` (like the signing
+/// key); `None` for plain HTTP.
 pub fn from_settings(
-    config: &crate::config::Validated,
+    files: Option<&TlsFiles>,
+    watch: WatchOptions,
     clock: Arc<dyn Clock>,
 ) -> Result<Option<Arc<TlsCertificates>>, TlsError> {
-    let Some(files) = &config.tls else {
+    let Some(files) = files else {
         return Ok(None);
     };
     let options = TlsOptions {
-        watch: config.watch_options(),
+        watch,
         ..TlsOptions::default()
     };
     let tls = TlsCertificates::start(files.clone(), options, clock)?;

@@ -19,9 +19,26 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::config::AuditSettings;
+/// `audit.*` ([`crate::config`] composes this section into its settings and checks it).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// One JSON line per token decision.
+    pub enabled: bool,
+    /// `stderr`, `stdout`, or a file path (appended to, reopened on SIGHUP).
+    pub output: String,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            enabled: true,
+            output: "stderr".into(),
+        }
+    }
+}
 
 /// Where lines go.
 #[derive(Debug, Clone, PartialEq, Eq)]

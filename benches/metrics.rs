@@ -41,7 +41,10 @@ fn metrics(services: &[String]) -> Option<(Metrics, tempfile::TempDir)> {
         limits: LimitSettings::default(),
     };
     let logins = Arc::new(Logins::new(users, &options).ok()?);
-    Some((Metrics::new(services, logins, keys, clock), dir))
+    let mut metrics = Metrics::new(services, logins.clone());
+    metrics.register_collector(logins.collector());
+    metrics.register_collector(keys::metrics::collector(keys, clock));
+    Some((metrics, dir))
 }
 
 fn bench(c: &mut Criterion) {

@@ -12,6 +12,7 @@ pub mod htpasswd;
 pub mod ldap;
 mod limits;
 mod login;
+mod metrics;
 mod settings;
 mod source;
 mod users;

@@ -11,6 +11,7 @@ pub mod keyset;
 pub mod kid;
 mod load;
 mod material;
+pub mod metrics;
 mod settings;
 
 use std::sync::Arc;

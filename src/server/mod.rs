@@ -98,12 +98,12 @@ impl Application {
             config.watch_options(),
             Arc::clone(&clock),
         )?;
-        let mut metrics = Metrics::new(
-            &config.token.services,
-            Arc::clone(&logins),
+        let mut metrics = Metrics::new(&config.token.services, logins.clone());
+        metrics.register_collector(logins.collector());
+        metrics.register_collector(keys::metrics::collector(
             Arc::clone(&keys),
             Arc::clone(&clock),
-        );
+        ));
         if let Some(tls) = &tls {
             metrics.register_collector(tls.collector());
         }

@@ -24,8 +24,9 @@
 //! - [`telemetry`]: logs, request ids, Prometheus metrics and the audit log; a lower layer
 //!   the others register into.
 //! - [`fs`]: watching files for replacement and writing them atomically.
-//! - [`clock`] (time, so tests can move it) and [`echo`] (shortening client input before it
-//!   is echoed in logs and errors).
+//! - [`clock`] (time, so tests can move it), [`echo`] (shortening client input before it
+//!   is echoed in logs and errors) and [`matching`] (the one-or-more and `/regex/` syntax
+//!   access rules and federation's claim requirements share).
 //!
 //! The command line (`regauth check`, `explain`, `doctor`, `bundle`, `probe`, …) lives in the
 //! binary, not in this library.
@@ -38,6 +39,7 @@ pub mod http;
 pub mod identity;
 pub mod issue;
 pub mod keys;
+pub mod matching;
 pub mod policy;
 pub mod server;
 pub mod telemetry;

@@ -5,9 +5,9 @@
 //! [`crate::server::settings`], `token.*` to [`crate::issue`], `key.*` to [`crate::keys`],
 //! `auth.*` to [`crate::identity`], `access.*` and `acl` to [`crate::policy`], `audit.*` and
 //! `log.*` to [`crate::telemetry`], ...). This module composes them into [`Settings`]
-//! ([`settings`]), reads the `REGAUTH_` variables ([`env`]), and checks each section into the
-//! typed values of [`Validated`] ([`validate`]). Only the roots (the server and the command
-//! line) read it.
+//! (`settings.rs`), reads the `REGAUTH_` variables (`env.rs`), and checks each section into
+//! the typed values of [`Validated`], one function per section (`validate.rs`). Only the roots
+//! (the server and the command line) read it.
 
 mod env;
 mod settings;

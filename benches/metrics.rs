@@ -25,7 +25,13 @@ fn metrics(services: &[String]) -> Option<(Metrics, tempfile::TempDir)> {
     settings.key.path = dir.path().join("signing.key");
     let config = settings.validate(false).ok()?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let keys = keys::provider_from_settings(&config, Arc::clone(&clock)).ok()?;
+    let keys = keys::provider_from_settings(
+        &config.key,
+        config.key_spec(),
+        config.key_reload(),
+        Arc::clone(&clock),
+    )
+    .ok()?;
     let users =
         Arc::new(UserDirectory::start(BTreeMap::new(), None, WatchOptions::default()).ok()?);
     let options = LoginOptions {
@@ -35,7 +41,10 @@ fn metrics(services: &[String]) -> Option<(Metrics, tempfile::TempDir)> {
         limits: LimitSettings::default(),
     };
     let logins = Arc::new(Logins::new(users, &options).ok()?);
-    Some((Metrics::new(services, logins, keys, clock), dir))
+    let mut metrics = Metrics::new(services, logins.clone());
+    metrics.register_collector(logins.collector());
+    metrics.register_collector(keys::metrics::collector(keys, clock));
+    Some((metrics, dir))
 }
 
 fn bench(c: &mut Criterion) {

@@ -27,8 +27,9 @@
 //!   and writing files atomically.
 //! - [`support`]: infrastructure several layers share: the rustls provider and trust
 //!   roots, a poison-tolerant lock, case-insensitive setting values.
-//! - [`clock`] (time, so tests can move it) and [`echo`] (shortening client input before it
-//!   is echoed in logs and errors).
+//! - [`clock`] (time, so tests can move it), [`echo`] (shortening client input before it
+//!   is echoed in logs and errors) and [`matching`] (the one-or-more and `/regex/` syntax
+//!   access rules and federation's claim requirements share).
 //!
 //! The command line (`regauth check`, `explain`, `doctor`, `bundle`, `probe`, …) lives in the
 //! binary, not in this library.
@@ -41,6 +42,7 @@ pub mod http;
 pub mod identity;
 pub mod issue;
 pub mod keys;
+pub mod matching;
 pub mod policy;
 pub mod server;
 pub mod support;

@@ -13,21 +13,15 @@ use regauth::issue::refresh;
 use regauth::keys::{self, NextKey};
 
 pub(super) fn users_of(config: &Validated) -> anyhow::Result<UserDirectory> {
-    let settings = &config.settings;
     Ok(UserDirectory::start(
-        settings.users.clone(),
-        settings.auth.htpasswd.clone(),
+        config.users.clone(),
+        config.auth.htpasswd.clone(),
         watch::WatchOptions::default(),
     )?)
 }
 
 pub(super) fn ldap_of(config: &Validated) -> anyhow::Result<Option<LdapSource>> {
-    Ok(config
-        .settings
-        .ldap
-        .clone()
-        .map(LdapSource::new)
-        .transpose()?)
+    Ok(config.ldap.clone().map(LdapSource::new).transpose()?)
 }
 
 /// Reads the LDAP files and tries one service-account bind; an unreachable directory is a
@@ -72,7 +66,6 @@ fn check_ldap(config: &Validated, problems: &mut Vec<String>) {
 
 pub(super) fn check(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let config = config::load(config_path.as_deref())?;
-    let settings = &config.settings;
     let mut problems = Vec::new();
     match users_of(&config) {
         Ok(users) => {
@@ -93,7 +86,7 @@ pub(super) fn check(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     println!(
         "rules: {}{}",
         config.acl.len(),
-        if settings.acl.is_none() {
+        if config.default_rules.is_some() {
             " (defaults)"
         } else {
             ""
@@ -111,12 +104,12 @@ pub(super) fn check(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         }
     }
     check_federation(&config, &mut problems);
-    for warning in federation::warnings(&settings.federation, config.acl.names_federation()) {
+    for warning in federation::warnings(&config.federation, config.acl.names_federation()) {
         println!("warning: {warning}");
     }
     let refresh_secret = config.refresh_secret_file();
     if refresh_secret.exists() {
-        match refresh::RefreshTokens::load(&refresh_secret, settings.auth.refresh_ttl_seconds) {
+        match refresh::RefreshTokens::load(&refresh_secret, config.auth.refresh_ttl_seconds) {
             Ok(tokens) => println!(
                 "refresh tokens: on ({})",
                 tokens.describe(chrono::Utc::now()).join(", ")
@@ -143,7 +136,7 @@ pub(super) fn check(config_path: Option<PathBuf>) -> anyhow::Result<()> {
 /// Loads the keys as `serve` does and reports them, and anything that stops a registry from
 /// accepting their tokens.
 fn check_keys(config: &Validated, problems: &mut Vec<String>) {
-    let loaded = match keys::load_from_settings(config) {
+    let loaded = match keys::load_from_settings(&config.key, config.key_spec()) {
         Ok(loaded) => loaded,
         Err(e) => {
             problems.push(format!("key: {e}"));
@@ -170,7 +163,7 @@ fn check_keys(config: &Validated, problems: &mut Vec<String>) {
 /// Loads each federation issuer's keys as `serve` would (a JWKS file must be usable; a URL is
 /// fetched once, and a failure there is a warning: the server retries on use).
 fn check_federation(config: &Validated, problems: &mut Vec<String>) {
-    let issuers = &config.settings.federation;
+    let issuers = &config.federation;
     if issuers.is_empty() {
         return;
     }

@@ -34,7 +34,7 @@ pub(super) fn explain(
         federated.identity
     } else if account.is_empty() {
         Identity::anonymous()
-    } else if !sources.is_configured() && config.settings.federation.is_empty() {
+    } else if !sources.is_configured() && config.federation.is_empty() {
         // As the server does: with nobody to sign in, credentials are ignored.
         println!(
             "note: no identity source is configured (no users, htpasswd file, ldap or \
@@ -63,7 +63,7 @@ pub(super) fn explain(
         }
     };
     let service = service
-        .or_else(|| config.settings.token.services.first().cloned())
+        .or_else(|| config.token.services.first().cloned())
         .unwrap_or_else(|| "registry".into());
     let scopes = scope::parse_all(scopes.iter().map(String::as_str))?;
     let ctx = RequestContext {
@@ -115,7 +115,7 @@ fn explain_token(config: &Validated, path: &std::path::Path) -> anyhow::Result<F
         std::fs::read_to_string(path)
             .with_context(|| format!("reading the token from {}", path.display()))?
     };
-    let federation = Federation::new(&config.settings.federation, Arc::new(SystemClock))?;
+    let federation = Federation::new(&config.federation, Arc::new(SystemClock))?;
     match federation.verify(TOKEN_USER, text.trim())? {
         Some(federated) => Ok(federated),
         None => anyhow::bail!(

@@ -31,7 +31,7 @@ pub struct Output {
 /// configured but absent. A next key that exists but cannot be loaded is an error: a partial
 /// answer would leave a registry or verifier short of a key.
 fn published(config: &Validated) -> anyhow::Result<(Vec<LoadedKey>, Option<String>)> {
-    let loaded = keys::load_from_settings(config)?;
+    let loaded = keys::load_from_settings(&config.key, config.key_spec())?;
     let mut out = vec![loaded.signing];
     let mut note = None;
     match loaded.next {
@@ -152,7 +152,7 @@ pub enum Which {
 /// that trust exactly one key file need this, not a certificate. An HMAC secret has no
 /// public half; a missing next key is an error, not an empty answer.
 pub fn public_key(config: &Validated, which: Which) -> anyhow::Result<Output> {
-    let loaded = keys::load_from_settings(config)?;
+    let loaded = keys::load_from_settings(&config.key, config.key_spec())?;
     let key = match which {
         Which::Signing => loaded.signing,
         Which::Next => match loaded.next {

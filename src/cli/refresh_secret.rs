@@ -38,7 +38,7 @@ enum Action {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let config = config::load(args.config.as_deref())?;
     let path = config.refresh_secret_file();
-    let ttl = config.settings.auth.refresh_ttl_seconds;
+    let ttl = config.auth.refresh_ttl_seconds;
     let now = Utc::now();
     if !path.exists() {
         anyhow::bail!(

@@ -7,7 +7,7 @@ use regauth::server::Application;
 
 pub(super) fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let config = config::load(config_path.as_deref())?;
-    regauth::telemetry::logging::set_format(config.settings.log.format);
+    regauth::telemetry::logging::set_format(config.log_format);
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(config)?;
         app.run_until_stopped().await?;

@@ -12,6 +12,8 @@ pub mod htpasswd;
 pub mod ldap;
 mod limits;
 mod login;
+mod metrics;
+mod settings;
 mod source;
 mod users;
 
@@ -25,6 +27,7 @@ use secrecy::SecretString;
 pub use ldap::{LdapSettings, LdapSettingsError, LdapSetupError, LdapSource, SOURCE_LDAP};
 pub use limits::{Budget, LimitSettings, Limiter, network_of};
 pub use login::{LoginError, LoginOptions, LoginStats, Logins};
+pub use settings::AuthSettings;
 pub use source::{Concurrency, Failure, IdentitySource, Outcome, Sources};
 pub use users::{
     ReloadStatus, SOURCE_HTPASSWD, SOURCE_USERS, User, UserDirectory, UserSettings, UsersError,

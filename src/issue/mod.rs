@@ -7,4 +7,7 @@
 pub mod claims;
 pub mod refresh;
 pub mod scope;
+mod settings;
 pub mod signing;
+
+pub use settings::TokenSettings;

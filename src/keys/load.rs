@@ -12,11 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{
-    EnvKeyProvider, FileKeyProvider, FileKind, KeyFiles, KeyProvider, ProviderError, ReloadOptions,
-    SigningKey, load_key_file,
+    EnvKeyProvider, FileKeyProvider, FileKind, KeyFiles, KeyProvider, KeySettings, KeySource,
+    KeySpec, ProviderError, ReloadOptions, SigningKey, load_key_file,
 };
 use crate::clock::Clock;
-use crate::config::{KeySource, Validated};
 
 /// The certificate `regauth keygen` writes beside a key file: `NAME.crt` for `NAME.key` (or
 /// for `NAME` without an extension). It may not exist.
@@ -58,10 +57,12 @@ pub struct LoadedKeys {
 }
 
 /// Loads the signing key (an error when it cannot be used) and the next key (see
-/// [`NextKey`]) without starting a watcher.
-pub fn load_from_settings(config: &Validated) -> Result<LoadedKeys, ProviderError> {
-    let settings = &config.settings.key;
-    let spec = config.key_spec();
+/// [`NextKey`]) of the `key.*` settings without starting a watcher; `spec` says how keys are
+/// built.
+pub fn load_from_settings(
+    settings: &KeySettings,
+    spec: KeySpec,
+) -> Result<LoadedKeys, ProviderError> {
     let signing = match settings.source {
         KeySource::Env => {
             let provider =
@@ -101,13 +102,13 @@ pub fn load_from_settings(config: &Validated) -> Result<LoadedKeys, ProviderErro
 }
 
 /// The provider `serve` signs with: the environment key, or the key files watched and
-/// reloaded (see [`FileKeyProvider`]).
+/// reloaded with `options` (see [`FileKeyProvider`]).
 pub fn provider_from_settings(
-    config: &Validated,
+    settings: &KeySettings,
+    spec: KeySpec,
+    options: ReloadOptions,
     clock: Arc<dyn Clock>,
 ) -> Result<Arc<dyn KeyProvider>, ProviderError> {
-    let settings = &config.settings.key;
-    let spec = config.key_spec();
     match settings.source {
         KeySource::Env => Ok(Arc::new(EnvKeyProvider::from_env(
             &settings.env,
@@ -120,11 +121,6 @@ pub fn provider_from_settings(
                 certificate: settings.certificate.clone(),
                 next: settings.next.clone(),
                 next_certificate: settings.next_certificate.clone(),
-            };
-            let options = ReloadOptions {
-                watch: config.watch_options(),
-                retain: config.retention(),
-                ..ReloadOptions::default()
             };
             Ok(Arc::new(FileKeyProvider::start_with_clock(
                 files, spec, options, clock,
@@ -144,7 +140,6 @@ impl ProviderError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Settings;
     use crate::keys::{Algorithm, generate};
 
     #[test]
@@ -167,15 +162,21 @@ mod tests {
     fn a_missing_next_key_is_no_next_key_and_a_broken_one_is_reported() {
         let dir = tempfile::tempdir().unwrap();
         generate::write(dir.path(), Algorithm::ES256, false).unwrap();
-        let mut settings = Settings::default();
-        settings.key.path = dir.path().join("signing.key");
-        settings.key.next = Some(dir.path().join("next.key"));
-        let config = settings.validate(false).unwrap();
-        let loaded = load_from_settings(&config).unwrap();
+        let settings = KeySettings {
+            path: dir.path().join("signing.key"),
+            next: Some(dir.path().join("next.key")),
+            ..KeySettings::default()
+        };
+        let spec = KeySpec {
+            algorithm: None,
+            kid_format: crate::keys::KidFormat::Libtrust,
+            x5c: true,
+        };
+        let loaded = load_from_settings(&settings, spec).unwrap();
         assert!(loaded.signing.key.certificate().is_none(), "not configured");
         assert!(matches!(loaded.next, NextKey::Missing(_)));
         std::fs::write(dir.path().join("next.key"), "broken").unwrap();
-        let loaded = load_from_settings(&config).unwrap();
+        let loaded = load_from_settings(&settings, spec).unwrap();
         assert!(matches!(loaded.next, NextKey::Unusable(_)));
     }
 }

@@ -11,6 +11,8 @@ pub mod keyset;
 pub mod kid;
 mod load;
 mod material;
+pub mod metrics;
+mod settings;
 
 use std::sync::Arc;
 
@@ -27,6 +29,7 @@ pub use material::{
     CertificateInfo, KeyError, KeySpec, MIN_HMAC_SECRET, PublicKeyInfo, SignError, SigningKey,
     content_digest,
 };
+pub use settings::{KeySettings, KeySource};
 
 /// A source of signing keys.
 ///

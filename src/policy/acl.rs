@@ -51,34 +51,7 @@ impl RuleSettings {
     }
 }
 
-/// One name, or a list of names.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(untagged)]
-pub enum OneOrMore {
-    /// A single name.
-    One(String),
-    /// Several names.
-    More(Vec<String>),
-}
-
-impl OneOrMore {
-    /// The names.
-    pub fn as_slice(&self) -> &[String] {
-        match self {
-            OneOrMore::One(one) => std::slice::from_ref(one),
-            OneOrMore::More(more) => more,
-        }
-    }
-}
-
-impl std::fmt::Display for OneOrMore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            OneOrMore::One(one) => write!(f, "{one:?}"),
-            OneOrMore::More(more) => write!(f, "{more:?}"),
-        }
-    }
-}
+pub use crate::matching::OneOrMore;
 
 /// The `match` of a rule. Omitted fields match anything, except that a rule naming neither
 /// `source` nor `issuer` never matches a workload (a caller of source `federation`).

@@ -4,11 +4,13 @@
 
 mod acl;
 mod pattern;
+mod settings;
 
 use std::net::IpAddr;
 
 pub use acl::{Acl, MatchSettings, OneOrMore, RuleError, RuleSettings, SOURCE_NAMES};
 pub use pattern::{Pattern, PatternError, Variables, anchored_regex, regex_inside};
+pub use settings::AccessSettings;
 
 use crate::identity::Identity;
 use crate::issue::claims::AccessEntry;

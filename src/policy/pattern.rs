@@ -82,21 +82,7 @@ const CLAIM_PREFIX: &str = "${claim.";
 /// Longest claim name a variable may use.
 const MAX_CLAIM_NAME: usize = 128;
 
-/// Compiles `/inner/`'s inside as an anchored regex. The inside is compiled alone first:
-/// `a)|(b` would otherwise close the anchoring group and leave each side of the `|`
-/// unanchored.
-pub fn anchored_regex(inner: &str) -> Result<Regex, String> {
-    Regex::new(inner).map_err(|e| e.to_string())?;
-    Regex::new(&format!("^(?:{inner})$")).map_err(|e| e.to_string())
-}
-
-/// The inside of `/regex/`, when `source` is written that way.
-pub fn regex_inside(source: &str) -> Option<&str> {
-    source
-        .strip_prefix('/')
-        .and_then(|s| s.strip_suffix('/'))
-        .filter(|_| source.len() >= 2)
-}
+pub use crate::matching::{anchored_regex, regex_inside};
 
 impl Pattern {
     /// Compiles `source`. `allow_variables` permits `${account}` and `${claim.NAME}` (name

@@ -4,6 +4,7 @@
 
 pub mod hangup;
 pub mod proxy;
+pub mod settings;
 pub mod shutdown;
 pub mod tls;
 
@@ -18,13 +19,13 @@ use actix_web::{App, HttpServer, middleware, web};
 use anyhow::Context;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{KeySource, Validated};
+use crate::config::Validated;
 use crate::http::{self, AppState};
 use crate::identity::federation::Federation;
 use crate::identity::{IdentitySource, LdapSource, LoginOptions, Logins, Sources, UserDirectory};
 use crate::issue::claims::ClaimsBuilder;
 use crate::issue::refresh::{self, RefreshTokens};
-use crate::keys::{self, KeyProvider, KeySpec, generate};
+use crate::keys::{self, KeyProvider, KeySource, KeySpec, generate};
 use crate::server::hangup::{Hangups, Reload};
 use crate::server::shutdown::{Seal, Shutdown};
 use crate::server::tls::TlsCertificates;
@@ -61,19 +62,18 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Application> {
         let keys = key_provider(&config, Arc::clone(&clock))?;
-        let settings = &config.settings;
         let users = Arc::new(UserDirectory::start(
-            settings.users.clone(),
-            settings.auth.htpasswd.clone(),
+            config.users.clone(),
+            config.auth.htpasswd.clone(),
             config.watch_options(),
         )?);
         let users_source: Arc<dyn IdentitySource> = users.clone();
-        if let Some(ldap) = &settings.ldap
+        if let Some(ldap) = &config.ldap
             && ldap.sends_plaintext()
         {
             log::warn!("ldap: {}", crate::identity::ldap::PLAINTEXT_WARNING);
         }
-        let ldap = settings
+        let ldap = config
             .ldap
             .clone()
             .map(LdapSource::new)
@@ -93,17 +93,21 @@ impl Application {
         )?);
         let refresh = refresh_tokens(&config)?.map(Arc::new);
         let shutdown = Arc::new(Shutdown::default());
-        let tls = crate::server::tls::from_settings(&config, Arc::clone(&clock))?;
-        let mut metrics = Metrics::new(
-            &settings.token.services,
-            Arc::clone(&logins),
+        let tls = crate::server::tls::from_settings(
+            config.tls.as_ref(),
+            config.watch_options(),
+            Arc::clone(&clock),
+        )?;
+        let mut metrics = Metrics::new(&config.token.services, logins.clone());
+        metrics.register_collector(logins.collector());
+        metrics.register_collector(keys::metrics::collector(
             Arc::clone(&keys),
             Arc::clone(&clock),
-        );
+        ));
         if let Some(tls) = &tls {
             metrics.register_collector(tls.collector());
         }
-        let audit = AuditLog::from_settings(&settings.audit, metrics.audit_dropped())?;
+        let audit = AuditLog::from_settings(&config.audit, metrics.audit_dropped())?;
         let metrics = Arc::new(metrics);
         let reload = Arc::new(Reload::new(
             Arc::clone(&keys),
@@ -118,10 +122,10 @@ impl Application {
         let state = web::Data::new(AppState {
             metrics,
             keys: Arc::clone(&keys),
-            claims: ClaimsBuilder::new(settings.token.issuer.clone(), settings.token.ttl_seconds),
+            claims: ClaimsBuilder::new(config.token.issuer.clone(), config.token.ttl_seconds),
             clock,
             policy: Arc::new(config.acl.clone()),
-            services: settings.token.services.iter().cloned().collect(),
+            services: config.token.services.iter().cloned().collect(),
             users,
             logins: Arc::clone(&logins),
             refresh,
@@ -142,13 +146,7 @@ impl Application {
             );
         let admin = config
             .admin_listen
-            .map(|addr| {
-                admin_server(
-                    addr,
-                    state.clone(),
-                    settings.server.shutdown_timeout_seconds,
-                )
-            })
+            .map(|addr| admin_server(addr, state.clone(), config.shutdown_timeout.as_secs()))
             .transpose()?;
         let routes: fn(&mut web::ServiceConfig) = match admin {
             Some(_) => http::public_routes,
@@ -196,7 +194,7 @@ impl Application {
                 .configure(routes)
         })
         .disable_signals()
-        .shutdown_timeout(settings.server.shutdown_timeout_seconds);
+        .shutdown_timeout(config.shutdown_timeout.as_secs());
         let server = match &tls {
             Some(tls) => server.listen_rustls_0_23(listener, tls.server_config()?)?,
             None => server.listen(listener)?,
@@ -212,7 +210,7 @@ impl Application {
             keys,
             logins,
             shutdown,
-            shutdown_delay: Duration::from_secs(settings.server.shutdown_delay_seconds),
+            shutdown_delay: config.shutdown_delay,
             seal,
             audit,
             tls,
@@ -342,7 +340,7 @@ const WORKER_HANDOFF: Duration = Duration::from_millis(100);
 
 /// How password logins are bounded and cached, from `auth.*`.
 fn login_options(config: &Validated) -> LoginOptions {
-    let auth = &config.settings.auth;
+    let auth = &config.auth;
     let workers = match auth.check_workers {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => n,
@@ -362,7 +360,7 @@ fn federation(
     config: &Validated,
     clock: &Arc<dyn Clock>,
 ) -> anyhow::Result<Option<Arc<Federation>>> {
-    let issuers = &config.settings.federation;
+    let issuers = &config.federation;
     if issuers.is_empty() {
         return Ok(None);
     }
@@ -385,17 +383,22 @@ fn federation(
 /// The key provider from the settings (see [`keys::provider_from_settings`]); a first start
 /// without configuration generates the default key first.
 fn key_provider(config: &Validated, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<dyn KeyProvider>> {
-    let key = &config.settings.key;
+    let key = &config.key;
     if config.zero_config && key.source == KeySource::File && !key.path.exists() {
         generate_default_key(&key.path, config.key_spec())?;
     }
-    Ok(keys::provider_from_settings(config, clock)?)
+    Ok(keys::provider_from_settings(
+        key,
+        config.key_spec(),
+        config.key_reload(),
+        clock,
+    )?)
 }
 
 /// Refresh tokens are issued while the secret file exists; a first start without
 /// configuration creates it.
 fn refresh_tokens(config: &Validated) -> anyhow::Result<Option<RefreshTokens>> {
-    let auth = &config.settings.auth;
+    let auth = &config.auth;
     let path = &config.refresh_secret_file();
     if !path.exists() {
         if !config.zero_config {
@@ -435,16 +438,15 @@ fn generate_default_key(path: &Path, spec: KeySpec) -> anyhow::Result<()> {
 }
 
 fn log_summary(config: &Validated, addr: std::net::SocketAddr, keys: &dyn KeyProvider) {
-    let settings = &config.settings;
     let key = keys.signing_key();
     log::info!(
         "issuer {:?}, tokens live {} s, signing {} from {}",
-        settings.token.issuer,
-        settings.token.ttl_seconds,
+        config.token.issuer,
+        config.token.ttl_seconds,
         key.label(),
         keys.status().source
     );
-    let service = settings
+    let service = config
         .token
         .services
         .first()
@@ -457,13 +459,13 @@ fn log_summary(config: &Validated, addr: std::net::SocketAddr, keys: &dyn KeyPro
             .display()
             .to_string()
     };
-    let bundle = match (&settings.key.certificate, settings.key.source) {
+    let bundle = match (&config.key.certificate, config.key.source) {
         (Some(cert), _) => absolute(cert),
-        (None, KeySource::File) => absolute(&keys::certificate_beside(&settings.key.path)),
+        (None, KeySource::File) => absolute(&keys::certificate_beside(&config.key.path)),
         (None, KeySource::Env) => "<certificate of the signing key>".into(),
     };
     // The placeholder is marked as one, so it is not mistaken for a configured name.
-    let service = if settings.token.services.is_empty() {
+    let service = if config.token.services.is_empty() {
         format!("{service}   # token.services is empty: any service; use the registry's name")
     } else {
         service
@@ -482,19 +484,19 @@ fn log_summary(config: &Validated, addr: std::net::SocketAddr, keys: &dyn KeyPro
         "registry configuration to pair with this server:\n\
          auth:\n  token:\n    realm: {scheme}://{host}/token\n    service: {service}\n    \
          issuer: {}\n    rootcertbundle: {bundle}",
-        settings.token.issuer
+        config.token.issuer
     );
     log::info!(
         "{} access rules{}",
         config.acl.len(),
-        if settings.acl.is_none() {
+        if config.default_rules.is_some() {
             " (the defaults: anonymous may pull, users may pull and push)"
         } else {
             ""
         }
     );
     for warning in
-        crate::identity::federation::warnings(&settings.federation, config.acl.names_federation())
+        crate::identity::federation::warnings(&config.federation, config.acl.names_federation())
     {
         log::warn!("{warning}");
     }
@@ -503,7 +505,7 @@ fn log_summary(config: &Validated, addr: std::net::SocketAddr, keys: &dyn KeyPro
         log::info!(
             "client addresses: from {} when the peer is one of {:?}",
             proxies.header().name(),
-            settings.server.trusted_proxies
+            config.trusted_proxies
         );
     }
     if let Some(all) = proxies.everything() {

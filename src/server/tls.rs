@@ -356,17 +356,18 @@ pub fn check(files: &TlsFiles) -> Result<CertificateInfo, TlsError> {
     parse_pair(files, &provider(), &cert, &key).map(|(_, info)| info)
 }
 
-/// The served certificate for `server.tls`, watched like the signing key (same poll
-/// interval); `None` for plain HTTP.
+/// The served certificate for `server.tls` (`files`), watched with `watch` (like the signing
+/// key); `None` for plain HTTP.
 pub fn from_settings(
-    config: &crate::config::Validated,
+    files: Option<&TlsFiles>,
+    watch: WatchOptions,
     clock: Arc<dyn Clock>,
 ) -> Result<Option<Arc<TlsCertificates>>, TlsError> {
-    let Some(files) = &config.tls else {
+    let Some(files) = files else {
         return Ok(None);
     };
     let options = TlsOptions {
-        watch: config.watch_options(),
+        watch,
         ..TlsOptions::default()
     };
     let tls = TlsCertificates::start(files.clone(), options, clock)?;

@@ -19,11 +19,29 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 // A poisoned lock still gives its buffer: a line is appended whole or not at all.
-use crate::config::AuditSettings;
 use crate::support::sync::lock;
+
+/// `audit.*` ([`crate::config`] composes this section into its settings and checks it).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// One JSON line per token decision.
+    pub enabled: bool,
+    /// `stderr`, `stdout`, or a file path (appended to, reopened on SIGHUP).
+    pub output: String,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            enabled: true,
+            output: "stderr".into(),
+        }
+    }
+}
 
 /// Where lines go.
 #[derive(Debug, Clone, PartialEq, Eq)]

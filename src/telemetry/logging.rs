@@ -36,6 +36,14 @@ impl TryFrom<String> for LogFormat {
     }
 }
 
+/// `log.*` ([`crate::config`] composes this section into its settings and checks it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `text` or `json`; the level comes from `RUST_LOG`.
+    pub format: LogFormat,
+}
+
 /// Set by [`set_format`]; read on every record.
 static JSON: AtomicBool = AtomicBool::new(false);
 

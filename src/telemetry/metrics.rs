@@ -1,7 +1,10 @@
 //! Prometheus metrics (`GET /metrics`, text format 0.0.4, every name prefixed `regauth_`):
 //! counters the request path bumps (tokens issued, authentication failures, refresh tokens,
-//! request durations), and values read only when scraped: the login path's own counters
-//! ([`Logins::stats`]) and the key provider's [`KeyStatus`](crate::keys::KeyStatus).
+//! request durations), and values read only when scraped, which the domains register as
+//! collectors ([`Metrics::register_collector`]): the login path's counters, the key
+//! provider's status, the TLS certificate's. This module knows none of them: it sits below
+//! them, and the login path's refusals reach `regauth_auth_failures_total` through
+//! [`LoginRefusals`].
 //!
 //! Label values come from small fixed sets, except `service`: with `token.services` set it is
 //! one of them; without, services are whatever clients send, so only the first
@@ -21,10 +24,6 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
-
-use crate::clock::Clock;
-use crate::identity::Logins;
-use crate::keys::KeyProvider;
 
 pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
@@ -216,13 +215,20 @@ fn load(counters: &PerGrant) -> [u64; Grant::ALL.len()] {
     std::array::from_fn(|i| counters.get(i).map_or(0, |c| c.load(Ordering::Relaxed)))
 }
 
-/// Everything read or summed at scrape time.
+/// Logins the login path refused on its own, read at scrape time into the `limited` and
+/// `shed` series of `regauth_auth_failures_total` (the login path implements it).
+pub trait LoginRefusals: Send + Sync {
+    /// Logins refused by the brute-force limits so far.
+    fn limited(&self) -> u64;
+    /// Password checks refused because every worker was busy and the queue full, so far.
+    fn shed(&self) -> u64;
+}
+
+/// The tokens issued and the authentication failures, summed at scrape time.
 struct Scraped {
     issued: Arc<IssuedTokens>,
     failures: Arc<[AtomicU64; AuthFailure::ALL.len()]>,
-    logins: Arc<Logins>,
-    keys: Arc<dyn KeyProvider>,
-    clock: Arc<dyn Clock>,
+    refusals: Arc<dyn LoginRefusals>,
 }
 
 impl std::fmt::Debug for Scraped {
@@ -257,7 +263,6 @@ impl Collector for Scraped {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         self.issued.encode(&mut encoder)?;
 
-        let stats = self.logins.stats();
         let mut failures = encoder.encode_descriptor(
             "auth_failures",
             "Requests refused while deciding who the caller is, by reason.",
@@ -272,94 +277,10 @@ impl Collector for Scraped {
             ConstCounter::new(value)
                 .encode(failures.encode_family(&[("reason", reason.as_str())])?)?;
         }
-        ConstCounter::new(stats.limited)
+        ConstCounter::new(self.refusals.limited())
             .encode(failures.encode_family(&[("reason", "limited")])?)?;
-        ConstCounter::new(stats.shed).encode(failures.encode_family(&[("reason", "shed")])?)?;
-
-        let e = &mut encoder;
-        counter(
-            e,
-            "password_checks",
-            "bcrypt password checks run (for requests and background cache refreshes).",
-            stats.checks,
-        )?;
-        counter(
-            e,
-            "login_cache_hits",
-            "Password logins answered from the login cache.",
-            stats.cache_hits,
-        )?;
-        counter(
-            e,
-            "login_cache_misses",
-            "Password logins the login cache could not answer.",
-            stats.cache_misses,
-        )?;
-        counter(
-            e,
-            "requests_limited",
-            "Logins refused with 429 by the brute-force limits.",
-            stats.limited,
-        )?;
-        counter(
-            e,
-            "requests_shed",
-            "Password checks refused with 503 because every worker was busy and the queue full.",
-            stats.shed,
-        )?;
-        counter(
-            e,
-            "identity_source_unavailable",
-            "Checks that an identity source (e.g. LDAP) could not answer.",
-            stats.unavailable,
-        )?;
-        counter(
-            e,
-            "login_stale_answers",
-            "Logins answered from an expired cache entry during its source's outage grace.",
-            stats.stale_answers,
-        )?;
-
-        let status = self.keys.status();
-        let now = self.clock.now();
-        gauge(
-            e,
-            "key_age_seconds",
-            "Seconds since the signing key was loaded.",
-            status.key_age(now).num_seconds(),
-        )?;
-        gauge(
-            e,
-            "key_last_reload_timestamp_seconds",
-            "Unix time of the last successful key (re)load (the start when nothing was reloaded yet).",
-            status.last_reload.unwrap_or(status.loaded_at).timestamp(),
-        )?;
-        counter(
-            e,
-            "key_reload_failures",
-            "Key reloads that found content that could not be used (the last good key keeps signing).",
-            status.failed_reloads,
-        )?;
-        gauge(
-            e,
-            "next_key_present",
-            "1 when a next key is configured and loaded, else 0.",
-            i64::from(status.next_kid.is_some()),
-        )?;
-        gauge(
-            e,
-            "retired_keys_published",
-            "Replaced keys still published (JWKS, bundle) until the tokens they signed expire.",
-            i64::try_from(status.retired).unwrap_or(i64::MAX),
-        )?;
-        if let Some(cert) = self.keys.signing_key().certificate() {
-            gauge(
-                e,
-                "signing_certificate_expiry_timestamp_seconds",
-                "Unix time the signing key's certificate expires.",
-                cert.not_after.timestamp(),
-            )?;
-        }
+        ConstCounter::new(self.refusals.shed())
+            .encode(failures.encode_family(&[("reason", "shed")])?)?;
         Ok(())
     }
 }
@@ -386,13 +307,10 @@ fn duration_histogram() -> Histogram {
 }
 
 impl Metrics {
-    /// Metrics for a server issuing tokens for `services` (empty: any).
-    pub fn new(
-        services: &[String],
-        logins: Arc<Logins>,
-        keys: Arc<dyn KeyProvider>,
-        clock: Arc<dyn Clock>,
-    ) -> Metrics {
+    /// Metrics for a server issuing tokens for `services` (empty: any), whose login path
+    /// counts its own refusals (`refusals`). The domains' scrape-time values are added with
+    /// [`Metrics::register_collector`].
+    pub fn new(services: &[String], refusals: Arc<dyn LoginRefusals>) -> Metrics {
         let mut registry = Registry::with_prefix("regauth");
         registry.register(
             "build",
@@ -429,9 +347,7 @@ impl Metrics {
         registry.register_collector(Box::new(Scraped {
             issued: Arc::clone(&issued),
             failures: Arc::clone(&failures),
-            logins,
-            keys,
-            clock,
+            refusals,
         }));
         // Both methods exist from the start, so a rate over them never starts from nothing.
         for method in [TokenMethod::Get, TokenMethod::Post] {
@@ -453,7 +369,8 @@ impl Metrics {
         self.audit_dropped.clone()
     }
 
-    /// Adds metrics read at scrape time (e.g. the TLS certificate's, see [`crate::server::tls`]).
+    /// Adds metrics read at scrape time: how the domains publish their state (the login
+    /// path's counters, the key provider's status, the TLS certificate's).
     pub fn register_collector(&mut self, collector: Box<dyn Collector>) {
         self.registry.register_collector(collector);
     }

@@ -37,15 +37,12 @@ fn no_config_or_request_type_shows_a_secret_in_debug_output() {
     let hash_tail = &hash[7..];
     let htpasswd_tail = &htpasswd_hash[7..];
     assert_hidden("Validated", &validated, &[hash_tail]);
-    assert_hidden("Settings", &validated.settings, &[hash_tail]);
-    assert_hidden(
-        "UserSettings",
-        &validated.settings.users["alice"],
-        &[hash_tail],
-    );
+    let settings = regauth::config::Settings::load(Some(&config), &HashMap::new()).unwrap();
+    assert_hidden("Settings", &settings, &[hash_tail]);
+    assert_hidden("UserSettings", &validated.users["alice"], &[hash_tail]);
 
     let users = UserDirectory::start(
-        validated.settings.users.clone(),
+        validated.users.clone(),
         Some(htpasswd),
         regauth::fs::watch::WatchOptions::default(),
     )

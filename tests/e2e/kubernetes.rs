@@ -147,14 +147,11 @@ fn the_configmap_settings_load_and_the_grace_period_covers_the_prestop_sleep_and
     assert_eq!(env["REGAUTH_SERVER__LISTEN"], "0.0.0.0:5001", "{env:?}");
     let config = regauth::config::load_with_env(Some(settings_file.path()), &env)
         .unwrap_or_else(|e| panic!("the ConfigMap's settings: {e}"));
-    assert_eq!(
-        config.settings.key.path,
-        Path::new("/etc/regauth/keys/signing.key")
-    );
+    assert_eq!(config.key.path, Path::new("/etc/regauth/keys/signing.key"));
     assert_eq!(config.listen.port(), 5001);
     // Rules as shipped, so adding one (what docs/kubernetes.md asks for) keeps the start
     // working: access.anonymous beside acl would stop it.
-    assert!(config.settings.access.anonymous.is_none());
+    assert!(config.default_rules.is_none());
     assert_eq!(config.acl.len(), 3);
     let settings = literal_block(&configmap, "regauth.yaml");
     let acl_line = settings
@@ -174,17 +171,18 @@ fn the_configmap_settings_load_and_the_grace_period_covers_the_prestop_sleep_and
     let deployment = fs::read_to_string(dir.join("deployment.yaml")).unwrap();
     let grace = number_after(&deployment, "", "terminationGracePeriodSeconds");
     let pre_stop = number_after(&deployment, "preStop:", "seconds");
-    let server = &config.settings.server;
+    let (delay, timeout) = (
+        config.shutdown_delay.as_secs(),
+        config.shutdown_timeout.as_secs(),
+    );
     assert!(
-        grace > pre_stop + server.shutdown_delay_seconds + server.shutdown_timeout_seconds,
-        "terminationGracePeriodSeconds {grace} must exceed preStop {pre_stop} + delay {} + timeout {}",
-        server.shutdown_delay_seconds,
-        server.shutdown_timeout_seconds
+        grace > pre_stop + delay + timeout,
+        "terminationGracePeriodSeconds {grace} must exceed preStop {pre_stop} + delay {delay} + timeout {timeout}"
     );
     // Readiness fails within the drain delay, so balancers stop routing before the close.
     let period = number_after(&deployment, "readinessProbe:", "periodSeconds");
     let failures = number_after(&deployment, "readinessProbe:", "failureThreshold");
-    assert!(period * failures <= server.shutdown_delay_seconds);
+    assert!(period * failures <= delay);
     assert_eq!(number_after(&deployment, "", "replicas"), 2);
     assert_eq!(
         number_after(&deployment, "securityContext:", "runAsUser"),

@@ -39,7 +39,7 @@ pub fn run(
     check_issuer(config, registry, report);
     check_service(config, registry, report);
     check_realm(config, registry, report);
-    let loaded = match keys::load_from_settings(config) {
+    let loaded = match keys::load_from_settings(&config.key, config.key_spec()) {
         Ok(loaded) => loaded,
         Err(e) => {
             report.error(
@@ -112,7 +112,7 @@ fn registry_fix(setting: &Setting, key: &str, value: &str) -> String {
 }
 
 fn check_issuer(config: &Validated, registry: &RegistryToken, report: &mut Report) {
-    let ours = &config.settings.token.issuer;
+    let ours = &config.token.issuer;
     match &registry.issuer {
         None => report.error(
             "issuer-missing",
@@ -136,7 +136,7 @@ fn check_issuer(config: &Validated, registry: &RegistryToken, report: &mut Repor
 }
 
 fn check_service(config: &Validated, registry: &RegistryToken, report: &mut Report) {
-    let services = &config.settings.token.services;
+    let services = &config.token.services;
     match &registry.service {
         None => report.error(
             "service-missing",

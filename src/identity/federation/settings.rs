@@ -9,7 +9,7 @@ use jsonwebtoken::Algorithm;
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::policy::{OneOrMore, anchored_regex, regex_inside};
+use crate::matching::{OneOrMore, anchored_regex, regex_inside};
 
 /// Longest leeway accepted in the settings.
 pub const MAX_LEEWAY_SECONDS: u64 = 600;

@@ -681,7 +681,7 @@ fn a_ca_file_must_hold_pem_certificates() {
     assert!(Source::url("https://issuer.test/keys", Some(&good)).is_ok());
 }
 
-fn required(pairs: &[(&str, crate::policy::OneOrMore)]) -> impl FnOnce(&mut IssuerSettings) {
+fn required(pairs: &[(&str, crate::matching::OneOrMore)]) -> impl FnOnce(&mut IssuerSettings) {
     let pairs: Vec<_> = pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
@@ -689,12 +689,12 @@ fn required(pairs: &[(&str, crate::policy::OneOrMore)]) -> impl FnOnce(&mut Issu
     move |s| s.required_claims = pairs.into_iter().collect()
 }
 
-fn one(value: &str) -> crate::policy::OneOrMore {
-    crate::policy::OneOrMore::One(value.into())
+fn one(value: &str) -> crate::matching::OneOrMore {
+    crate::matching::OneOrMore::One(value.into())
 }
 
-fn any_of(values: &[&str]) -> crate::policy::OneOrMore {
-    crate::policy::OneOrMore::More(values.iter().map(|v| v.to_string()).collect())
+fn any_of(values: &[&str]) -> crate::matching::OneOrMore {
+    crate::matching::OneOrMore::More(values.iter().map(|v| v.to_string()).collect())
 }
 
 #[test]
@@ -725,7 +725,7 @@ fn a_verified_caller_is_of_source_federation_with_its_issuer_and_string_claims()
 #[test]
 fn required_claims_accept_a_value_a_list_or_an_anchored_regex_and_refuse_the_rest() {
     // (required, claims the token carries, accepted)
-    let cases: Vec<(crate::policy::OneOrMore, Value, bool)> = vec![
+    let cases: Vec<(crate::matching::OneOrMore, Value, bool)> = vec![
         (one("octo-org"), json!({"owner": "octo-org"}), true),
         (one("octo-org"), json!({"owner": "octo-org2"}), false),
         (one("octo-org"), json!({"owner": "OCTO-ORG"}), false),
@@ -800,7 +800,7 @@ fn a_refused_claim_value_is_shortened_in_the_message() {
 
 #[test]
 fn bad_required_claims_are_load_errors_naming_the_claim() {
-    let cases: Vec<(Vec<(&str, crate::policy::OneOrMore)>, &str)> = vec![
+    let cases: Vec<(Vec<(&str, crate::matching::OneOrMore)>, &str)> = vec![
         (
             vec![("owner", one("/(unclosed/"))],
             "required_claims.owner: regex \"/(unclosed/\"",

@@ -89,57 +89,55 @@ mod tests {
     use super::*;
     use std::cell::Cell;
 
+    /// Reads the pair `key`/`cert` with `known` as the verdict on its digest, a parse that
+    /// always fails (counted in `parsed`), and `torn` as the verdict on that failure.
+    fn read(known: Known, torn: bool, parsed: &Cell<u32>) -> PairRead<(), &'static str> {
+        read_pair(
+            Duration::ZERO,
+            "pair",
+            || Ok((b"key".to_vec(), Some(b"cert".to_vec()))),
+            |digest| {
+                assert_eq!(*digest, content_digest(b"key", Some(b"cert")));
+                known
+            },
+            |_, _| {
+                parsed.set(parsed.get() + 1);
+                Err("mismatch")
+            },
+            |_| torn,
+        )
+    }
+
     #[test]
     fn known_content_is_not_parsed_and_a_torn_pair_is_read_twice() {
         let parsed = Cell::new(0);
-        let parse = |_: &[u8], _: Option<&[u8]>| {
-            parsed.set(parsed.get() + 1);
-            Err::<(), _>("mismatch")
-        };
-        let read = || Ok::<_, &str>((b"key".to_vec(), Some(b"cert".to_vec())));
-        let digest = content_digest(b"key", Some(b"cert"));
-        let known = |d: &[u8; 32]| {
-            if *d == digest {
-                Known::Current
-            } else {
-                Known::New
-            }
-        };
-        let got = read_pair(Duration::ZERO, "pair", read, known, parse, |_| true);
-        assert!(matches!(got, PairRead::Current));
+        assert!(matches!(
+            read(Known::Current, true, &parsed),
+            PairRead::Current
+        ));
+        assert!(matches!(
+            read(Known::Failed, true, &parsed),
+            PairRead::Failed
+        ));
         assert_eq!(parsed.get(), 0);
-        let got = read_pair(
-            Duration::ZERO,
-            "pair",
-            read,
-            |_| Known::Failed,
-            parse,
-            |_| true,
-        );
-        assert!(matches!(got, PairRead::Failed));
-        let got = read_pair(
-            Duration::ZERO,
-            "pair",
-            read,
-            |_| Known::New,
-            parse,
-            |_| true,
-        );
-        assert!(matches!(got, PairRead::New(d, Err("mismatch")) if d == digest));
+        let digest = content_digest(b"key", Some(b"cert"));
+        let torn = read(Known::New, true, &parsed);
+        assert!(matches!(torn, PairRead::New(d, Err("mismatch")) if d == digest));
         assert_eq!(parsed.get(), 2, "a torn pair is read once more");
-        let got = read_pair(
+        assert!(matches!(
+            read(Known::New, false, &parsed),
+            PairRead::New(_, Err(_))
+        ));
+        assert_eq!(parsed.get(), 3);
+        let unreadable = read_pair(
             Duration::ZERO,
             "pair",
-            read,
+            || Err::<(Vec<u8>, Option<Vec<u8>>), _>("gone"),
             |_| Known::New,
-            parse,
-            |_| false,
+            |_, _| Ok::<_, &str>(()),
+            |_| true,
         );
-        assert!(matches!(got, PairRead::New(_, Err(_))));
-        assert_eq!(parsed.get(), 3);
-        let unreadable = || Err::<(Vec<u8>, Option<Vec<u8>>), _>("gone");
-        let got = read_pair(Duration::ZERO, "pair", unreadable, known, parse, |_| true);
-        assert!(matches!(got, PairRead::Unreadable("gone")));
+        assert!(matches!(unreadable, PairRead::Unreadable("gone")));
     }
 
     #[test]

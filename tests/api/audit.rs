@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::helpers::{TestApp, signal, spawn_app_with, start_serve_logging, user};
+use crate::support::{key_dir, write_config};
 
 const PASSWORD: &str = "Right-Pw-3b9e";
 const TYPED_AS_USER: &str = "Typed-As-User-8c1f";
@@ -213,15 +214,9 @@ async fn a_reopen_after_logrotate_moves_the_file_starts_a_new_one() {
 
 #[tokio::test]
 async fn sighup_makes_regauth_serve_reopen_its_audit_file() {
-    let dir = tempfile::tempdir().unwrap();
-    regauth::keys::generate::write(
-        &dir.path().join("keys"),
-        regauth::keys::Algorithm::ES256,
-        false,
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("regauth.yaml"),
+    let dir = key_dir();
+    write_config(
+        dir.path(),
         "server:\n  listen: 127.0.0.1:0\nkey:\n  path: keys/signing.key\n\
          audit:\n  output: audit.log\n",
     )

@@ -4,6 +4,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
 use crate::helpers::{start_serve, start_serve_logging};
+use crate::support::{config_dir, write_config};
 
 const BIN: &str = env!("CARGO_BIN_EXE_regauth");
 
@@ -117,7 +118,7 @@ fn a_missing_key_file_is_a_startup_error_that_names_the_path() {
 fn a_missing_key_names_its_cause_once_and_the_command_that_makes_one() {
     // A configuration file turns key generation off, so the key must exist.
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("regauth.yaml"), "{}\n").unwrap();
+    write_config(dir.path(), "{}\n").unwrap();
     for command in ["serve", "check", "bundle"] {
         let (ok, stdout, stderr) = run_in(dir.path(), &[command, "--config", "regauth.yaml"]);
         assert!(!ok, "{command}: {stdout}");
@@ -314,18 +315,6 @@ fn hash_password_prints_a_bcrypt_hash_of_stdin() {
     );
 }
 
-fn config_dir(yaml: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    regauth::keys::generate::write(
-        &dir.path().join("keys"),
-        regauth::keys::Algorithm::ES256,
-        false,
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("regauth.yaml"), yaml).unwrap();
-    dir
-}
-
 fn run_in(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     run_in_env(dir, args, &[])
 }
@@ -432,8 +421,8 @@ fn check_fails_for_a_zero_led_key_named_by_thumbprint_unless_tokens_carry_x5c() 
     );
 
     // The same key as the next key is reported too.
-    std::fs::write(
-        dir.path().join("regauth.yaml"),
+    write_config(
+        dir.path(),
         "token:\n  kid_format: thumbprint\nkey:\n  next: zero.key\n",
     )
     .unwrap();
@@ -447,8 +436,8 @@ fn check_fails_for_a_zero_led_key_named_by_thumbprint_unless_tokens_carry_x5c() 
     // Sent as x5c, the registry verifies the chain and never computes the thumbprint.
     let cert = regauth::keys::generate::self_signed_certificate(Y_ZERO).unwrap();
     std::fs::write(dir.path().join("zero.crt"), cert).unwrap();
-    std::fs::write(
-        dir.path().join("regauth.yaml"),
+    write_config(
+        dir.path(),
         "token:\n  kid_format: thumbprint\nkey:\n  path: zero.key\n  certificate: zero.crt\n",
     )
     .unwrap();

@@ -16,7 +16,7 @@ use crate::helpers::{TestApp, claims, spawn_app_with_clock, user};
 use crate::support::workload::{
     JwksServer, WorkloadKey, jwks_of, service_account_claims, unsigned_token, workload_key,
 };
-use crate::support::{new_ca, tls_server_pair};
+use crate::support::{key_dir, new_ca, tls_server_pair, write_config};
 
 const ISS: &str = "https://kubernetes.default.svc.cluster.local";
 const AUD: &str = "registry.test";
@@ -517,16 +517,10 @@ async fn a_cached_federated_login_never_outlives_the_tokens_expiry() {
 
 /// A directory with a key, `cluster-jwks.json` holding `key`, and a regauth.yaml trusting it.
 fn cli_dir(key: &WorkloadKey, extra: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    regauth::keys::generate::write(
-        &dir.path().join("keys"),
-        regauth::keys::Algorithm::ES256,
-        false,
-    )
-    .unwrap();
+    let dir = key_dir();
     std::fs::write(dir.path().join("cluster-jwks.json"), jwks_of(&[key])).unwrap();
-    std::fs::write(
-        dir.path().join("regauth.yaml"),
+    write_config(
+        dir.path(),
         format!(
             "token:\n  services: [{AUD}]\nfederation:\n  - issuer: {ISS}\n    jwks_file: cluster-jwks.json\n    audiences: [{AUD}]\n{extra}\
              acl:\n  - match: {{source: federation, account: '/system:serviceaccount:team-a:.+/', name: 'team-a/**'}}\n    actions: [pull, push]\n    comment: team-a pushes\n"
@@ -939,8 +933,8 @@ async fn a_claim_variable_grants_exactly_that_repositorys_namespace_and_cannot_b
 /// issuer settings and top-level `rest`.
 fn warning_dir(key: &WorkloadKey, issuer: &str, extra: &str, rest: &str) -> tempfile::TempDir {
     let dir = cli_dir(key, "");
-    std::fs::write(
-        dir.path().join("regauth.yaml"),
+    write_config(
+        dir.path(),
         format!(
             "server:\n  listen: 127.0.0.1:0\n  shutdown_delay_seconds: 0\ntoken:\n  services: [{AUD}]\n\
              federation:\n  - issuer: {issuer}\n    jwks_file: cluster-jwks.json\n    audiences: [{AUD}]\n{extra}{rest}"

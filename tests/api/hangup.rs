@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::helpers::{header, new_key, signal, start_serve_logging};
+use crate::support::{key_dir, write_config};
 
 /// A token for anonymous pull from the server at `addr`; panics unless it is a 200.
 async fn token_kid(client: &reqwest::Client, addr: &str) -> String {
@@ -31,16 +32,10 @@ fn still_running(child: &mut std::process::Child) {
 
 #[tokio::test]
 async fn sighup_with_the_default_audit_output_leaves_the_server_serving() {
-    let dir = tempfile::tempdir().unwrap();
-    regauth::keys::generate::write(
-        &dir.path().join("keys"),
-        regauth::keys::Algorithm::ES256,
-        false,
-    )
-    .unwrap();
+    let dir = key_dir();
     // No audit settings: the audit log is on and goes to stderr, no file to reopen.
-    std::fs::write(
-        dir.path().join("regauth.yaml"),
+    write_config(
+        dir.path(),
         "server:\n  listen: 127.0.0.1:0\nkey:\n  path: keys/signing.key\n",
     )
     .unwrap();
@@ -96,8 +91,8 @@ async fn sighup_takes_a_key_swap_the_file_watch_cannot_see() {
     std::fs::write(dir.path().join("store/two.key"), &two).unwrap();
     symlink("../store/one.key", &dir.path().join("slot/key"));
     symlink("../slot/key", &dir.path().join("keys/signing.key"));
-    std::fs::write(
-        dir.path().join("regauth.yaml"),
+    write_config(
+        dir.path(),
         "server:\n  listen: 127.0.0.1:0\nkey:\n  path: keys/signing.key\n  \
          poll_interval_seconds: 86400\n",
     )

@@ -21,6 +21,7 @@ use serde_json::Value;
 
 use crate::helpers::{TestApp, claims, spawn_app_with, user};
 use crate::support::skip_or_fail;
+use crate::support::{free_port, key_dir, write_config};
 
 const BASE: &str = "dc=example,dc=org";
 const SERVICE_DN: &str = "cn=svc,dc=example,dc=org";
@@ -100,14 +101,6 @@ pub struct Slapd {
     /// The PEM of the CA that signed the server's certificate (for 127.0.0.1).
     pub ca_pem: String,
     child: Option<Child>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Slapd {
@@ -605,13 +598,7 @@ async fn app_with_cache(slapd: &Slapd, seconds: u64) -> TestApp {
 #[test]
 fn check_validates_the_ldap_settings_and_explain_names_the_source() {
     let Some(slapd) = Slapd::start() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    regauth::keys::generate::write(
-        &dir.path().join("keys"),
-        regauth::keys::Algorithm::ES256,
-        false,
-    )
-    .unwrap();
+    let dir = key_dir();
     std::fs::write(dir.path().join("svc.pw"), SERVICE_PASSWORD).unwrap();
     let yaml = |extra: &str| {
         format!(
@@ -634,7 +621,7 @@ fn check_validates_the_ldap_settings_and_explain_names_the_source() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    std::fs::write(dir.path().join("regauth.yaml"), yaml("")).unwrap();
+    write_config(dir.path(), yaml("")).unwrap();
     let (ok, stdout, stderr) = run(&["check", "--config", "regauth.yaml"]);
     assert!(ok, "{stdout}{stderr}");
     assert!(stdout.contains("service account bind works"), "{stdout}");
@@ -665,12 +652,12 @@ fn check_validates_the_ldap_settings_and_explain_names_the_source() {
         } else {
             yaml(extra)
         };
-        std::fs::write(dir.path().join("regauth.yaml"), text).unwrap();
+        write_config(dir.path(), text).unwrap();
         let (ok, _, stderr) = run(&["check", "--config", "regauth.yaml"]);
         assert!(!ok);
         assert!(stderr.contains(expected), "{expected}: {stderr}");
     }
-    std::fs::write(dir.path().join("regauth.yaml"), yaml("")).unwrap();
+    write_config(dir.path(), yaml("")).unwrap();
     std::fs::remove_file(dir.path().join("svc.pw")).unwrap();
     let (ok, _, stderr) = run(&["check", "--config", "regauth.yaml"]);
     assert!(!ok);
@@ -839,15 +826,9 @@ async fn a_stuck_directory_never_holds_up_local_users() {
 /// `regauth check` on a config with `ldap` settings `ldap_yaml` (indented under `ldap:`)
 /// and `env`; (success, stdout, stderr).
 fn check_with(ldap_yaml: &str, env: &[(&str, &str)]) -> (bool, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    regauth::keys::generate::write(
-        &dir.path().join("keys"),
-        regauth::keys::Algorithm::ES256,
-        false,
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("regauth.yaml"),
+    let dir = key_dir();
+    write_config(
+        dir.path(),
         format!("key:\n  path: keys/signing.key\nldap:\n  base_dn: '{BASE}'\n{ldap_yaml}"),
     )
     .unwrap();

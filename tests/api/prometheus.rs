@@ -14,7 +14,7 @@ use tokio::process::Command;
 
 use crate::helpers::{TestApp, spawn_app_with};
 use crate::metrics::scrape;
-use crate::support::skip_or_fail;
+use crate::support::{free_port, skip_or_fail};
 
 /// `name` on PATH, or `None` after saying the test is skipped (a failure under `CI`).
 fn tool(name: &str) -> Option<PathBuf> {
@@ -70,15 +70,6 @@ async fn promtool_accepts_the_scraped_metrics() {
     let findings = String::from_utf8_lossy(&output.stdout).into_owned()
         + &String::from_utf8_lossy(&output.stderr);
     assert!(findings.trim().is_empty(), "promtool findings:\n{findings}");
-}
-
-/// A free loopback port (closed again; the server binds it right after).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 use std::process::Child;
 
 use crate::helpers::{ServeLog, signal, start_serve_logging};
+use crate::support::{key_dir, write_config};
 
 const RIGHT: &str = "Right-Pw-7f3a";
 const WRONG: &str = "Wrong-Pw-91c2";
@@ -25,16 +26,10 @@ impl Serve {
 
     /// With `extra` (top-level YAML sections) appended to the config.
     fn start_with(extra: &str) -> Serve {
-        let dir = tempfile::tempdir().unwrap();
-        regauth::keys::generate::write(
-            &dir.path().join("keys"),
-            regauth::keys::Algorithm::ES256,
-            false,
-        )
-        .unwrap();
+        let dir = key_dir();
         let hash = bcrypt::hash(RIGHT, 4).unwrap();
-        std::fs::write(
-            dir.path().join("regauth.yaml"),
+        write_config(
+            dir.path(),
             format!(
                 "server:\n  listen: 127.0.0.1:0\n  shutdown_delay_seconds: 0\n\
                  key:\n  path: keys/signing.key\n\

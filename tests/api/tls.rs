@@ -14,7 +14,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::helpers::{TestApp, app_with_alice, replace_file, with_admin};
-use crate::support::{new_ca, tls_server_pair};
+use crate::support::{key_dir, new_ca, tls_server_pair, write_config};
 
 /// Long enough for a loaded CI machine, far below the 30 s backstop poll.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -547,15 +547,9 @@ async fn shutdown_over_https_turns_readyz_503_then_closes_the_listener() {
 
 #[test]
 fn check_and_serve_refuse_a_mismatched_pair_and_name_both_files() {
-    let dir = tempfile::tempdir().unwrap();
-    regauth::keys::generate::write(
-        &dir.path().join("keys"),
-        regauth::keys::Algorithm::ES256,
-        false,
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("regauth.yaml"),
+    let dir = key_dir();
+    write_config(
+        dir.path(),
         "server:\n  listen: 127.0.0.1:0\n  tls:\n    certificate: tls.crt\n    key: tls.key\n",
     )
     .unwrap();

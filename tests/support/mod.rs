@@ -115,7 +115,12 @@ pub fn k8s_swap(dir: &Path, generation: &str, files: &[(&str, &str)]) {
         }
     }
 }
+pub mod dirs;
 pub mod workload;
+
+// Each suite uses only part of these (the e2e suite none yet).
+#[allow(unused_imports)]
+pub use dirs::{config_dir, free_port, key_dir, write_config};
 
 /// True under CI: `CI` set to anything but "", "0" or "false" (any case). A missing outside
 /// program is then a failure, not a skip.

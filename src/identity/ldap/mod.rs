@@ -201,14 +201,7 @@ impl LdapSource {
         {
             return Ok(Outcome::Unavailable(refused));
         }
-        let groups = match self.groups_of(conn, username, &entry, deadline)? {
-            Ok(groups) => groups,
-            Err(reason) => return Ok(Outcome::Unavailable(reason)),
-        };
-        let subject = self.subject(username, &entry);
-        Ok(Outcome::Authenticated(
-            Identity::user(&subject, groups).with_source(SOURCE_LDAP),
-        ))
+        self.identity(conn, username, &entry, deadline)
     }
 
     fn look_up(
@@ -222,11 +215,23 @@ impl LdapSource {
             FoundUser::Failed(reason) => return Ok(Outcome::Unavailable(reason)),
             FoundUser::One(entry) => entry,
         };
-        let groups = match self.groups_of(conn, account, &entry, deadline)? {
+        self.identity(conn, account, &entry, deadline)
+    }
+
+    /// The identity of the user `entry` found for `username`: its groups (searched with the
+    /// connection bound as the service account) and the directory's spelling of the name.
+    fn identity(
+        &self,
+        conn: &mut Conn,
+        username: &str,
+        entry: &ldap3::SearchEntry,
+        deadline: Instant,
+    ) -> Result<Outcome, Broken> {
+        let groups = match self.groups_of(conn, username, entry, deadline)? {
             Ok(groups) => groups,
             Err(reason) => return Ok(Outcome::Unavailable(reason)),
         };
-        let subject = self.subject(account, &entry);
+        let subject = self.subject(username, entry);
         Ok(Outcome::Authenticated(
             Identity::user(&subject, groups).with_source(SOURCE_LDAP),
         ))

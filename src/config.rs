@@ -54,6 +54,8 @@ pub struct Settings {
     pub audit: AuditSettings,
     /// The process log.
     pub log: LogSettings,
+    /// Where access tokens, robots and logouts are kept (absent: no store).
+    pub store: Option<crate::store::StoreSettings>,
 }
 
 /// `server.*`
@@ -594,6 +596,11 @@ impl Settings {
             key: "federation",
             message: e.to_string(),
         })?;
+        if let Some(store) = &self.store {
+            store
+                .validate()
+                .map_err(|(key, message)| invalid(key, message))?;
+        }
         let tls = self.server.tls.validate()?;
         Ok(Validated {
             settings: self,
@@ -698,6 +705,7 @@ const SECTIONS: &[&str] = &[
     "FEDERATION",
     "AUDIT",
     "LOG",
+    "STORE",
 ];
 
 /// Every `REGAUTH_` variable must be a setting (`REGAUTH_<SECTION>__<KEY>`, which the loader

@@ -34,6 +34,7 @@ pub mod scope;
 pub mod shutdown;
 pub mod signing;
 pub mod startup;
+pub mod store;
 pub mod tls;
 pub mod watch;
 

@@ -22,6 +22,7 @@ use regauth::startup::Application;
 use regauth::{publish, refresh, scope, watch};
 
 mod cli_doctor;
+mod cli_token;
 
 #[derive(Parser)]
 #[command(
@@ -130,6 +131,20 @@ enum Command {
     /// Check regauth's settings against a distribution registry's configuration (and, with
     /// --registry, a running registry): each mismatch with its fix; exit 0 only when all hold.
     Doctor(cli_doctor::Args),
+    /// Create, list and revoke access tokens and robot accounts (needs store.url).
+    #[command(subcommand)]
+    Token(cli_token::TokenCommand),
+    /// The token store: `regauth store migrate` (needs store.url).
+    #[command(subcommand)]
+    Store(cli_token::StoreCommand),
+    /// Revoke every refresh token issued to USER so far (needs store.url).
+    Logout {
+        /// YAML or TOML settings file, as for serve.
+        #[arg(long, short, env = "REGAUTH_CONFIG")]
+        config: Option<PathBuf>,
+        /// The user.
+        user: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -137,6 +152,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Doctor(args) => return cli_doctor::run(args),
+        Command::Token(command) => cli_token::token(command),
+        Command::Store(command) => cli_token::store(command),
+        Command::Logout { config, user } => cli_token::logout(config, &user),
         Command::Serve { config } => serve(config),
         Command::Keygen {
             alg,

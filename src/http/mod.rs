@@ -66,6 +66,8 @@ pub struct AppState {
     pub audit: Option<Arc<AuditLog>>,
     /// The served TLS certificate, when the main listener is HTTPS.
     pub tls: Option<Arc<crate::tls::TlsCertificates>>,
+    /// Access tokens, robots and logouts, when `store` is configured.
+    pub store: Option<Arc<crate::store::Store>>,
 }
 
 /// Largest `POST /token` body accepted: the form carries the same scopes a `GET` query does

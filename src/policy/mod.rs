@@ -64,10 +64,12 @@ pub fn grant_explained<'p>(
         .iter()
         .map(|scope| {
             let decision = policy.decide(ctx, scope);
-            (
-                AccessEntry::new(scope, scope.actions.intersect(decision.allowed)),
-                decision.explanation,
-            )
+            let mut actions = scope.actions.intersect(decision.allowed);
+            // A caller signed in with an access token gets no more than its scopes allow.
+            if let Some(token) = ctx.identity.token() {
+                actions = actions.intersect(&token.scopes.allowed(scope));
+            }
+            (AccessEntry::new(scope, actions), decision.explanation)
         })
         .collect()
 }

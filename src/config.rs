@@ -790,7 +790,9 @@ mod tests {
         assert!(v.settings.users.is_empty() && v.settings.acl.is_none());
         assert_eq!(v.listen.to_string(), "127.0.0.1:5001");
         assert_eq!(v.settings.token.ttl_seconds, 300);
-        assert_eq!(v.acl.len(), 2, "the two default rules");
+        // Anonymous callers, signed-in people, and robots (issue 18: within their scopes).
+        assert_eq!(v.acl.len(), 3, "the three default rules");
+        assert!(v.settings.store.is_none(), "no store unless configured");
         assert!(v.zero_config);
     }
 

@@ -115,6 +115,7 @@ pub fn k8s_swap(dir: &Path, generation: &str, files: &[(&str, &str)]) {
         }
     }
 }
+pub mod postgres;
 pub mod workload;
 
 /// True under CI: `CI` set to anything but "", "0" or "false" (any case). A missing outside

@@ -1,6 +1,7 @@
 //! The HTTP surface: `GET /token`, `POST /token`, `/.well-known/jwks.json`, `/healthz`,
 //! `/readyz`, `/metrics`, and JSON errors for everything else.
 
+mod api_tokens;
 mod context;
 mod error;
 mod health;
@@ -96,6 +97,7 @@ pub fn admin_routes(cfg: &mut web::ServiceConfig) {
 }
 
 fn token_routes(cfg: &mut web::ServiceConfig) {
+    api_tokens::routes(cfg);
     cfg.service(
         web::resource("/token")
             // Times every /token request, whatever its outcome.

@@ -113,9 +113,15 @@ pub enum StoreError {
     /// A migration failed or is missing.
     #[error("store migration: {0}")]
     Migration(String),
-    /// Bad input (a name taken, a scope that does not parse, no such token).
+    /// Bad input (a scope that does not parse, a name that cannot be one).
     #[error("{0}")]
     Refused(String),
+    /// The owner already has a token of that name.
+    #[error("{0}")]
+    Exists(String),
+    /// No token has that id or name (for that owner).
+    #[error("{0}")]
+    NoSuchToken(String),
 }
 
 /// How many calls the store has made, and what tokens did (for metrics and benchmarks).
@@ -455,7 +461,7 @@ impl Store {
             })
             .await?;
         if !inserted {
-            return Err(StoreError::Refused(format!(
+            return Err(StoreError::Exists(format!(
                 "{owner} already has a token named {name}: revoke it first or pick another name"
             )));
         }
@@ -513,7 +519,7 @@ impl Store {
             })
             .await?;
         match deleted.as_slice() {
-            [] => Err(StoreError::Refused(format!(
+            [] => Err(StoreError::NoSuchToken(format!(
                 "no token with id or name {key:?}"
             ))),
             [one] => {

@@ -773,3 +773,116 @@ async fn postgresql_down_under_load_is_a_503_for_tokens_only_and_recovers_by_its
         "never counted as failed logins: {counts:?}"
     );
 }
+
+async fn api(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    user: Option<(&str, &str)>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = app
+        .client
+        .request(method, format!("{}/api/v1/tokens{path}", app.address));
+    if let Some((user, password)) = user {
+        request = request.basic_auth(user, Some(password));
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn users_manage_their_own_tokens_over_http_and_tokens_cannot_mint_tokens() {
+    use reqwest::Method;
+    let plain = app_with_alice(|_| {}).await;
+    let (status, body) = api(&plain, Method::GET, "", Some(("alice", "s3cret")), None).await;
+    assert_eq!(status, 404, "no store: {body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("store.url")
+    );
+
+    let app = app_with_alice(|s| {
+        sqlite_store(s);
+        s.users
+            .insert("bob".into(), crate::helpers::user("hunter2", &[]));
+    })
+    .await;
+    let alice = Some(("alice", "s3cret"));
+    let laptop = serde_json::json!({
+        "name": "laptop", "scopes": ["repository:alice/*:pull"], "expires": "1d"
+    });
+    let (status, _) = api(&app, Method::POST, "", None, Some(laptop.clone())).await;
+    assert_eq!(status, 401);
+    let (status, created) = api(&app, Method::POST, "", alice, Some(laptop.clone())).await;
+    assert_eq!(status, 201, "{created}");
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    assert_eq!(created["owner"], "alice");
+    assert_eq!(created["kind"], "user");
+    assert!(!created["expires"].is_null());
+    // The creating server sees its token at once.
+    assert_eq!(
+        granted(
+            sign_in(
+                &app.address,
+                "alice",
+                &secret,
+                "repository:alice/app:pull,push"
+            )
+            .await
+        )
+        .await,
+        ["pull"]
+    );
+    let (status, body) = api(&app, Method::POST, "", alice, Some(laptop)).await;
+    assert_eq!(status, 409, "{body}");
+    for bad in [
+        serde_json::json!({"name": "x", "scopes": ["nonsense"]}),
+        serde_json::json!({"name": "x", "scopes": ["repository:a:pull"], "expires": "forever"}),
+        serde_json::json!({"name": "x"}),
+    ] {
+        let (status, body) = api(&app, Method::POST, "", alice, Some(bad.clone())).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["errors"][0]["code"], "INVALID_REQUEST");
+    }
+    // A token cannot manage tokens, not even list them.
+    let (status, _) = api(&app, Method::GET, "", Some(("alice", &secret)), None).await;
+    assert_eq!(status, 403);
+
+    let (status, listed) = api(&app, Method::GET, "", alice, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert!(!listed.to_string().contains(&secret));
+    let id = listed[0]["id"].as_str().unwrap().to_owned();
+    // bob sees none of alice's tokens and cannot revoke them.
+    let bob = Some(("bob", "hunter2"));
+    let (_, listed) = api(&app, Method::GET, "", bob, None).await;
+    assert_eq!(listed, serde_json::json!([]));
+    let (status, _) = api(&app, Method::DELETE, &format!("/{id}"), bob, None).await;
+    assert_eq!(status, 404);
+    let (status, _) = api(&app, Method::DELETE, "/laptop", alice, None).await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        sign_in(&app.address, "alice", &secret, "repository:alice/app:pull")
+            .await
+            .status(),
+        401
+    );
+    let (status, _) = api(&app, Method::DELETE, "/laptop", alice, None).await;
+    assert_eq!(status, 404);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for line in [
+        "regauth_access_tokens_created_total 1",
+        "regauth_access_tokens_revoked_total 1",
+        "regauth_access_token_uses_total 2",
+    ] {
+        assert!(metrics.contains(line), "{line} not in:\n{metrics}");
+    }
+}

@@ -34,9 +34,26 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/api/v1/tokens")
             .app_data(web::PayloadConfig::new(MAX_BODY))
             .route(web::get().to(list))
-            .route(web::post().to(create)),
+            .route(web::post().to(create))
+            .default_service(web::to(|| async { method_not_allowed("GET, POST") })),
     )
-    .service(web::resource("/api/v1/tokens/{token}").route(web::delete().to(revoke)));
+    .service(
+        web::resource("/api/v1/tokens/{token}")
+            .route(web::delete().to(revoke))
+            .default_service(web::to(|| async { method_not_allowed("DELETE") })),
+    );
+}
+
+fn method_not_allowed(allow: &'static str) -> HttpResponse {
+    let mut response = refuse(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "UNSUPPORTED",
+        format!("method not allowed; use {allow}"),
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    response
 }
 
 #[derive(Debug, Deserialize)]

@@ -19,6 +19,8 @@
 //! - [`identity`]: who the caller is: local users and htpasswd, LDAP, workload-token
 //!   federation, behind one login path with brute-force limits and a cache.
 //! - [`policy`]: what the caller may do: the ordered access rules.
+//! - [`store`]: access tokens, robots and logouts kept in SQLite or PostgreSQL, read through
+//!   an in-memory snapshot so a sign-in makes no database call.
 //! - [`keys`]: the signing keys: the [`keys::KeyProvider`] backends (file, environment),
 //!   key material, key ids, the published key set.
 //! - [`telemetry`]: logs, request ids, Prometheus metrics and the audit log; a lower layer
@@ -45,6 +47,7 @@ pub mod keys;
 pub mod matching;
 pub mod policy;
 pub mod server;
+pub mod store;
 pub mod support;
 pub mod telemetry;
 

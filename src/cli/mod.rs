@@ -19,6 +19,7 @@ mod probe;
 mod publish;
 mod refresh_secret;
 mod serve;
+mod token;
 
 #[derive(Parser)]
 #[command(
@@ -129,6 +130,20 @@ enum Command {
     Doctor(doctor_cmd::Args),
     /// Show, add, rotate or retire refresh secrets (auth.refresh_secret_file) by key id.
     RefreshSecret(refresh_secret::Args),
+    /// Create, list and revoke access tokens and robot accounts (needs store.url).
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+    /// The token store: `regauth store migrate` (needs store.url).
+    #[command(subcommand)]
+    Store(token::StoreCommand),
+    /// Revoke every refresh token issued to USER so far (needs store.url).
+    Logout {
+        /// YAML or TOML settings file, as for serve.
+        #[arg(long, short, env = "REGAUTH_CONFIG")]
+        config: Option<PathBuf>,
+        /// The user.
+        user: String,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -138,6 +153,9 @@ pub fn main() -> ExitCode {
         Command::Doctor(args) => return doctor_cmd::run(args),
         Command::Serve { config } => serve::serve(config),
         Command::RefreshSecret(args) => refresh_secret::run(args),
+        Command::Token(command) => token::token(command),
+        Command::Store(command) => token::store(command),
+        Command::Logout { config, user } => token::logout(config, &user),
         Command::Keygen {
             alg,
             out,

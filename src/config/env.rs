@@ -25,6 +25,7 @@ const SECTIONS: &[&str] = &[
     "FEDERATION",
     "AUDIT",
     "LOG",
+    "STORE",
 ];
 
 /// Every `REGAUTH_` variable must be a setting (`REGAUTH_<SECTION>__<KEY>`, which the loader

@@ -27,6 +27,7 @@ use crate::keys::{Algorithm, KeySettings, KeySource, KeySpec, ReloadOptions};
 use crate::policy::Acl;
 use crate::server::proxy::TrustedProxies;
 use crate::server::tls::TlsFiles;
+use crate::store::StoreSettings;
 use crate::telemetry::audit::AuditSettings;
 use crate::telemetry::logging::LogFormat;
 
@@ -85,6 +86,8 @@ pub struct Validated {
     pub audit: AuditSettings,
     /// `log.format`.
     pub log_format: LogFormat,
+    /// `store.*`, checked (absent: no store; token, robot and logout commands need one).
+    pub store: Option<StoreSettings>,
     /// True when neither a config file nor `REGAUTH_KEY__*` variables were given, so a missing
     /// default key may be generated.
     pub zero_config: bool,

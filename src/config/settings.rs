@@ -44,6 +44,8 @@ pub struct Settings {
     pub audit: AuditSettings,
     /// The process log.
     pub log: LogSettings,
+    /// Where access tokens, robots and logouts are kept (absent: no store).
+    pub store: Option<crate::store::StoreSettings>,
 }
 
 impl Settings {

@@ -35,7 +35,9 @@ fn defaults_load_without_file_or_env() {
     assert!(v.users.is_empty() && v.default_rules.is_some());
     assert_eq!(v.listen.to_string(), "127.0.0.1:5001");
     assert_eq!(v.token.ttl_seconds, 300);
-    assert_eq!(v.acl.len(), 2, "the two default rules");
+    // Anonymous callers, signed-in people, and robots (issue 18: within their scopes).
+    assert_eq!(v.acl.len(), 3, "the three default rules");
+    assert!(v.store.is_none(), "no store unless configured");
     assert!(v.zero_config);
 }
 

@@ -18,6 +18,7 @@ use crate::policy::{AccessSettings, Acl, RuleSettings};
 use crate::server::proxy::TrustedProxies;
 use crate::server::settings::{ServerSettings, TlsSettings};
 use crate::server::tls::TlsFiles;
+use crate::store::StoreSettings;
 use crate::telemetry::audit::AuditSettings;
 
 /// A day, in seconds.
@@ -52,6 +53,7 @@ impl Settings {
         let users = users(self.users)?;
         let federation = federation(self.federation)?;
         let tls = tls(&self.server.tls)?;
+        let store = store(self.store)?;
         Ok(Validated {
             listen: server.listen,
             admin_listen: server.admin_listen,
@@ -71,6 +73,7 @@ impl Settings {
             federation,
             audit,
             log_format: self.log.format,
+            store,
             zero_config,
         })
     }
@@ -353,4 +356,13 @@ fn federation(issuers: Vec<IssuerSettings>) -> Result<Vec<IssuerSettings>, Confi
         message: e.to_string(),
     })?;
     Ok(issuers)
+}
+
+fn store(store: Option<StoreSettings>) -> Result<Option<StoreSettings>, ConfigError> {
+    if let Some(store) = &store {
+        store
+            .validate()
+            .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+    }
+    Ok(store)
 }

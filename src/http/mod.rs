@@ -1,6 +1,7 @@
 //! The HTTP surface: `GET /token`, `POST /token`, `/.well-known/jwks.json`, `/healthz`,
 //! `/readyz`, `/metrics`, and JSON errors for everything else.
 
+mod api_tokens;
 mod context;
 mod error;
 mod health;
@@ -66,6 +67,8 @@ pub struct AppState {
     pub audit: Option<Arc<AuditLog>>,
     /// The served TLS certificate, when the main listener is HTTPS.
     pub tls: Option<Arc<crate::server::tls::TlsCertificates>>,
+    /// Access tokens, robots and logouts, when `store` is configured.
+    pub store: Option<Arc<crate::store::Store>>,
 }
 
 /// Largest `POST /token` body accepted: the form carries the same scopes a `GET` query does
@@ -94,6 +97,7 @@ pub fn admin_routes(cfg: &mut web::ServiceConfig) {
 }
 
 fn token_routes(cfg: &mut web::ServiceConfig) {
+    api_tokens::routes(cfg);
     cfg.service(
         web::resource("/token")
             // Times every /token request, whatever its outcome.

@@ -128,6 +128,16 @@ async fn answer_post(
                     state.metrics.refresh_refused();
                     ApiError::RefreshRefused
                 })?;
+            // `regauth logout USER` voids the refresh tokens issued to USER until then.
+            if state
+                .store
+                .as_ref()
+                .is_some_and(|store| store.logged_out(&claims.subject, claims.issued_at))
+            {
+                log::info!("refresh token refused: its user was logged out after it was issued");
+                state.metrics.refresh_refused();
+                return Err(ApiError::RefreshRefused);
+            }
             let identity = users
                 .lookup(&claims.subject)
                 .map(|u| u.identity())

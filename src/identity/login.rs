@@ -38,6 +38,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::source::{Slot, stamped};
+use super::tokens::{AccessTokens, SOURCE_ROBOT, SOURCE_TOKENS, TokenCheck};
 use super::{
     AuthError, Budget, Credentials, Identity, IdentitySource, LimitSettings, Limiter, Outcome,
     Sources, UserDirectory,
@@ -146,6 +147,8 @@ struct Inner {
     admission: Arc<Semaphore>,
     limiter: Option<Limiter>,
     counters: Counters,
+    /// Access tokens (the store), when configured: checked before the sources and the cache.
+    tokens: std::sync::OnceLock<Arc<dyn AccessTokens>>,
 }
 
 impl Logins {
@@ -187,8 +190,15 @@ impl Logins {
                 admission: Arc::new(Semaphore::new(workers + options.queue.max(1))),
                 limiter: Limiter::new(&options.limits),
                 counters: Counters::default(),
+                tokens: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Checks passwords shaped like access tokens with `tokens` (the store) from now on,
+    /// before the identity sources and without the login cache. Only the first call counts.
+    pub fn set_access_tokens(&self, tokens: Arc<dyn AccessTokens>) {
+        let _ = self.inner.tokens.set(tokens);
     }
 
     /// The users regauth knows itself (one of the sources).
@@ -233,7 +243,14 @@ impl Logins {
             inner.counters.limited.fetch_add(1, Ordering::Relaxed);
             return Err(LoginError::Limited { retry_after });
         }
-        let result = inner.verify(&credentials).await;
+        let token = inner
+            .tokens
+            .get()
+            .filter(|t| t.recognises(credentials.password.expose_secret()));
+        let result = match token {
+            Some(tokens) => inner.token_login(tokens.as_ref(), &credentials).await,
+            None => inner.verify(&credentials).await,
+        };
         if let (Some(limiter), Some(budget)) = (&inner.limiter, &budget) {
             match &result {
                 Ok(_) => limiter.succeeded(ip, budget),
@@ -318,6 +335,56 @@ impl Inner {
         } else {
             Freshness::Expired
         }
+    }
+
+    /// A sign-in with an access token: an in-memory check (no cache, no check pool). A
+    /// user's token signs in as its owner (with the owner's groups, looked up now: a removed
+    /// owner's tokens stop working) under source `tokens`; a robot's under source `robot`.
+    async fn token_login(
+        &self,
+        tokens: &dyn AccessTokens,
+        credentials: &Credentials,
+    ) -> Result<Identity, Refused> {
+        let grant = match tokens.check(&credentials.username, credentials.password.expose_secret())
+        {
+            TokenCheck::Valid(grant) => grant,
+            TokenCheck::Rejected => return Err((AuthError::InvalidCredentials.into(), None)),
+            TokenCheck::Unavailable(source) => {
+                self.counters.unavailable.fetch_add(1, Ordering::Relaxed);
+                return Err((LoginError::Unavailable(source), None));
+            }
+        };
+        if grant.robot {
+            let name = grant.owner.clone();
+            return Ok(Identity::user(&name, Vec::new())
+                .with_source(SOURCE_ROBOT)
+                .with_token(grant, ""));
+        }
+        let owner = match self.users.lookup(&grant.owner) {
+            Some(user) => user.identity(),
+            None => {
+                let sources = Arc::clone(&self.sources);
+                let name = grant.owner.clone();
+                let described = tokio::task::spawn_blocking(move || sources.describe(&name))
+                    .await
+                    .map_err(|e| (LoginError::Failed(e.to_string()), None))?;
+                match described {
+                    Ok(Some(identity)) => identity,
+                    Ok(None) => {
+                        log::info!(
+                            "access token {} refused: its owner is no longer known",
+                            grant.id
+                        );
+                        return Err((AuthError::InvalidCredentials.into(), None));
+                    }
+                    Err(source) => return Err((LoginError::Unavailable(source), None)),
+                }
+            }
+        };
+        let owner_source = owner.source().to_owned();
+        Ok(Identity::user(owner.subject(), owner.groups().to_vec())
+            .with_source(SOURCE_TOKENS)
+            .with_token(grant, &owner_source))
     }
 
     /// The caller, or why not with the budget the source counted the failure against.

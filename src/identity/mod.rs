@@ -15,6 +15,7 @@ mod login;
 mod metrics;
 mod settings;
 mod source;
+pub mod tokens;
 mod users;
 
 use std::collections::BTreeMap;
@@ -44,6 +45,8 @@ pub struct Identity {
     valid_until: Option<Instant>,
     /// For a caller signed in with a workload token: its issuer and string claims.
     workload: Option<Arc<Workload>>,
+    /// For a caller signed in with an access token: the token, and the source of its owner.
+    token: Option<(Arc<tokens::TokenGrant>, String)>,
 }
 
 /// What a verified workload token says beyond the account and groups: the rules' `issuer`
@@ -65,6 +68,7 @@ impl Identity {
             source: String::new(),
             valid_until: None,
             workload: None,
+            token: None,
         }
     }
 
@@ -76,6 +80,7 @@ impl Identity {
             source: String::new(),
             valid_until: None,
             workload: None,
+            token: None,
         }
     }
 
@@ -93,6 +98,27 @@ impl Identity {
             claims,
         }));
         self
+    }
+
+    /// This identity, signed in with the access token `grant` whose owner signs in through
+    /// the source `owner_source` (empty for robots).
+    pub fn with_token(mut self, grant: Arc<tokens::TokenGrant>, owner_source: &str) -> Self {
+        self.token = Some((grant, owner_source.to_owned()));
+        self
+    }
+
+    /// The access token the caller signed in with; `None` for everyone else.
+    pub fn token(&self) -> Option<&tokens::TokenGrant> {
+        self.token.as_ref().map(|(grant, _)| grant.as_ref())
+    }
+
+    /// For a caller signed in with a user's access token: the source its owner signs in
+    /// through (`users`, `ldap`, ...), whose rules apply to the token too.
+    pub fn token_owner_source(&self) -> Option<&str> {
+        self.token
+            .as_ref()
+            .map(|(_, source)| source.as_str())
+            .filter(|s| !s.is_empty())
     }
 
     /// The issuer of the workload token the caller signed in with; `None` for everyone else.

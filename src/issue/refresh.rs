@@ -110,6 +110,8 @@ pub struct RefreshClaims {
     pub service: String,
     /// Expiry.
     pub expires: DateTime<Utc>,
+    /// Issue time, unix seconds (`regauth logout` voids those issued up to then).
+    pub issued_at: i64,
 }
 
 /// One accepted secret, ready to use.
@@ -331,6 +333,7 @@ impl RefreshTokens {
             service: payload.aud,
             // `exp` is after `now`; one beyond chrono's range is as late as a date can be.
             expires: DateTime::from_timestamp(payload.exp, 0).unwrap_or(DateTime::<Utc>::MAX_UTC),
+            issued_at: payload.iat,
         })
     }
 }

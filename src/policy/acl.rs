@@ -9,18 +9,21 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use super::pattern::{Pattern, PatternError, Variables};
 use super::{Decision, Policy, RequestContext};
 use crate::identity::federation::SOURCE_FEDERATION;
+use crate::identity::tokens::{SOURCE_ROBOT, SOURCE_TOKENS};
 use crate::identity::{Identity, SOURCE_HTPASSWD, SOURCE_LDAP, SOURCE_USERS};
 use crate::issue::scope::{Action, Actions, NO_ACTIONS, ResourceScope};
+use crate::matching::pattern::{Pattern, PatternError, Variables};
 
 /// The identity sources a rule's `source` may name.
-pub const SOURCE_NAMES: [&str; 4] = [
+pub const SOURCE_NAMES: [&str; 6] = [
     SOURCE_USERS,
     SOURCE_HTPASSWD,
     SOURCE_LDAP,
     SOURCE_FEDERATION,
+    SOURCE_TOKENS,
+    SOURCE_ROBOT,
 ];
 
 /// A rule as written in the configuration.
@@ -212,9 +215,18 @@ impl Acl {
                 ),
                 repo(
                     Pattern::any_signed_in(),
-                    pull_push,
+                    pull_push.clone(),
                     "default rule: signed-in users may pull and push repositories",
                 ),
+                // Robots never match rules for people; without rules they get their scopes.
+                Rule {
+                    callers: Callers::Sources(vec![SOURCE_ROBOT]),
+                    ..repo(
+                        Pattern::any_signed_in(),
+                        pull_push,
+                        "default rule: robots may pull and push repositories (within their scopes)",
+                    )
+                },
             ],
         }
     }
@@ -365,8 +377,15 @@ impl Variables for Identity {
 impl Callers {
     fn admit(&self, identity: &Identity) -> bool {
         match self {
-            Callers::People => identity.source() != SOURCE_FEDERATION,
-            Callers::Sources(sources) => sources.contains(&identity.source()),
+            // Robots, like workloads, get only what rules naming them give.
+            Callers::People => ![SOURCE_FEDERATION, SOURCE_ROBOT].contains(&identity.source()),
+            // A user's access token acts for its owner: rules for the owner's source apply.
+            Callers::Sources(sources) => {
+                sources.contains(&identity.source())
+                    || identity
+                        .token_owner_source()
+                        .is_some_and(|owner| sources.contains(&owner))
+            }
             Callers::Issuer(issuer) => {
                 identity.source() == SOURCE_FEDERATION && identity.issuer() == Some(issuer)
             }

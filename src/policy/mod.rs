@@ -3,13 +3,15 @@
 //! error; the token simply carries fewer actions.
 
 mod acl;
-mod pattern;
+
 mod settings;
 
 use std::net::IpAddr;
 
+pub use crate::matching::pattern::{
+    Pattern, PatternError, Variables, anchored_regex, regex_inside,
+};
 pub use acl::{Acl, MatchSettings, OneOrMore, RuleError, RuleSettings, SOURCE_NAMES};
-pub use pattern::{Pattern, PatternError, Variables, anchored_regex, regex_inside};
 pub use settings::AccessSettings;
 
 use crate::identity::Identity;
@@ -66,10 +68,12 @@ pub fn grant_explained<'p>(
         .iter()
         .map(|scope| {
             let decision = policy.decide(ctx, scope);
-            (
-                AccessEntry::new(scope, scope.actions.intersect(decision.allowed)),
-                decision.explanation,
-            )
+            let mut actions = scope.actions.intersect(decision.allowed);
+            // A caller signed in with an access token gets no more than its scopes allow.
+            if let Some(token) = ctx.identity.token() {
+                actions = actions.intersect(&token.scopes.allowed(scope));
+            }
+            (AccessEntry::new(scope, actions), decision.explanation)
         })
         .collect()
 }

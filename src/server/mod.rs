@@ -48,6 +48,8 @@ pub struct Application {
     /// What SIGHUP re-reads, and its handler (installed before the server listens).
     reload: Arc<Reload>,
     hangups: Hangups,
+    /// The token store, when `store` is configured.
+    store: Option<Arc<crate::store::Store>>,
 }
 
 impl Application {
@@ -91,6 +93,7 @@ impl Application {
             sources,
             &login_options(&config),
         )?);
+        let store = crate::store::open_for_serve(config.store.as_ref(), &logins)?;
         let refresh = refresh_tokens(&config)?.map(Arc::new);
         let shutdown = Arc::new(Shutdown::default());
         let tls = crate::server::tls::from_settings(
@@ -106,6 +109,9 @@ impl Application {
         ));
         if let Some(tls) = &tls {
             metrics.register_collector(tls.collector());
+        }
+        if let Some(store) = &store {
+            metrics.register_collector(Box::new(crate::store::StoreMetrics(Arc::clone(store))));
         }
         let audit = AuditLog::from_settings(&config.audit, metrics.audit_dropped())?;
         let metrics = Arc::new(metrics);
@@ -133,6 +139,7 @@ impl Application {
             proxies: config.proxies.clone(),
             audit: audit.clone(),
             tls: tls.clone(),
+            store: store.clone(),
         });
         let listener = TcpListener::bind(config.listen)
             .with_context(|| format!("cannot listen on {} (server.listen)", config.listen))?;
@@ -216,12 +223,18 @@ impl Application {
             tls,
             reload,
             hangups,
+            store,
         })
     }
 
     /// What SIGHUP re-reads ([`Reload::reread`] is what it does).
     pub fn reload(&self) -> Arc<Reload> {
         Arc::clone(&self.reload)
+    }
+
+    /// The token store, when `store` is configured.
+    pub fn store(&self) -> Option<Arc<crate::store::Store>> {
+        self.store.clone()
     }
 
     /// The served TLS certificate, when `server.tls` is set.

@@ -29,6 +29,8 @@ pub struct TestApp {
     pub audit: Option<Arc<regauth::telemetry::audit::AuditLog>>,
     /// What SIGHUP re-reads.
     pub reload: Arc<regauth::server::hangup::Reload>,
+    /// The token store, when `store` is configured.
+    pub store: Option<Arc<regauth::store::Store>>,
 }
 
 /// Settings for a test app: port 0, an ES256 key in a temp dir.
@@ -112,6 +114,7 @@ pub async fn spawn_app_with_clock(
     let shutdown = app.shutdown();
     let audit = app.audit();
     let reload = app.reload();
+    let store = app.store();
     let users = Arc::clone(logins.users());
     tokio::spawn(app.run_until_stopped());
     TestApp {
@@ -126,6 +129,7 @@ pub async fn spawn_app_with_clock(
         shutdown,
         audit,
         reload,
+        store,
     }
 }
 

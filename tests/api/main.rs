@@ -35,6 +35,7 @@ mod secrets;
 mod serve_log;
 mod server_errors;
 mod shutdown;
+mod store;
 #[path = "../support/mod.rs"]
 mod support;
 mod tls;

@@ -116,6 +116,7 @@ pub fn k8s_swap(dir: &Path, generation: &str, files: &[(&str, &str)]) {
     }
 }
 pub mod dirs;
+pub mod postgres;
 pub mod workload;
 
 // Each suite uses only part of these (the e2e suite none yet).

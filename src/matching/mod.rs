@@ -1,7 +1,10 @@
 //! The value syntax that access rules ([`crate::policy`]) and workload-token claim
 //! requirements ([`crate::identity::federation`]) share: one name or a list ([`OneOrMore`]),
 //! and `/regex/` for an anchored regular expression ([`regex_inside`], [`anchored_regex`]).
-//! It sits below both, so neither imports the other for it.
+//! It sits below both, so neither imports the other for it. [`pattern`] is the repository-name
+//! pattern language (`*`, `**`, `${account}`, `${claim.NAME}`) rules and access-token scopes use.
+
+pub mod pattern;
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};

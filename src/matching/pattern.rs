@@ -82,7 +82,7 @@ const CLAIM_PREFIX: &str = "${claim.";
 /// Longest claim name a variable may use.
 const MAX_CLAIM_NAME: usize = 128;
 
-pub use crate::matching::{anchored_regex, regex_inside};
+pub use super::{anchored_regex, regex_inside};
 
 impl Pattern {
     /// Compiles `source`. `allow_variables` permits `${account}` and `${claim.NAME}` (name

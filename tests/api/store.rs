@@ -139,6 +139,30 @@ async fn granted(response: reqwest::Response) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Waits until the server at `address` holds `n` active tokens (its `/metrics` says so), so
+/// that the sign-ins that follow are not refused, and counted as failed logins, before the
+/// server's next read of the store.
+async fn wait_active(address: &str, n: usize) {
+    let needle = format!("regauth_access_tokens_active {n}\n");
+    let start = Instant::now();
+    loop {
+        let metrics = reqwest::get(format!("{address}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains(&needle) {
+            return;
+        }
+        assert!(
+            start.elapsed() < SEEN_WITHIN,
+            "{address}: not {n} active tokens after {SEEN_WITHIN:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Polls `GET /token` as `user`/`password` until it answers `status`; the time it took.
 async fn until_status(
     address: &str,
@@ -183,6 +207,7 @@ async fn a_sqlite_token_signs_in_with_get_and_post_within_its_scopes_until_revok
     );
     assert!(db.exists());
     // The server notices the new file at its next poll.
+    wait_active(&app.address, 1).await;
     until_status(&app.address, "alice", &secret, 200, SEEN_WITHIN).await;
 
     // The rules give alice pull and push; the token only pull, and only on alice/*.
@@ -275,7 +300,7 @@ async fn an_expiring_token_stops_at_its_expiry_and_wrong_tokens_lock_out_like_pa
             "--scope",
             "repository:alice/*:pull",
             "--expires",
-            "3s",
+            "6s",
         ],
     );
     let listed = regauth(&config, &["token", "list", "--json"]).1;
@@ -284,7 +309,8 @@ async fn an_expiring_token_stops_at_its_expiry_and_wrong_tokens_lock_out_like_pa
         chrono::DateTime::parse_from_rfc3339(listed[0]["created"].as_str().unwrap()).unwrap();
     let expires =
         chrono::DateTime::parse_from_rfc3339(listed[0]["expires"].as_str().unwrap()).unwrap();
-    assert_eq!((expires - created).num_seconds(), 3);
+    assert_eq!((expires - created).num_seconds(), 6);
+    wait_active(&app.address, 1).await;
     until_status(&app.address, "alice", &short, 200, SEEN_WITHIN).await;
     until_status(&app.address, "alice", &short, 401, Duration::from_secs(10)).await;
     // Refused from the second it expires on (the server's clock is the system's).
@@ -379,6 +405,7 @@ async fn a_token_never_gets_more_than_its_owner_and_rules_can_tell_tokens_and_ro
             "repository:**:*",
         ],
     );
+    wait_active(&app.address, 3).await;
     until_status(&app.address, "alice", &token, 200, SEEN_WITHIN).await;
     let a = &app.address;
     // alice's own rule allows pull only on alice/*: so does her token.
@@ -441,6 +468,7 @@ async fn without_rules_a_robot_gets_its_scopes_and_a_removed_owner_loses_every_t
             "repository:**:pull",
         ],
     );
+    wait_active(&app.address, 2).await;
     until_status(&app.address, "ci", &robot, 200, SEEN_WITHIN).await;
     assert_eq!(
         granted(sign_in(&app.address, "ci", &robot, "repository:team/app:pull,push").await).await,
@@ -678,6 +706,8 @@ async fn two_replicas_on_one_postgresql_see_a_revocation_within_five_seconds() {
             "repository:alice/*:pull",
         ],
     );
+    wait_active(&a1, 1).await;
+    wait_active(&a2, 1).await;
     until_status(&a1, "alice", &secret, 200, SEEN_WITHIN).await;
     until_status(&a2, "alice", &secret, 200, SEEN_WITHIN).await;
     let post = post_password(&a2, "alice", &secret, "repository:alice/app:pull", false).await;
@@ -713,6 +743,7 @@ async fn postgresql_down_under_load_is_a_503_for_tokens_only_and_recovers_by_its
             "repository:alice/*:pull",
         ],
     );
+    wait_active(&app.address, 1).await;
     until_status(&app.address, "alice", &secret, 200, SEEN_WITHIN).await;
 
     // Load: four clients signing in with the token in a loop, counting answers.

@@ -29,6 +29,7 @@ mod prometheus;
 mod proxies;
 mod publish_cli;
 mod reload;
+mod robots_alone;
 mod rules;
 mod secrets;
 mod serve_log;

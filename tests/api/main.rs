@@ -30,6 +30,7 @@ mod proxies;
 mod publish_cli;
 mod refresh_rotation;
 mod reload;
+mod robots_alone;
 mod rules;
 mod secrets;
 mod serve_log;

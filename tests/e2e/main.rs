@@ -24,6 +24,7 @@ mod stack;
 #[path = "../support/mod.rs"]
 mod support;
 mod tls;
+mod tokens;
 
 use std::fs;
 use std::sync::Arc;

@@ -1,0 +1,393 @@
+//! Issue 18 end to end: an operator makes a robot with `regauth token create` (SQLite store
+//! in the test's temp dir), `docker login` with the robot's name and secret pushes to the
+//! robot's scope and is denied outside it, and after `regauth token revoke` a fresh login
+//! with the same secret fails within the 5 s bound, as does a push with the credential docker
+//! stored before. dockerd is the test binary's shared one ([`crate::daemons::dockerd`]); the
+//! image reaches it with `docker load` from an archive skopeo writes, so no other account is
+//! needed and anonymous callers get nothing.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::daemons::{Dockerd, docker_present, dockerd};
+use crate::docker::scopes;
+use crate::oci;
+use crate::recorder::Auth;
+use crate::registry::{CmdOutput, DENIED_TEXT};
+use crate::stack::{Stack, StackOptions, tools_present};
+
+/// The issue's bound: every replica refuses a revoked token within this.
+const SEEN_WITHIN: Duration = Duration::from_secs(5);
+/// How long the server may take to read a store file created after it started.
+const LOADED_WITHIN: Duration = Duration::from_secs(10);
+const ROBOT: &str = "ci";
+const TOKEN_NAME: &str = "pipeline";
+/// The local name the loaded image gets (this scenario's own).
+const LOADED: &str = "e2e/robot-token:v1";
+
+/// `regauth ARGS --config CONFIG` (the operator's command line).
+fn regauth(config: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_regauth"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("REGAUTH_CONFIG")
+        .output()
+        .expect("regauth runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// One `DOCKER_CONFIG` signed in (or not) as the robot.
+struct Robot<'a> {
+    stack: &'a Stack,
+    daemon: &'a Dockerd,
+    config: PathBuf,
+}
+
+impl Robot<'_> {
+    fn run(&self, args: &[&str]) -> CmdOutput {
+        self.daemon.docker_in(&self.config, args, None)
+    }
+
+    /// `docker login HOST -u ci --password-stdin` (the secret never on a command line).
+    fn login(&self, secret: &str) -> CmdOutput {
+        let host = self.stack.registry.host();
+        self.daemon.docker_in(
+            &self.config,
+            &["login", &host, "-u", ROBOT, "--password-stdin"],
+            Some(secret),
+        )
+    }
+
+    /// `docker tag LOADED REGISTRY/repo:tag` then `docker push`.
+    fn push(&self, repo: &str, tag: &str) -> CmdOutput {
+        let target = self.stack.registry.image_ref(repo, tag);
+        self.ok(&self.run(&["tag", LOADED, &target]));
+        self.run(&["push", &target])
+    }
+
+    /// `auths[<registry>]` of this configuration's config.json.
+    fn stored(&self) -> Value {
+        let text = fs::read_to_string(self.config.join("config.json")).unwrap_or_default();
+        let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        json["auths"][self.stack.registry.host()].clone()
+    }
+
+    fn ok(&self, out: &CmdOutput) {
+        assert!(
+            out.success,
+            "{out}\n--- token requests ---\n{}\n{}\n--- dockerd (tail) ---\n{}",
+            self.stack.recorder().dump(),
+            self.stack.logs(),
+            self.daemon.log()
+        );
+    }
+}
+
+/// The audit file's lines.
+fn audit_lines(path: &Path) -> Vec<Value> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Polls `pred` over the audit file until it holds (lines reach the file up to 100 ms late).
+fn audit_until(path: &Path, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(line) = audit_lines(path).into_iter().find(|l| pred(l)) {
+            return line;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no audit line {what} in:\n{}",
+            fs::read_to_string(path).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A decision's granted actions, sorted (docker asks for `push,pull`).
+fn actions(granted: &Value) -> Vec<&str> {
+    let mut all: Vec<&str> = granted
+        .as_str()
+        .unwrap_or_default()
+        .split(',')
+        .filter(|a| !a.is_empty())
+        .collect();
+    all.sort_unstable();
+    all
+}
+
+/// The first scope decision of an audit line for `name`.
+fn decision<'a>(line: &'a Value, name: &str) -> Option<&'a Value> {
+    line["scopes"].as_array()?.iter().find(|s| {
+        s["requested"]
+            .as_str()
+            .is_some_and(|r| r.starts_with(&format!("repository:{name}:")))
+    })
+}
+
+#[test]
+fn a_robot_token_pushes_with_docker_within_its_scope_and_fails_soon_after_revocation() {
+    if !tools_present(&["skopeo"]) || !docker_present() {
+        return;
+    }
+    let at = Instant::now();
+    // The store and the audit log live in a temp dir of the test's (the stack's own is made
+    // by Stack::start, after its settings are written).
+    let state = tempfile::tempdir().expect("temp dir");
+    let db = state.path().join("regauth.db");
+    let audit = state.path().join("audit.log");
+    let stack = Stack::start(StackOptions {
+        // No users, default rules, anonymous callers get nothing: only the robot may push.
+        access_yaml: Some(format!(
+            "access:\n  anonymous: []\nstore:\n  url: \"sqlite:{}\"\naudit:\n  output: {}\n",
+            db.display(),
+            audit.display()
+        )),
+        record_token_requests: true,
+        ..StackOptions::default()
+    });
+    let config = stack.dir.path().join("regauth.yaml");
+    let daemon = dockerd();
+    let recorder = stack.recorder();
+
+    // The operator makes the robot; the secret alone goes to stdout.
+    let scope = "repository:ci/*:pull,push";
+    let (ok, stdout, stderr) = regauth(
+        &config,
+        &[
+            "token", "create", "--robot", ROBOT, "--name", TOKEN_NAME, "--scope", scope,
+        ],
+    );
+    assert!(ok, "token create failed: {stderr}");
+    let secret = stdout.trim().to_owned();
+    assert!(secret.starts_with("rgat_"), "not a token: {stdout}");
+    assert!(!stderr.contains(&secret), "the secret was logged: {stderr}");
+    assert!(db.exists(), "the store file is made by the first token");
+
+    // The server reads the new store file at its next poll; waiting on its gauge costs no
+    // failed sign-in (those count toward the brute-force limits).
+    let start = Instant::now();
+    loop {
+        let metrics = stack.regauth.get("/metrics").body_text();
+        if metrics.contains("regauth_access_tokens_active 1") {
+            break;
+        }
+        assert!(
+            start.elapsed() < LOADED_WITHIN,
+            "the server did not load the token:\n{metrics}\n{}",
+            stack.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // An image in dockerd under a local name of this scenario's.
+    let layout = oci::write_image(&stack.dir.path().join("img"), "v1", "robot-token").unwrap();
+    let archive = stack.dir.path().join("robot.tar");
+    let out = stack
+        .clients
+        .skopeo(&[
+            "copy",
+            &layout.skopeo_ref(),
+            &format!("docker-archive:{}:{LOADED}", archive.display()),
+        ])
+        .unwrap();
+    assert!(out.success, "{out}");
+    let robot = Robot {
+        stack: &stack,
+        daemon,
+        config: stack.dir.path().join("docker-config"),
+    };
+    robot.ok(&robot.run(&["load", "-i", &archive.to_string_lossy()]));
+
+    // docker login: GET with Basic as the robot; no refresh token, so docker stores the
+    // name and secret themselves.
+    recorder.clear();
+    let login = robot.login(&secret);
+    robot.ok(&login);
+    let requests = recorder.requests();
+    let login_request = requests
+        .iter()
+        .find(|r| r.auth == Auth::Basic(ROBOT.into()))
+        .unwrap_or_else(|| panic!("no Basic request:\n{}", recorder.dump()));
+    assert_eq!(login_request.status, 200, "{}", recorder.dump());
+    assert!(!login_request.answered_refresh_token, "{}", recorder.dump());
+    let stored = robot.stored();
+    assert!(
+        stored["auth"].is_string() && stored.get("identitytoken").is_none(),
+        "{stored}"
+    );
+
+    // Push within the scope: every token request is the robot's Basic, answered 200.
+    recorder.clear();
+    let push = robot.push("ci/app", "v1");
+    robot.ok(&push);
+    let requests = recorder.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| scopes(r).contains(&"repository:ci/app:pull,push".to_owned())),
+        "{}",
+        recorder.dump()
+    );
+    for r in &requests {
+        assert_eq!(r.auth, Auth::Basic(ROBOT.into()), "{}", recorder.dump());
+        assert_eq!(r.status, 200, "{}", r.summary());
+    }
+    let granted = audit_until(&audit, "granting the robot ci/app", |l| {
+        l["account"] == ROBOT
+            && l["outcome"] == "issued"
+            && decision(l, "ci/app").is_some_and(|d| actions(&d["granted"]) == ["pull", "push"])
+    });
+    assert_eq!(granted["source"], "robot", "{granted}");
+    // What docker pushed is in the registry: skopeo reads it with the credential docker
+    // stored at login.
+    let pushed_digest = push
+        .stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("sha256:"))
+        .unwrap_or_else(|| panic!("no digest in {push}"))
+        .to_owned();
+    let auth_file = robot.config.join("config.json");
+    let inspect = stack
+        .clients
+        .skopeo(&[
+            "inspect",
+            "--tls-verify=false",
+            "--authfile",
+            &auth_file.to_string_lossy(),
+            &stack.registry.docker_ref("ci/app", "v1"),
+        ])
+        .unwrap();
+    assert!(inspect.success, "{inspect}\n{}", stack.logs());
+    let json: Value = serde_json::from_str(&inspect.stdout).expect("inspect json");
+    assert_eq!(json["Digest"], pushed_digest.as_str());
+
+    // Outside its scope: regauth grants nothing (a 200 with no actions), the registry denies.
+    recorder.clear();
+    let denied = robot.push("other/app", "v1");
+    assert!(!denied.success, "{denied}");
+    assert!(denied.stderr.contains(DENIED_TEXT), "{denied}");
+    assert!(
+        recorder
+            .requests()
+            .iter()
+            .any(|r| r.auth == Auth::Basic(ROBOT.into())
+                && scopes(r).contains(&"repository:other/app:pull,push".to_owned())
+                && r.status == 200),
+        "{}",
+        recorder.dump()
+    );
+    let refused_scope = audit_until(&audit, "for the robot's other/app", |l| {
+        l["account"] == ROBOT && decision(l, "other/app").is_some()
+    });
+    assert_eq!(
+        decision(&refused_scope, "other/app").unwrap()["granted"],
+        "",
+        "{refused_scope}"
+    );
+
+    // Revoke; from then on a fresh login with the same secret must fail within the bound.
+    let (ok, stdout, stderr) = regauth(&config, &["token", "revoke", TOKEN_NAME]);
+    assert!(ok, "token revoke failed: {stderr}");
+    assert!(
+        stdout.contains(&format!("revoked token {TOKEN_NAME} (id ")) && stdout.contains(ROBOT),
+        "{stdout}"
+    );
+    let revoked_at = Instant::now();
+    let mut attempts = 0;
+    let (refused, fresh) = loop {
+        attempts += 1;
+        let fresh = Robot {
+            stack: &stack,
+            daemon,
+            config: stack
+                .dir
+                .path()
+                .join(format!("docker-config-after-{attempts}")),
+        };
+        let out = fresh.login(&secret);
+        if !out.success {
+            break (out, fresh);
+        }
+        assert!(
+            revoked_at.elapsed() < SEEN_WITHIN,
+            "a login with the revoked token still succeeds {:?} after the revocation ({attempts} attempts)\n{}",
+            revoked_at.elapsed(),
+            stack.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let seen_after = revoked_at.elapsed();
+    assert!(
+        refused
+            .stderr
+            .contains("unauthorized: authentication failed: invalid username or password"),
+        "{refused}"
+    );
+    assert!(fresh.stored().is_null(), "a failed login stored something");
+
+    // The credential docker stored before the revocation stops working at its next token
+    // request (a token sign-in never got a refresh token to fall back on).
+    recorder.clear();
+    let stale = robot.push("ci/app", "v2");
+    assert!(!stale.success, "{stale}");
+    assert!(
+        stale
+            .stderr
+            .contains("unauthorized: authentication failed: invalid username or password"),
+        "{stale}"
+    );
+    let requests = recorder.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.auth == Auth::Basic(ROBOT.into()) && r.status == 401),
+        "{}",
+        recorder.dump()
+    );
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.status != 200 || r.auth == Auth::None),
+        "{}",
+        recorder.dump()
+    );
+
+    // Why, in the audit log: a refused basic sign-in for invalid credentials (the name is
+    // left out of failed logins), and the server counted the refusals.
+    let why = audit_until(&audit, "refusing the revoked token", |l| {
+        l["outcome"] == "refused" && l["grant_type"] == "basic"
+    });
+    assert_eq!(why["reason"], "invalid_credentials", "{why}");
+    assert_eq!(why["account"], "", "{why}");
+    let metrics = stack.regauth.get("/metrics").body_text();
+    assert!(
+        metrics.contains("regauth_access_tokens_active 0"),
+        "{metrics}"
+    );
+    let log = stack.regauth.log() + &fs::read_to_string(&audit).unwrap_or_default();
+    assert!(!log.contains(&secret), "the secret reached a log");
+
+    eprintln!(
+        "robot token: a fresh login failed {seen_after:?} after the revocation ({attempts} attempts); docker said: {}",
+        refused.stderr.trim()
+    );
+    eprintln!(
+        "robot token: docker's push with the stored credential said: {}",
+        stale.stderr.trim()
+    );
+    eprintln!("robot token scenario: {:.1} s", at.elapsed().as_secs_f64());
+}

@@ -68,6 +68,23 @@ pub struct AppState {
     pub tls: Option<Arc<crate::server::tls::TlsCertificates>>,
 }
 
+impl AppState {
+    /// The issuing pipeline over this state's parts (borrowed: free to make per request).
+    pub fn issuer(&self) -> crate::issue::pipeline::TokenIssuer<'_> {
+        crate::issue::pipeline::TokenIssuer {
+            services: &self.services,
+            logins: &self.logins,
+            policy: self.policy.as_ref(),
+            claims: &self.claims,
+            keys: self.keys.as_ref(),
+            clock: self.clock.as_ref(),
+            users: &self.users,
+            refresh: self.refresh.as_deref(),
+            metrics: &self.metrics,
+        }
+    }
+}
+
 /// Largest `POST /token` body accepted: the form carries the same scopes a `GET` query does
 /// (at most [`limits::MAX_QUERY_BYTES`]) plus a password or refresh token, percent-encoded.
 pub const MAX_FORM_BYTES: usize = 64 * 1024;

@@ -20,7 +20,9 @@ use actix_web::dev::Service;
 use actix_web::http::Method;
 use actix_web::web;
 
-pub use context::{RequestInfo, X_REQUEST_ID, log_client, log_request_id, tag};
+pub use context::{
+    RequestInfo, X_REQUEST_ID, access_log_on, log_client, log_request_id, log_request_line, tag,
+};
 pub use error::{ApiError, ErrorBody, json_fallback};
 pub use limits::limits;
 pub use oauth::{OAuthResponse, TokenForm};

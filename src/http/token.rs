@@ -2,6 +2,8 @@
 //! `Authorization` header in, the issuing pipeline ([`crate::issue::pipeline`]), the token
 //! response out.
 
+use std::io::Write as _;
+
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
@@ -90,11 +92,85 @@ async fn answer_get(
     };
     let offline = query.offline_token.as_deref() == Some("true");
     let issued = issuer.issue(request, proof, ip, offline, trail).await?;
-    Ok(no_store(HttpResponse::Ok()).json(TokenResponse {
-        access_token: issued.token.clone(),
-        token: issued.token,
-        expires_in: state.claims.ttl_seconds(),
-        issued_at: issued.claims.issued_at(),
-        refresh_token: issued.refresh_token,
-    }))
+    let body = response_body(
+        &issued.token,
+        state.claims.ttl_seconds(),
+        &issued.claims.issued_at(),
+        issued.refresh_token.as_deref(),
+    );
+    Ok(no_store(HttpResponse::Ok())
+        .content_type(header::ContentType::json())
+        .body(body))
+}
+
+/// The [`TokenResponse`] JSON, written once into a buffer of the right size: the token
+/// appears twice, and copying it for a second `String` and scanning both for characters to
+/// escape is most of what serializing the struct costs. A JWS is base64url and dots, and
+/// `issued_at` RFC 3339, so neither needs escaping (debug builds check); the refresh token
+/// goes through `serde_json`. The bytes equal `serde_json::to_vec(&TokenResponse {..})`
+/// (pinned by a test below).
+fn response_body(
+    token: &str,
+    expires_in: i64,
+    issued_at: &str,
+    refresh_token: Option<&str>,
+) -> Vec<u8> {
+    debug_assert!(plain(token) && plain(issued_at));
+    let mut body = Vec::with_capacity(2 * token.len() + refresh_token.map_or(0, str::len) + 128);
+    let field = |body: &mut Vec<u8>, name: &str, value: &str| {
+        body.extend_from_slice(name.as_bytes());
+        body.push(b'"');
+        body.extend_from_slice(value.as_bytes());
+        body.push(b'"');
+    };
+    field(&mut body, "{\"token\":", token);
+    field(&mut body, ",\"access_token\":", token);
+    body.extend_from_slice(b",\"expires_in\":");
+    // Into a Vec, `write!` cannot fail.
+    let _ = write!(body, "{expires_in}");
+    field(&mut body, ",\"issued_at\":", issued_at);
+    if let Some(refresh) = refresh_token {
+        body.extend_from_slice(b",\"refresh_token\":");
+        if serde_json::to_writer(&mut body, refresh).is_err() {
+            // Writing a string into a Vec cannot fail; an empty string keeps the JSON valid.
+            body.extend_from_slice(b"\"\"");
+        }
+    }
+    body.push(b'}');
+    body
+}
+
+/// True when `text` needs no JSON escaping (base64url, dots, RFC 3339 times).
+fn plain(text: &str) -> bool {
+    text.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'+'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hand_written_body_is_what_serde_writes_for_the_response() {
+        let token = "eyJ0eXAiOiJKV1QifQ.eyJpc3MiOiJyZWdhdXRoIn0.c2lnbmF0dXJl-_";
+        for refresh in [
+            None,
+            Some("rt1.abc_-.def"),
+            Some("odd \"quoted\" \\ text\n"),
+        ] {
+            let expected = serde_json::to_vec(&TokenResponse {
+                token: token.into(),
+                access_token: token.into(),
+                expires_in: 300,
+                issued_at: "2026-12-02T16:00:00Z".into(),
+                refresh_token: refresh.map(str::to_owned),
+            })
+            .unwrap();
+            let written = response_body(token, 300, "2026-12-02T16:00:00Z", refresh);
+            assert_eq!(
+                String::from_utf8(written).unwrap(),
+                String::from_utf8(expected).unwrap()
+            );
+        }
+    }
 }

@@ -188,13 +188,19 @@ impl<'a> TokenIssuer<'a> {
     ) -> Result<Issued, IssueError> {
         let service = request.service;
         let (identity, grant, echoed) = match proof {
+            // Without credentials the caller is anonymous (what `Logins::login` answers for
+            // `None`), and the login's future is never made: it is large, and boxed only
+            // when a login runs, so an anonymous request's future stays small.
             Proof::Basic {
-                credentials,
+                credentials: None,
+                account: _,
+            } => (Identity::anonymous(), Grant::Anonymous, None),
+            Proof::Basic {
+                credentials: Some(credentials),
                 account,
             } => {
-                let identity = self
-                    .authenticate(credentials, account.as_deref(), ip)
-                    .await?;
+                let identity =
+                    Box::pin(self.authenticate(Some(credentials), account.as_deref(), ip)).await?;
                 let grant = if identity.is_anonymous() {
                     Grant::Anonymous
                 } else {
@@ -203,7 +209,7 @@ impl<'a> TokenIssuer<'a> {
                 (identity, grant, None)
             }
             Proof::Password(credentials) => (
-                self.authenticate(Some(credentials), None, ip).await?,
+                Box::pin(self.authenticate(Some(credentials), None, ip)).await?,
                 Grant::Password,
                 None,
             ),

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use crate::clock::Clock;
 use crate::identity::Identity;
 use crate::issue::pipeline::Decided;
-use crate::issue::scope::ResourceScope;
+use crate::issue::scope::{Actions, ResourceScope};
 use crate::telemetry::audit::{AuditLog, Event, Outcome, ScopeDecision};
 
 /// Why a request was refused, as the audit line says it.
@@ -55,7 +55,12 @@ impl Trail {
     /// The requested service (shortened: it is client input).
     pub fn service(&mut self, service: &str) {
         if self.enabled {
-            self.service = crate::echo::shorten(service);
+            self.service = if service.len() <= crate::echo::MAX_ECHO_CHARS {
+                // At most that many bytes, so at most that many characters: nothing to cut.
+                service.to_owned()
+            } else {
+                crate::echo::shorten(service)
+            };
         }
     }
 
@@ -65,7 +70,7 @@ impl Trail {
             self.scopes = scopes
                 .iter()
                 .map(|s| ScopeDecision {
-                    requested: s.to_string(),
+                    requested: scope_text(s),
                     granted: None,
                     rule: None,
                 })
@@ -81,7 +86,9 @@ impl Trail {
         identity.subject().clone_into(&mut self.account);
         identity.source().clone_into(&mut self.source);
         for (record, decided) in self.scopes.iter_mut().zip(decisions) {
-            record.granted = Some(decided.granted.to_string());
+            let mut granted = String::with_capacity(16);
+            push_actions(&mut granted, &decided.granted);
+            record.granted = Some(granted);
             record.rule = Some(decided.rule.to_owned());
         }
     }
@@ -126,5 +133,47 @@ impl Trail {
             jti: self.jti.as_deref(),
             kid: self.kid.as_deref(),
         });
+    }
+}
+
+/// `scope` as its `Display` writes it (`type:name:a,b`), without the formatting machinery.
+fn scope_text(scope: &ResourceScope) -> String {
+    let mut text = String::with_capacity(scope.resource_type.len() + scope.name.len() + 24);
+    text.push_str(&scope.resource_type);
+    text.push(':');
+    text.push_str(&scope.name);
+    text.push(':');
+    push_actions(&mut text, &scope.actions);
+    text
+}
+
+/// `actions` as their `Display` writes them (`a,b`).
+fn push_actions(text: &mut String, actions: &Actions) {
+    for (i, action) in actions.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(action.as_str());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_text_is_what_display_writes() {
+        for text in [
+            "repository:team/app:pull,push",
+            "repository:localhost:5000/team/app:pull",
+            "registry:catalog:*",
+            "repository:x:",
+        ] {
+            let scope: ResourceScope = text.parse().unwrap();
+            assert_eq!(scope_text(&scope), scope.to_string());
+            let mut actions = String::new();
+            push_actions(&mut actions, &scope.actions);
+            assert_eq!(actions, scope.actions.to_string());
+        }
     }
 }

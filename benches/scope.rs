@@ -10,7 +10,7 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use regauth::issue::scope::{MAX_ACTIONS, MAX_SCOPES, parse_limited};
+use regauth::token::scope::{MAX_ACTIONS, MAX_SCOPES, parse_limited};
 
 /// `n` distinct lowercase actions: `a`, `b`, ..., `z`, `aa`, ...
 fn action(mut i: usize) -> String {

@@ -7,10 +7,10 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use regauth::clock::SystemClock;
-use regauth::issue::claims::{AccessEntry, ClaimsBuilder};
-use regauth::issue::scope::parse_all;
 use regauth::issue::signing::sign;
 use regauth::keys::{Algorithm, KeySpec, SigningKey, generate};
+use regauth::token::claims::{AccessEntry, ClaimsBuilder};
+use regauth::token::scope::parse_all;
 
 fn bench(c: &mut Criterion) {
     let scopes = [

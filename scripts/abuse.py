@@ -956,7 +956,7 @@ def scenario_lockout(ctx, rows):
 # request (refused now), each sent PARSE_REPEATS times on one keep-alive connection.
 
 PARSE_REPEATS = 200
-# regauth's limits (src/http/limits.rs, src/issue/scope.rs), to build the largest accepted request.
+# regauth's limits (src/http/limits.rs, src/token/scope.rs), to build the largest accepted request.
 MAX_QUERY_BYTES = 32 * 1024
 MAX_SCOPES = 64
 MAX_ACTIONS = 16

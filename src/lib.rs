@@ -14,8 +14,10 @@
 //!   [`config::Validated`].
 //! - [`http`]: the routes (`/token` GET and POST, `/jwks.json`, health, metrics), request
 //!   limits, the client-address and request-id middleware, and the JSON error shape.
-//! - [`issue`]: the token domain: [`issue::scope`] parsing, [`issue::claims`],
+//! - [`issue`]: the one issuing pipeline ([`issue::pipeline`]: validate, authenticate,
+//!   authorize, build claims, sign, audit) that both `/token` routes and `regauth explain` run;
 //!   [`issue::signing`] and stateless [`issue::refresh`] tokens.
+//! - [`token`]: what a token says: the [`token::scope`] grammar and the [`token::claims`].
 //! - [`identity`]: who the caller is: local users and htpasswd, LDAP, workload-token
 //!   federation, behind one login path with brute-force limits and a cache.
 //! - [`policy`]: what the caller may do: the ordered access rules.
@@ -50,6 +52,7 @@ pub mod server;
 pub mod store;
 pub mod support;
 pub mod telemetry;
+pub mod token;
 
 #[cfg(test)]
 pub(crate) mod test_support;

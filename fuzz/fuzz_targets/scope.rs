@@ -15,7 +15,7 @@
 use std::collections::HashSet;
 
 use libfuzzer_sys::fuzz_target;
-use regauth::issue::scope::{
+use regauth::token::scope::{
     MAX_ACTIONS, MAX_SCOPE_LEN, ResourceScope, ScopeError, ScopesError, parse_all, parse_limited,
 };
 

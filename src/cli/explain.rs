@@ -11,8 +11,9 @@ use regauth::clock::SystemClock;
 use regauth::config::{self, Validated};
 use regauth::identity::federation::{Federated, Federation, TOKEN_USER};
 use regauth::identity::{Identity, IdentitySource, Sources};
-use regauth::issue::scope;
-use regauth::policy::{Policy, RequestContext};
+use regauth::issue::pipeline::authorize;
+use regauth::policy::RequestContext;
+use regauth::token::scope;
 
 pub(super) fn explain(
     config_path: Option<PathBuf>,
@@ -92,12 +93,12 @@ pub(super) fn explain(
         "{who} on service {service:?}{}",
         ip.map(|i| format!(" from {i}")).unwrap_or_default()
     );
-    for scope in &scopes {
-        let decision = config.acl.decide(&ctx, scope);
-        let granted = scope.actions.intersect(decision.allowed);
+    // The server's own authorize step (`regauth::issue::pipeline`), so what is shown is what
+    // a token would grant.
+    for decided in authorize(&config.acl, &ctx, &scopes) {
         println!(
-            "{scope}\n  granted: [{granted}]\n  allowed: [{}]\n  by:      {}",
-            decision.allowed, decision.explanation
+            "{}\n  granted: [{}]\n  allowed: [{}]\n  by:      {}",
+            decided.scope, decided.granted, decided.allowed, decided.rule
         );
     }
     Ok(())

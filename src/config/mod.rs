@@ -22,7 +22,6 @@ use crate::fs::watch::WatchOptions;
 use crate::identity::federation::IssuerSettings;
 use crate::identity::{AuthSettings, LdapSettings, UserSettings};
 use crate::issue::TokenSettings;
-use crate::issue::scope::Actions;
 use crate::keys::{Algorithm, KeySettings, KeySource, KeySpec, ReloadOptions};
 use crate::policy::Acl;
 use crate::server::proxy::TrustedProxies;
@@ -30,6 +29,7 @@ use crate::server::tls::TlsFiles;
 use crate::store::StoreSettings;
 use crate::telemetry::audit::AuditSettings;
 use crate::telemetry::logging::LogFormat;
+use crate::token::scope::Actions;
 
 pub use env::{ENV_PREFIX, NOT_SETTINGS};
 pub use settings::Settings;

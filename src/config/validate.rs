@@ -12,7 +12,6 @@ use super::{
 use crate::identity::federation::{self, IssuerSettings};
 use crate::identity::{AuthSettings, LdapSettings, UserSettings};
 use crate::issue::TokenSettings;
-use crate::issue::scope::{Action, Actions};
 use crate::keys::{Algorithm, KeySettings, KeySource};
 use crate::policy::{AccessSettings, Acl, RuleSettings};
 use crate::server::proxy::TrustedProxies;
@@ -20,6 +19,7 @@ use crate::server::settings::{ServerSettings, TlsSettings};
 use crate::server::tls::TlsFiles;
 use crate::store::StoreSettings;
 use crate::telemetry::audit::AuditSettings;
+use crate::token::scope::{Action, Actions};
 
 /// A day, in seconds.
 const DAY: u64 = 86_400;

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ErrorBody, ErrorEntry, shorten};
 use super::request::{client_ip, credentials};
-use super::token::{authenticate, no_store};
+use super::token::no_store;
 use super::{ApiError, AppState};
 use crate::identity::federation::SOURCE_FEDERATION;
 use crate::identity::tokens::{SOURCE_ROBOT, SOURCE_TOKENS};
@@ -116,7 +116,10 @@ async fn caller(
     let ip = client_ip(req);
     let credentials =
         credentials(req.headers(), ip)?.ok_or(ApiError::Auth(AuthError::InvalidCredentials))?;
-    let identity = authenticate(state, Some(credentials), None, ip).await?;
+    let identity = state
+        .issuer()
+        .authenticate(Some(credentials), None, ip)
+        .await?;
     if identity.is_anonymous() {
         return Err(ApiError::Auth(AuthError::InvalidCredentials));
     }

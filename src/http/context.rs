@@ -85,8 +85,22 @@ pub async fn tag(
     Ok(res)
 }
 
+/// The access log's target: actix's `Logger` writes its lines at INFO under its module path.
+const ACCESS_LOG_TARGET: &str = "actix_web::middleware::logger";
+
+/// True when access-log lines are written (`RUST_LOG` lets INFO through for actix's
+/// `Logger`). The `Logger` computes its fields for every request whatever the level, so the
+/// server installs it only when this holds, and its fields are left empty otherwise
+/// (`String::new` does not allocate).
+pub fn access_log_on() -> bool {
+    log::log_enabled!(target: ACCESS_LOG_TARGET, log::Level::Info)
+}
+
 /// For the access log: the client address and the request id of a tagged request.
 pub fn log_client(req: &ServiceRequest) -> String {
+    if !access_log_on() {
+        return String::new();
+    }
     match req.extensions().get::<RequestInfo>() {
         Some(info) => info.client_ip.map(|i| i.to_string()).unwrap_or_default(),
         None => req
@@ -96,8 +110,20 @@ pub fn log_client(req: &ServiceRequest) -> String {
     }
 }
 
+/// For the access log: the request line, cut and with `account` redacted (see
+/// [`super::request_line`]).
+pub fn log_request_line(req: &ServiceRequest) -> String {
+    if !access_log_on() {
+        return String::new();
+    }
+    super::request_line(req.method().as_str(), &req.uri().to_string(), req.version())
+}
+
 /// For the access log: the request id, `-` if the request was not tagged.
 pub fn log_request_id(req: &ServiceRequest) -> String {
+    if !access_log_on() {
+        return String::new();
+    }
     req.extensions()
         .get::<RequestInfo>()
         .map_or_else(|| "-".to_owned(), |info| info.id.to_string())

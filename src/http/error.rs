@@ -12,7 +12,8 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::identity::{AuthError, LoginError};
-use crate::issue::scope::{ScopeError, ScopesError};
+use crate::issue::pipeline::IssueError;
+use crate::token::scope::{ScopeError, ScopesError};
 
 pub(crate) use crate::echo::shorten;
 
@@ -118,6 +119,23 @@ impl From<ScopesError> for ApiError {
         match e {
             ScopesError::Malformed(e) => ApiError::Scope(e),
             ScopesError::TooMany(max) => ApiError::TooManyScopes(max),
+        }
+    }
+}
+
+impl From<IssueError> for ApiError {
+    fn from(e: IssueError) -> Self {
+        match e {
+            IssueError::UnknownService(service) => ApiError::UnknownService(service),
+            IssueError::Scopes(e) => e.into(),
+            IssueError::Login(e) => e.into(),
+            IssueError::RefreshDisabled => ApiError::RefreshDisabled,
+            IssueError::RefreshRefused => ApiError::RefreshRefused,
+            IssueError::Internal(e) => ApiError::Internal(e),
+            // `IssueError` is non-exhaustive for other crates only; a new variant is
+            // answered opaquely until it gets its own mapping.
+            #[allow(unreachable_patterns)]
+            other => ApiError::Internal(anyhow::Error::new(other)),
         }
     }
 }

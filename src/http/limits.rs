@@ -25,7 +25,7 @@ pub const MAX_PATH_BYTES: usize = 1024;
 /// Longest query string accepted, as sent (percent-encoded).
 ///
 /// Sized for the largest request a client legitimately makes: a `docker pull` or `buildx`
-/// build from many bases may ask for up to [`crate::issue::scope::MAX_SCOPES`] (64) scopes in one
+/// build from many bases may ask for up to [`crate::token::scope::MAX_SCOPES`] (64) scopes in one
 /// `GET /token`. A scope of a 200-byte repository name with `pull,push` is about 230 bytes;
 /// percent-encoding its `:`, `,` and a dozen `/` adds about 30 more, and `&scope=` 7: about
 /// 270 bytes each, 17 KiB for 64 of them, plus `service`, `account` and `offline_token`.

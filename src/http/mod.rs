@@ -21,7 +21,9 @@ use actix_web::dev::Service;
 use actix_web::http::Method;
 use actix_web::web;
 
-pub use context::{RequestInfo, X_REQUEST_ID, log_client, log_request_id, tag};
+pub use context::{
+    RequestInfo, X_REQUEST_ID, access_log_on, log_client, log_request_id, log_request_line, tag,
+};
 pub use error::{ApiError, ErrorBody, json_fallback};
 pub use limits::limits;
 pub use oauth::{OAuthResponse, TokenForm};
@@ -30,7 +32,6 @@ pub use token::TokenResponse;
 
 use crate::clock::Clock;
 use crate::identity::{Logins, UserDirectory};
-use crate::issue::claims::ClaimsBuilder;
 use crate::issue::refresh::RefreshTokens;
 use crate::keys::KeyProvider;
 use crate::policy::Policy;
@@ -38,6 +39,7 @@ use crate::server::proxy::TrustedProxies;
 use crate::server::shutdown::Shutdown;
 use crate::telemetry::audit::AuditLog;
 use crate::telemetry::metrics::{Metrics, TokenMethod};
+use crate::token::claims::ClaimsBuilder;
 
 /// What the handlers share.
 pub struct AppState {
@@ -69,6 +71,27 @@ pub struct AppState {
     pub tls: Option<Arc<crate::server::tls::TlsCertificates>>,
     /// Access tokens, robots and logouts, when `store` is configured.
     pub store: Option<Arc<crate::store::Store>>,
+}
+
+impl AppState {
+    /// The issuing pipeline over this state's parts (borrowed: free to make per request).
+    pub fn issuer(&self) -> crate::issue::pipeline::TokenIssuer<'_> {
+        crate::issue::pipeline::TokenIssuer {
+            services: &self.services,
+            logins: &self.logins,
+            policy: self.policy.as_ref(),
+            claims: &self.claims,
+            keys: self.keys.as_ref(),
+            clock: self.clock.as_ref(),
+            users: &self.users,
+            refresh: self.refresh.as_deref(),
+            logouts: self
+                .store
+                .as_deref()
+                .map(|store| store as &dyn crate::issue::refresh::Logouts),
+            metrics: &self.metrics,
+        }
+    }
 }
 
 /// Largest `POST /token` body accepted: the form carries the same scopes a `GET` query does

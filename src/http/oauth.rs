@@ -9,11 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use super::error::shorten;
 use super::request::{client_ip, form_body};
-use super::token::{authenticate, issue, no_store, refresh_token_for, validate};
-use super::trail::Trail;
-use super::{ApiError, AppState, MAX_FORM_BYTES};
+use super::token::no_store;
+use super::{ApiError, AppState, MAX_FORM_BYTES, trail};
 use crate::identity::Credentials;
-use crate::telemetry::metrics::Grant;
+use crate::issue::pipeline::Proof;
+use crate::issue::trail::Trail;
 
 /// The `POST /token` form. Unknown fields are ignored; `Debug` never shows the password or
 /// the refresh token.
@@ -66,9 +66,9 @@ pub async fn post_token(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut trail = Trail::new(&state, "");
+    let mut trail = trail::start(&state, "");
     let result = answer_post(&req, payload, &state, &mut trail).await;
-    trail.record(&state, &req, &result);
+    trail::record(trail, &state, &req, &result);
     result
 }
 
@@ -90,71 +90,30 @@ async fn answer_post(
     let service = required(form.service, "service")?;
     trail.service(&service);
     let _client_id = required(form.client_id, "client_id")?;
-    let scopes = validate(state, &service, form.scope.iter().map(String::as_str))?;
-    trail.requested(&scopes);
+    let issuer = state.issuer();
+    let request = issuer.validate(&service, form.scope.iter().map(String::as_str), trail)?;
     let ip = client_ip(req);
 
-    let (identity, refresh_token, grant) = match grant_type.as_str() {
+    let (proof, offline) = match grant_type.as_str() {
         "password" => {
             let username = required(form.username, "username")?;
             let credentials = Credentials {
                 username,
                 password: form.password.unwrap_or_else(|| SecretString::from("")),
             };
-            let identity = authenticate(state, Some(credentials), None, ip).await?;
-            let refresh = if form.access_type.as_deref() == Some("offline") {
-                refresh_token_for(state, &identity, &service)
-            } else {
-                None
-            };
-            (identity, refresh, Grant::Password)
+            let offline = form.access_type.as_deref() == Some("offline");
+            (Proof::Password(credentials), offline)
         }
         "refresh_token" => {
             let token = form
                 .refresh_token
                 .filter(|t| !t.expose_secret().is_empty())
                 .ok_or(ApiError::MissingField("refresh_token"))?;
-            let refresh = state.refresh.as_ref().ok_or(ApiError::RefreshDisabled)?;
-            let users = &state.users;
-            let claims = refresh
-                .verify(token.expose_secret(), &service, state.clock.now(), |name| {
-                    users.lookup(name).map(|u| u.password_hash().to_owned())
-                })
-                .map_err(|e| {
-                    log::info!(
-                        "refresh token refused from {}: {e}",
-                        ip.map(|i| i.to_string()).unwrap_or_default()
-                    );
-                    state.metrics.refresh_refused();
-                    ApiError::RefreshRefused
-                })?;
-            // `regauth logout USER` voids the refresh tokens issued to USER until then.
-            if state
-                .store
-                .as_ref()
-                .is_some_and(|store| store.logged_out(&claims.subject, claims.issued_at))
-            {
-                log::info!("refresh token refused: its user was logged out after it was issued");
-                state.metrics.refresh_refused();
-                return Err(ApiError::RefreshRefused);
-            }
-            let identity = users
-                .lookup(&claims.subject)
-                .map(|u| u.identity())
-                .ok_or_else(|| {
-                    state.metrics.refresh_refused();
-                    ApiError::RefreshRefused
-                })?;
-            (
-                identity,
-                Some(token.expose_secret().to_owned()),
-                Grant::RefreshToken,
-            )
+            (Proof::Refresh(token), false)
         }
         other => return Err(ApiError::UnsupportedGrant(shorten(other))),
     };
-    let issued = issue(state, &identity, &service, &scopes, ip, trail)?;
-    state.metrics.token_issued(&service, grant);
+    let issued = issuer.issue(request, proof, ip, offline, trail).await?;
     let scope = issued
         .claims
         .access
@@ -168,6 +127,6 @@ async fn answer_post(
         scope,
         expires_in: state.claims.ttl_seconds(),
         issued_at: issued.claims.issued_at(),
-        refresh_token,
+        refresh_token: issued.refresh_token,
     }))
 }

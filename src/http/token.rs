@@ -1,28 +1,19 @@
-//! `GET /token`: the realm registries send clients to, and the issuing steps it shares with
-//! `POST /token`.
-//!
-//! extract → validate service and scopes → authenticate → authorize → build claims → sign
-//! → respond. The cheap checks come first: a bad request never costs a password check.
+//! `GET /token`: the realm registries send clients to. A thin extractor: the query and the
+//! `Authorization` header in, the issuing pipeline ([`crate::issue::pipeline`]), the token
+//! response out.
 
-use std::net::IpAddr;
+use std::io::Write as _;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::error::shorten;
 use super::request::{client_ip, credentials};
-use super::trail::Trail;
-use super::{ApiError, AppState};
-use crate::identity::{
-    AuthError, Credentials, Identity, LoginError, SOURCE_HTPASSWD, SOURCE_USERS,
-};
-use crate::issue::claims::Claims;
-use crate::issue::scope::{self, ResourceScope};
-use crate::issue::signing;
-use crate::policy::{self, RequestContext};
-use crate::telemetry::metrics::{AuthFailure, Grant};
+use super::{ApiError, AppState, trail};
+use crate::issue::pipeline::Proof;
+use crate::issue::trail::Trail;
+use crate::telemetry::metrics::AuthFailure;
 
 /// The query parameters clients send. Unknown parameters are ignored.
 #[derive(Debug, Deserialize)]
@@ -53,127 +44,6 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
 }
 
-/// A signed token and what it says.
-pub(super) struct Issued {
-    pub claims: Claims,
-    pub token: String,
-}
-
-/// The cheap checks, done before anyone's password is: the service is one this server
-/// issues for, and the scopes parse, within the limit.
-pub(super) fn validate<'a, I>(
-    state: &AppState,
-    service: &str,
-    scopes: I,
-) -> Result<Vec<ResourceScope>, ApiError>
-where
-    I: IntoIterator<Item = &'a str>,
-{
-    if !state.services.is_empty() && !state.services.contains(service) {
-        return Err(ApiError::UnknownService(service.to_owned()));
-    }
-    Ok(scope::parse_limited(scopes, scope::MAX_SCOPES)?)
-}
-
-/// Decides who the caller is (see [`crate::identity::Logins`]); failures are logged without
-/// the name the client sent, which may be a mistyped password.
-pub(super) async fn authenticate(
-    state: &AppState,
-    credentials: Option<Credentials>,
-    account: Option<&str>,
-    ip: Option<IpAddr>,
-) -> Result<Identity, ApiError> {
-    state
-        .logins
-        .login(credentials, account, ip)
-        .await
-        .map_err(|e| {
-            // Limited and shed logins are counted by `Logins` itself; a malformed header
-            // never gets here (it is refused while the request is read).
-            match &e {
-                LoginError::Invalid(AuthError::AccountMismatch) => {
-                    state.metrics.auth_failed(AuthFailure::AccountMismatch);
-                }
-                LoginError::Invalid(_) => {
-                    state.metrics.auth_failed(AuthFailure::InvalidCredentials);
-                }
-                LoginError::Unavailable(_) => {
-                    state.metrics.auth_failed(AuthFailure::SourceUnavailable);
-                }
-                _ => {}
-            }
-            if !matches!(e, LoginError::Busy) {
-                log::info!(
-                    "authentication failed from {}: {e}",
-                    ip.map(|i| i.to_string()).unwrap_or_else(|| "?".into())
-                );
-            }
-            ApiError::from(e)
-        })
-}
-
-/// Applies the rules to validated scopes, builds and signs the token.
-pub(super) fn issue(
-    state: &AppState,
-    identity: &Identity,
-    service: &str,
-    scopes: &[ResourceScope],
-    ip: Option<IpAddr>,
-    trail: &mut Trail,
-) -> Result<Issued, ApiError> {
-    let ctx = RequestContext {
-        identity,
-        service,
-        ip,
-    };
-    let decisions = policy::grant_explained(state.policy.as_ref(), &ctx, scopes);
-    trail.decided(identity, &decisions);
-    let access = decisions.into_iter().map(|(entry, _)| entry).collect();
-    let claims = state
-        .claims
-        .build(state.clock.as_ref(), identity.subject(), service, access)
-        .context("building claims")
-        .map_err(ApiError::Internal)?;
-    let key = state.keys.signing_key();
-    let token = signing::sign(&claims, &key)
-        .with_context(|| format!("signing with {}", key.label()))
-        .map_err(ApiError::Internal)?;
-    log::debug!(
-        "issued token jti={} sub={:?} aud={:?} kid={:?} access={}",
-        claims.jti,
-        claims.sub,
-        claims.aud,
-        key.kid(),
-        serde_json::to_string(&claims.access).unwrap_or_default()
-    );
-    trail.issued(&claims.jti, key.kid());
-    Ok(Issued { claims, token })
-}
-
-/// A refresh token for a signed-in user, when the server has a refresh secret.
-pub(super) fn refresh_token_for(
-    state: &AppState,
-    identity: &Identity,
-    service: &str,
-) -> Option<String> {
-    if identity.is_anonymous() {
-        return None;
-    }
-    let refresh = state.refresh.as_ref()?;
-    // Refresh tokens are bound to a password hash regauth holds: only for its own users.
-    if ![SOURCE_USERS, SOURCE_HTPASSWD].contains(&identity.source()) {
-        return None;
-    }
-    let user = state.users.lookup(identity.subject())?;
-    state.metrics.refresh_issued();
-    Some(refresh.issue(
-        user.name(),
-        user.password_hash(),
-        service,
-        state.clock.now(),
-    ))
-}
-
 pub(super) fn no_store(
     mut response: actix_web::HttpResponseBuilder,
 ) -> actix_web::HttpResponseBuilder {
@@ -193,9 +63,9 @@ pub async fn get_token(
     } else {
         "anonymous"
     };
-    let mut trail = Trail::new(&state, grant_type);
+    let mut trail = trail::start(&state, grant_type);
     let result = answer_get(&req, &state, &mut trail).await;
-    trail.record(&state, &req, &result);
+    trail::record(trail, &state, &req, &result);
     result
 }
 
@@ -211,30 +81,96 @@ async fn answer_get(
         .filter(|s| !s.is_empty())
         .ok_or(ApiError::MissingField("service"))?;
     trail.service(&service);
-    let scopes = validate(state, &service, query.scope.iter().map(String::as_str))?;
-    trail.requested(&scopes);
+    let issuer = state.issuer();
+    let request = issuer.validate(&service, query.scope.iter().map(String::as_str), trail)?;
     let ip = client_ip(req);
     let credentials = credentials(req.headers(), ip)
         .inspect_err(|_| state.metrics.auth_failed(AuthFailure::MalformedHeader))?;
-    let identity = authenticate(state, credentials, query.account.as_deref(), ip).await?;
-    let issued = issue(state, &identity, &service, &scopes, ip, trail)?;
-    let grant = if identity.is_anonymous() {
-        Grant::Anonymous
-    } else {
-        Grant::Basic
+    let proof = Proof::Basic {
+        credentials,
+        account: query.account,
     };
-    state.metrics.token_issued(&service, grant);
     let offline = query.offline_token.as_deref() == Some("true");
-    let refresh_token = if offline {
-        refresh_token_for(state, &identity, &service)
-    } else {
-        None
+    let issued = issuer.issue(request, proof, ip, offline, trail).await?;
+    let body = response_body(
+        &issued.token,
+        state.claims.ttl_seconds(),
+        &issued.claims.issued_at(),
+        issued.refresh_token.as_deref(),
+    );
+    Ok(no_store(HttpResponse::Ok())
+        .content_type(header::ContentType::json())
+        .body(body))
+}
+
+/// The [`TokenResponse`] JSON, written once into a buffer of the right size: the token
+/// appears twice, and copying it for a second `String` and scanning both for characters to
+/// escape is most of what serializing the struct costs. A JWS is base64url and dots, and
+/// `issued_at` RFC 3339, so neither needs escaping (debug builds check); the refresh token
+/// goes through `serde_json`. The bytes equal `serde_json::to_vec(&TokenResponse {..})`
+/// (pinned by a test below).
+fn response_body(
+    token: &str,
+    expires_in: i64,
+    issued_at: &str,
+    refresh_token: Option<&str>,
+) -> Vec<u8> {
+    debug_assert!(plain(token) && plain(issued_at));
+    let mut body = Vec::with_capacity(2 * token.len() + refresh_token.map_or(0, str::len) + 128);
+    let field = |body: &mut Vec<u8>, name: &str, value: &str| {
+        body.extend_from_slice(name.as_bytes());
+        body.push(b'"');
+        body.extend_from_slice(value.as_bytes());
+        body.push(b'"');
     };
-    Ok(no_store(HttpResponse::Ok()).json(TokenResponse {
-        access_token: issued.token.clone(),
-        token: issued.token,
-        expires_in: state.claims.ttl_seconds(),
-        issued_at: issued.claims.issued_at(),
-        refresh_token,
-    }))
+    field(&mut body, "{\"token\":", token);
+    field(&mut body, ",\"access_token\":", token);
+    body.extend_from_slice(b",\"expires_in\":");
+    // Into a Vec, `write!` cannot fail.
+    let _ = write!(body, "{expires_in}");
+    field(&mut body, ",\"issued_at\":", issued_at);
+    if let Some(refresh) = refresh_token {
+        body.extend_from_slice(b",\"refresh_token\":");
+        if serde_json::to_writer(&mut body, refresh).is_err() {
+            // Writing a string into a Vec cannot fail; an empty string keeps the JSON valid.
+            body.extend_from_slice(b"\"\"");
+        }
+    }
+    body.push(b'}');
+    body
+}
+
+/// True when `text` needs no JSON escaping (base64url, dots, RFC 3339 times).
+fn plain(text: &str) -> bool {
+    text.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'+'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hand_written_body_is_what_serde_writes_for_the_response() {
+        let token = "eyJ0eXAiOiJKV1QifQ.eyJpc3MiOiJyZWdhdXRoIn0.c2lnbmF0dXJl-_";
+        for refresh in [
+            None,
+            Some("rt1.abc_-.def"),
+            Some("odd \"quoted\" \\ text\n"),
+        ] {
+            let expected = serde_json::to_vec(&TokenResponse {
+                token: token.into(),
+                access_token: token.into(),
+                expires_in: 300,
+                issued_at: "2026-12-02T16:00:00Z".into(),
+                refresh_token: refresh.map(str::to_owned),
+            })
+            .unwrap();
+            let written = response_body(token, 300, "2026-12-02T16:00:00Z", refresh);
+            assert_eq!(
+                String::from_utf8(written).unwrap(),
+                String::from_utf8(expected).unwrap()
+            );
+        }
+    }
 }

@@ -1,117 +1,42 @@
-//! What the audit log says about one token request, collected as the handler goes and
-//! written once it has answered (see [`crate::telemetry::audit`]).
+//! The HTTP side of the audit trail: once a token request is answered, its line gets the
+//! request id, the client address and, for a refusal, the answer's error code and a reason
+//! an operator can filter on. The facts themselves are gathered by the issuing pipeline
+//! ([`crate::issue::trail::Trail`]).
 
 use actix_web::{HttpMessage, HttpRequest};
 
-use super::error::shorten;
 use super::{ApiError, AppState, RequestInfo};
-use crate::identity::{AuthError, Identity};
-use crate::issue::claims::AccessEntry;
-use crate::issue::scope::ResourceScope;
-use crate::telemetry::audit::{Event, Outcome, ScopeDecision};
+use crate::identity::AuthError;
+use crate::issue::trail::{Refusal, Trail};
 
-/// The facts gathered so far; does nothing when the audit log is off.
-pub(super) struct Trail {
-    enabled: bool,
-    grant_type: &'static str,
-    service: String,
-    account: String,
-    source: String,
-    scopes: Vec<ScopeDecision>,
-    jti: Option<String>,
-    kid: Option<String>,
+/// A trail for a request of `grant_type`, gathering only when the audit log is on.
+pub(super) fn start(state: &AppState, grant_type: &'static str) -> Trail {
+    Trail::new(state.audit.is_some(), grant_type)
 }
 
-impl Trail {
-    pub fn new(state: &AppState, grant_type: &'static str) -> Trail {
-        Trail {
-            enabled: state.audit.is_some(),
-            grant_type,
-            service: String::new(),
-            account: String::new(),
-            source: String::new(),
-            scopes: Vec::new(),
-            jti: None,
-            kid: None,
-        }
-    }
-
-    pub fn grant_type(&mut self, grant_type: &'static str) {
-        self.grant_type = grant_type;
-    }
-
-    pub fn service(&mut self, service: &str) {
-        if self.enabled {
-            self.service = shorten(service);
-        }
-    }
-
-    /// The validated scopes, before any decision.
-    pub fn requested(&mut self, scopes: &[ResourceScope]) {
-        if self.enabled {
-            self.scopes = scopes
-                .iter()
-                .map(|s| ScopeDecision {
-                    requested: s.to_string(),
-                    granted: None,
-                    rule: None,
-                })
-                .collect();
-        }
-    }
-
-    /// Who was authenticated and what each rule decided.
-    pub fn decided(&mut self, identity: &Identity, decisions: &[(AccessEntry, &str)]) {
-        if !self.enabled {
-            return;
-        }
-        identity.subject().clone_into(&mut self.account);
-        identity.source().clone_into(&mut self.source);
-        for (record, (entry, rule)) in self.scopes.iter_mut().zip(decisions) {
-            record.granted = Some(entry.actions.to_string());
-            record.rule = Some((*rule).to_owned());
-        }
-    }
-
-    /// The issued token.
-    pub fn issued(&mut self, jti: &str, kid: Option<&str>) {
-        if self.enabled {
-            self.jti = Some(jti.to_owned());
-            self.kid = kid.map(str::to_owned);
-        }
-    }
-
-    /// Writes the line for the answer the handler gave.
-    pub fn record<T>(self, state: &AppState, req: &HttpRequest, result: &Result<T, ApiError>) {
-        let Some(audit) = &state.audit else {
-            return;
-        };
-        let info = req.extensions().get::<RequestInfo>().cloned();
-        let (outcome, error, reason) = match result {
-            Ok(_) => (Outcome::Issued, None, None),
-            Err(e) => (Outcome::Refused, Some(e.code()), Some(reason(e))),
-        };
-        audit.write(&Event {
-            time: state
-                .clock
-                .now()
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            request_id: info.as_ref().map_or("", |i| i.id.as_str()),
-            client_ip: info.as_ref().and_then(|i| i.client_ip),
-            // Set only by `decided`, after authentication succeeded: a failed login's
-            // typed name may be a password and is never recorded.
-            account: &self.account,
-            source: &self.source,
-            service: &self.service,
-            grant_type: self.grant_type,
-            scopes: &self.scopes,
-            outcome,
-            error,
-            reason,
-            jti: self.jti.as_deref(),
-            kid: self.kid.as_deref(),
-        });
-    }
+/// Writes the line for the answer the handler gave (nothing when the audit log is off).
+pub(super) fn record<T>(
+    trail: Trail,
+    state: &AppState,
+    req: &HttpRequest,
+    result: &Result<T, ApiError>,
+) {
+    let Some(audit) = &state.audit else {
+        return;
+    };
+    let extensions = req.extensions();
+    let info = extensions.get::<RequestInfo>();
+    let refusal = result.as_ref().err().map(|e| Refusal {
+        error: e.code(),
+        reason: reason(e),
+    });
+    trail.record(
+        audit,
+        state.clock.as_ref(),
+        info.map_or("", |i| i.id.as_str()),
+        info.and_then(|i| i.client_ip),
+        refusal,
+    );
 }
 
 /// What kind of refusal, in a word an operator can filter on.

@@ -15,8 +15,8 @@
 
 use std::sync::Arc;
 
-use crate::issue::scope::{Action, Actions, ResourceScope};
 use crate::matching::pattern::Pattern;
+use crate::token::scope::{Action, Actions, ResourceScope};
 
 /// The source of a caller who signed in with a user's access token.
 pub const SOURCE_TOKENS: &str = "tokens";

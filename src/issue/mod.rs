@@ -1,13 +1,15 @@
-//! The token domain: what a token says and how it is made.
+//! Issuing tokens: how a request becomes a signed token.
 //!
-//! [`scope`] parses what a client asks for, [`claims`] builds the JWT claims from the granted
-//! access, [`signing`] signs them with the current key, and [`refresh`] makes and checks the
-//! stateless refresh tokens OAuth2 clients keep.
+//! [`pipeline`] is the one issuing pipeline (validate → authenticate → authorize → build
+//! claims → sign) both `/token` routes run and `regauth explain` reuses; [`signing`] signs the
+//! claims ([`crate::token::claims`]) with the current key, [`refresh`] makes and checks the
+//! stateless refresh tokens OAuth2 clients keep, and [`trail`] gathers the audit facts of a
+//! request.
 
-pub mod claims;
+pub mod pipeline;
 pub mod refresh;
-pub mod scope;
 mod settings;
 pub mod signing;
+pub mod trail;
 
 pub use settings::TokenSettings;

@@ -162,6 +162,13 @@ impl Keyring {
     }
 }
 
+/// What `regauth logout` revoked: the refresh tokens of a user issued up to a time (the store
+/// implements it; the issuing pipeline asks it on every refresh grant).
+pub trait Logouts: Send + Sync {
+    /// True when a refresh token of `user` issued at `issued_at` (unix seconds) was revoked.
+    fn logged_out(&self, user: &str, issued_at: i64) -> bool;
+}
+
 /// Issues and checks refresh tokens.
 pub struct RefreshTokens {
     ring: ArcSwap<Keyring>,

@@ -5,8 +5,8 @@
 
 use data_encoding::BASE64URL_NOPAD;
 
-use crate::issue::claims::Claims;
 use crate::keys::SigningKey;
+use crate::token::claims::Claims;
 
 /// Why a token could not be signed.
 #[derive(Debug, thiserror::Error)]
@@ -38,10 +38,10 @@ pub fn sign(claims: &Claims, key: &SigningKey) -> Result<String, SigningError> {
 mod tests {
     use super::*;
     use crate::clock::SystemClock;
-    use crate::issue::claims::{AccessEntry, ClaimsBuilder};
-    use crate::issue::scope::ResourceScope;
     use crate::keys::kid::PublicJwk;
     use crate::keys::{Algorithm, KeySpec, KidFormat, generate};
+    use crate::token::claims::{AccessEntry, ClaimsBuilder};
+    use crate::token::scope::ResourceScope;
     use aws_lc_rs::signature::{self as sig, UnparsedPublicKey};
     use data_encoding::BASE64URL_NOPAD;
     use jsonwebtoken as jwt;

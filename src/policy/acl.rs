@@ -13,8 +13,8 @@ use super::{Decision, Policy, RequestContext};
 use crate::identity::federation::SOURCE_FEDERATION;
 use crate::identity::tokens::{SOURCE_ROBOT, SOURCE_TOKENS};
 use crate::identity::{Identity, SOURCE_HTPASSWD, SOURCE_LDAP, SOURCE_USERS};
-use crate::issue::scope::{Action, Actions, NO_ACTIONS, ResourceScope};
 use crate::matching::pattern::{Pattern, PatternError, Variables};
+use crate::token::scope::{Action, Actions, NO_ACTIONS, ResourceScope};
 
 /// The identity sources a rule's `source` may name.
 pub const SOURCE_NAMES: [&str; 6] = [

@@ -15,8 +15,8 @@ pub use acl::{Acl, MatchSettings, OneOrMore, RuleError, RuleSettings, SOURCE_NAM
 pub use settings::AccessSettings;
 
 use crate::identity::Identity;
-use crate::issue::claims::AccessEntry;
-use crate::issue::scope::{Actions, ResourceScope};
+use crate::token::claims::AccessEntry;
+use crate::token::scope::{Actions, ResourceScope};
 
 /// The facts about a request that rules can look at.
 #[derive(Debug, Clone, Copy)]
@@ -68,14 +68,20 @@ pub fn grant_explained<'p>(
         .iter()
         .map(|scope| {
             let decision = policy.decide(ctx, scope);
-            let mut actions = scope.actions.intersect(decision.allowed);
-            // A caller signed in with an access token gets no more than its scopes allow.
-            if let Some(token) = ctx.identity.token() {
-                actions = actions.intersect(&token.scopes.allowed(scope));
-            }
+            let actions = granted(ctx, scope, decision.allowed);
             (AccessEntry::new(scope, actions), decision.explanation)
         })
         .collect()
+}
+
+/// What a request gets of `scope` when the rules allow `allowed`: requested ∩ allowed, and for
+/// a caller signed in with an access token, ∩ the token's scopes as well.
+pub fn granted(ctx: &RequestContext<'_>, scope: &ResourceScope, allowed: &Actions) -> Actions {
+    let actions = scope.actions.intersect(allowed);
+    match ctx.identity.token() {
+        Some(token) => actions.intersect(&token.scopes.allowed(scope)),
+        None => actions,
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Rule matching as a table: rules × requests.
 
 use super::*;
-use crate::issue::scope::parse_all;
+use crate::token::scope::parse_all;
 
 fn sample_acl() -> Acl {
     Acl::compile(&[

@@ -23,7 +23,6 @@ use crate::config::Validated;
 use crate::http::{self, AppState};
 use crate::identity::federation::Federation;
 use crate::identity::{IdentitySource, LdapSource, LoginOptions, Logins, Sources, UserDirectory};
-use crate::issue::claims::ClaimsBuilder;
 use crate::issue::refresh::{self, RefreshTokens};
 use crate::keys::{self, KeyProvider, KeySource, KeySpec, generate};
 use crate::server::hangup::{Hangups, Reload};
@@ -31,6 +30,7 @@ use crate::server::shutdown::{Seal, Shutdown};
 use crate::server::tls::TlsCertificates;
 use crate::telemetry::audit::AuditLog;
 use crate::telemetry::metrics::Metrics;
+use crate::token::claims::ClaimsBuilder;
 
 /// A built service, bound to its port, not yet running.
 pub struct Application {
@@ -182,19 +182,15 @@ impl Application {
                         Ok(res)
                     }
                 })
-                .wrap(
+                // Only when its lines are written: it works for every request whatever the level.
+                .wrap(middleware::Condition::new(
+                    http::access_log_on(),
                     middleware::Logger::new(r#"%{client}xi "%{request}xi" %s %b %Dms %{id}xi"#)
                         .custom_request_replace("client", http::log_client)
                         .custom_request_replace("id", http::log_request_id)
-                        .custom_request_replace("request", |req| {
-                            http::request_line(
-                                req.method().as_str(),
-                                &req.uri().to_string(),
-                                req.version(),
-                            )
-                        })
+                        .custom_request_replace("request", http::log_request_line)
                         .exclude("/healthz"),
-                )
+                ))
                 // Outermost: the request id and client address, for everything inside.
                 .wrap(middleware::from_fn(http::tag))
                 .app_data(state.clone())

@@ -792,6 +792,12 @@ impl Shared {
     }
 }
 
+impl crate::issue::refresh::Logouts for Store {
+    fn logged_out(&self, user: &str, issued_at: i64) -> bool {
+        Store::logged_out(self, user, issued_at)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -203,19 +203,35 @@ struct Line<'e, 'a> {
     scopes_omitted: Option<usize>,
 }
 
-/// `event` as one JSON line (newline included) of at most [`MAX_LINE_BYTES`]; see there for
-/// what is cut. The work is linear in the event's size.
+/// [`serialize_line_into`] a new buffer (for tests).
+#[cfg(test)]
 fn serialize_line(event: &Event<'_>) -> serde_json::Result<Vec<u8>> {
+    let mut line = Vec::new();
+    serialize_line_into(event, &mut line)?;
+    Ok(line)
+}
+
+/// `event` as one JSON line (newline included) of at most [`MAX_LINE_BYTES`] (see there for
+/// what is cut), written into `line` (cleared first) so a request can reuse one buffer. The
+/// work is linear in the event's size.
+fn serialize_line_into(event: &Event<'_>, line: &mut Vec<u8>) -> serde_json::Result<()> {
+    line.clear();
     let whole = Line {
         event,
         truncated: false,
         scopes_omitted: None,
     };
-    let mut line = serde_json::to_vec(&whole)?;
+    serde_json::to_writer(&mut *line, &whole)?;
     if line.len() < MAX_LINE_BYTES {
         line.push(b'\n');
-        return Ok(line);
+        return Ok(());
     }
+    *line = serialize_cut_line(event)?;
+    Ok(())
+}
+
+/// The line of an event too long for [`MAX_LINE_BYTES`]: see there for what is cut.
+fn serialize_cut_line(event: &Event<'_>) -> serde_json::Result<Vec<u8>> {
     // Keep the scopes that fit, in order, after everything else.
     let mut cut = event.clone();
     cut.scopes = &[];
@@ -351,13 +367,27 @@ impl AuditLog {
     /// full the line is dropped and counted. A line that cannot be written is logged, never
     /// returned: an audit outage must not turn into refused tokens.
     pub fn write(&self, event: &Event<'_>) {
-        let line = match serialize_line(event) {
-            Ok(line) => line,
-            Err(e) => {
-                log::error!("audit line not written: {e}");
-                return;
-            }
-        };
+        // Each worker thread serializes into a buffer of its own, kept between requests:
+        // no allocation per line once it has grown to a line's size.
+        thread_local! {
+            static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        LINE.with(|line| match line.try_borrow_mut() {
+            Ok(mut line) => self.write_with(event, &mut line),
+            // Not reachable (nothing here re-enters); a fresh buffer is as correct.
+            Err(_) => self.write_with(event, &mut Vec::new()),
+        });
+    }
+
+    fn write_with(&self, event: &Event<'_>, line: &mut Vec<u8>) {
+        if let Err(e) = serialize_line_into(event, line) {
+            log::error!("audit line not written: {e}");
+            return;
+        }
+        if line.capacity() > MAX_LINE_BYTES * 2 {
+            // A cut line of a huge request: do not keep its buffer.
+            line.shrink_to(MAX_LINE_BYTES);
+        }
         let mut pending = lock(&self.shared.pending);
         if pending.len() + line.len() > MAX_PENDING_BYTES {
             drop(pending);
@@ -371,7 +401,7 @@ impl AuditLog {
             return;
         }
         let before = pending.len();
-        pending.extend_from_slice(&line);
+        pending.extend_from_slice(line);
         let wake = before < WAKE_BYTES && pending.len() >= WAKE_BYTES;
         drop(pending);
         if wake {

@@ -167,7 +167,7 @@ async fn repeated_actions_collapse_and_the_largest_legitimate_request_gets_a_tok
     assert_eq!(access[0]["actions"], serde_json::json!(["pull"]));
 
     // 64 scopes (the scope limit) of ~256 bytes each, percent-encoded as docker sends them.
-    let scopes: String = (0..regauth::issue::scope::MAX_SCOPES)
+    let scopes: String = (0..regauth::token::scope::MAX_SCOPES)
         .map(|i| {
             let name = format!("team-{i:02}/{}", "a".repeat(230));
             format!(
@@ -190,7 +190,7 @@ async fn repeated_actions_collapse_and_the_largest_legitimate_request_gets_a_tok
     let access = &claims(body["token"].as_str().unwrap())["access"];
     assert_eq!(
         access.as_array().unwrap().len(),
-        regauth::issue::scope::MAX_SCOPES
+        regauth::token::scope::MAX_SCOPES
     );
 }
 

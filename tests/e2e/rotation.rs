@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use jsonwebtoken as jwt;
 use regauth::clock::SystemClock;
-use regauth::issue::claims::ClaimsBuilder;
 use regauth::keys::{Algorithm, KeySpec, SigningKey, generate};
+use regauth::token::claims::ClaimsBuilder;
 use serde_json::Value;
 
 use crate::skopeo_push;

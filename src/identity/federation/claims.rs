@@ -254,7 +254,7 @@ pub(super) fn map_identity(
         .filter_map(|(name, value)| {
             let text = value
                 .as_str()
-                .filter(|t| t.len() <= crate::issue::scope::MAX_NAME_LEN)?;
+                .filter(|t| t.len() <= crate::token::scope::MAX_NAME_LEN)?;
             Some((name.clone(), text.to_owned()))
         })
         .collect();

@@ -5,7 +5,7 @@ use data_encoding::BASE64URL_NOPAD;
 use serde::Serialize;
 
 use crate::clock::Clock;
-use crate::issue::scope::{Actions, ResourceScope};
+use crate::token::scope::{Actions, ResourceScope};
 
 /// Bytes of randomness in a `jti` (144 bits).
 const JTI_BYTES: usize = 18;

@@ -23,7 +23,9 @@
 mod db;
 mod metrics;
 pub mod secret;
+mod settings;
 mod snapshot;
+mod sync;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,56 +33,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use db::Db;
 pub use db::{Location, SCHEMA_VERSION, TokenRow};
 pub use metrics::StoreMetrics;
+use settings::valid_name;
+pub use settings::{StoreSettings, parse_duration};
 pub use snapshot::Snapshot;
 
-use crate::identity::tokens::{SOURCE_TOKENS, TokenScopes};
-
-/// `store.*`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StoreSettings {
-    /// `sqlite:PATH` or `postgres://USER:PASSWORD@HOST:PORT/DB`.
-    pub url: String,
-    /// Seconds between reads of the revision counter (1 or 2).
-    pub poll_seconds: u64,
-    /// Seconds the snapshot may answer token sign-ins after the last successful read; past
-    /// that, token sign-ins answer 503 until the store answers again.
-    pub stale_seconds: u64,
-}
-
-impl Default for StoreSettings {
-    fn default() -> Self {
-        StoreSettings {
-            url: String::new(),
-            poll_seconds: 1,
-            stale_seconds: 5,
-        }
-    }
-}
-
-impl StoreSettings {
-    /// Checks the values; the message names what to fix.
-    pub fn validate(&self) -> Result<Location, (&'static str, String)> {
-        if !(1..=2).contains(&self.poll_seconds) {
-            return Err((
-                "store.poll_seconds",
-                "must be 1 or 2: replicas must see a revocation within 5 s".into(),
-            ));
-        }
-        if self.stale_seconds < self.poll_seconds || self.stale_seconds > 60 {
-            return Err((
-                "store.stale_seconds",
-                "must be between store.poll_seconds and 60".into(),
-            ));
-        }
-        Location::parse(&self.url).map_err(|e| ("store.url", e))
-    }
-}
+use crate::identity::tokens::TokenScopes;
 
 /// Why the store cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -190,41 +152,6 @@ impl From<&TokenRow> for Listed {
             last_used: row.last_used_at.map(rfc3339),
         }
     }
-}
-
-/// Parses `90s`, `12h`, `30d`, `2w` (a number and one unit: s, m, h, d, w).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{text:?}: give a unit, e.g. 90s, 12h, 30d"))?;
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a number followed by s, m, h, d or w"))?;
-    let unit_seconds = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => return Err(format!("{text:?}: the unit must be s, m, h, d or w")),
-    };
-    let seconds = n
-        .checked_mul(unit_seconds)
-        .filter(|s| (1..=10 * 366 * 86_400).contains(s))
-        .ok_or_else(|| format!("{text:?}: between 1 s and 10 years"))?;
-    Ok(Duration::from_secs(seconds))
-}
-
-/// True when `name` can own tokens or name one: 1 to 128 printable characters, no `:` (the
-/// Basic separator), no space.
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && name
-            .chars()
-            .all(|c| !c.is_control() && !c.is_whitespace() && c != ':')
 }
 
 pub(crate) struct Shared {
@@ -615,219 +542,8 @@ impl crate::identity::tokens::AccessTokens for Store {
     }
 }
 
-impl Shared {
-    fn count(&self) {
-        self.counters.queries.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn failed(&self, e: sqlx::Error) -> StoreError {
-        let message = format!("{}: {e}", self.shown);
-        self.note_down(&message);
-        StoreError::Unavailable(message)
-    }
-
-    fn note_down(&self, reason: &str) {
-        if let Ok(mut down) = self.down.lock() {
-            if down.is_none() {
-                log::warn!("store is unavailable: {reason}");
-                *down = Some(Instant::now());
-            } else {
-                log::debug!("store is still unavailable: {reason}");
-            }
-        }
-    }
-
-    fn note_up(&self) {
-        if let Ok(mut down) = self.down.lock()
-            && let Some(since) = down.take()
-        {
-            log::info!(
-                "store answers again (it was unavailable for {} s)",
-                since.elapsed().as_secs()
-            );
-        }
-    }
-
-    /// Connects if not connected; migrates (refusing a newer or corrupt database).
-    async fn connect(&self, create: bool) -> Result<Option<Db>, StoreError> {
-        if let Some(db) = self.db.lock().ok().and_then(|d| d.clone()) {
-            return Ok(Some(db));
-        }
-        if !create && self.location.is_absent() {
-            return Ok(None);
-        }
-        let db = Db::connect(&self.location, create).await?;
-        self.count();
-        let applied = db.migrate(&self.shown).await?;
-        if !applied.is_empty() {
-            log::info!("store {}: applied migrations {applied:?}", self.shown);
-        }
-        if let Ok(mut slot) = self.db.lock() {
-            *slot = Some(db.clone());
-        }
-        Ok(Some(db))
-    }
-
-    async fn db(&self) -> Result<Db, StoreError> {
-        self.connect(false)
-            .await?
-            .ok_or_else(|| StoreError::Refused(format!("{} does not exist yet", self.shown)))
-    }
-
-    async fn db_creating(&self) -> Result<Db, StoreError> {
-        self.connect(true)
-            .await?
-            .ok_or_else(|| StoreError::Unavailable(format!("{} cannot be created", self.shown)))
-    }
-
-    async fn db_if_present(&self) -> Result<Option<Db>, StoreError> {
-        self.connect(false).await
-    }
-
-    /// One poll: write the gathered last-use times, read the revision, reload on a change.
-    async fn sync(&self) {
-        let db = match self.connect(false).await {
-            Ok(Some(db)) => db,
-            // No SQLite file yet: no tokens, and that is up to date.
-            Ok(None) => {
-                self.confirmed();
-                return;
-            }
-            Err(e) => {
-                self.note_down(&e.to_string());
-                return;
-            }
-        };
-        let used: Vec<(String, i64)> = self
-            .used
-            .lock()
-            .map(|mut u| u.drain().collect())
-            .unwrap_or_default();
-        if !used.is_empty() {
-            self.count();
-            if let Err(e) = db.touch(&used).await {
-                log::debug!("store: last-use times not written: {e}");
-                // Kept for the next poll.
-                if let Ok(mut pending) = self.used.lock() {
-                    for (id, at) in used {
-                        pending.entry(id).or_insert(at);
-                    }
-                }
-            }
-        }
-        self.count();
-        let revision = match db.revision().await {
-            Ok(r) => r,
-            Err(e) => {
-                self.failed(e);
-                return;
-            }
-        };
-        let current = self.snapshot.load();
-        if current.loaded && current.revision == revision {
-            self.confirmed();
-            return;
-        }
-        self.count();
-        let tokens = match db.tokens(None).await {
-            Ok(t) => t,
-            Err(e) => {
-                self.failed(e);
-                return;
-            }
-        };
-        self.count();
-        let logouts = match db.logouts().await {
-            Ok(l) => l,
-            Err(e) => {
-                self.failed(e);
-                return;
-            }
-        };
-        let snapshot = Snapshot::build(revision, &tokens, logouts);
-        log::debug!(
-            "store revision {revision}: {} access tokens",
-            snapshot.len()
-        );
-        self.snapshot.store(Arc::new(snapshot));
-        self.confirmed();
-    }
-
-    fn confirmed(&self) {
-        if let Ok(mut synced) = self.synced.lock() {
-            *synced = Some(Instant::now());
-        }
-        self.note_up();
-    }
-
-    fn fresh(&self) -> bool {
-        let limit = Duration::from_secs(self.settings.stale_seconds);
-        self.synced
-            .lock()
-            .ok()
-            .and_then(|s| *s)
-            .is_some_and(|at| at.elapsed() <= limit)
-    }
-
-    fn check(&self, username: &str, password: &str) -> crate::identity::tokens::TokenCheck {
-        use crate::identity::tokens::TokenCheck;
-        if !self.fresh() {
-            self.counters.unavailable.fetch_add(1, Ordering::Relaxed);
-            return TokenCheck::Unavailable(SOURCE_TOKENS.into());
-        }
-        let now = chrono::Utc::now().timestamp();
-        match self.snapshot.load().find(username, password, now) {
-            Some(grant) => {
-                self.counters.uses.fetch_add(1, Ordering::Relaxed);
-                if let Ok(mut used) = self.used.lock() {
-                    used.insert(grant.id.clone(), now);
-                }
-                TokenCheck::Valid(grant)
-            }
-            None => {
-                self.counters.refused.fetch_add(1, Ordering::Relaxed);
-                TokenCheck::Rejected
-            }
-        }
-    }
-}
-
 impl crate::issue::refresh::Logouts for Store {
     fn logged_out(&self, user: &str, issued_at: i64) -> bool {
         Store::logged_out(self, user, issued_at)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_take_one_unit() {
-        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("12h").unwrap(), Duration::from_secs(43_200));
-        assert_eq!(
-            parse_duration("30d").unwrap(),
-            Duration::from_secs(2_592_000)
-        );
-        for bad in ["", "30", "d", "0s", "1y", "-1d", "99999999999w"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn settings_are_checked() {
-        let mut s = StoreSettings {
-            url: "sqlite:/tmp/x.db".into(),
-            ..StoreSettings::default()
-        };
-        assert!(s.validate().is_ok());
-        s.url = "mysql://x".into();
-        assert_eq!(s.validate().unwrap_err().0, "store.url");
-        s.url = "postgres://u:pw@127.0.0.1:5432/db".into();
-        let location = s.validate().unwrap();
-        assert_eq!(location.display(), "postgres://127.0.0.1:5432/db");
-        s.poll_seconds = 5;
-        assert_eq!(s.validate().unwrap_err().0, "store.poll_seconds");
     }
 }

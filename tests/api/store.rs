@@ -692,8 +692,11 @@ async fn two_replicas_on_one_postgresql_see_a_revocation_within_five_seconds() {
     )
     .unwrap();
     let config_arg = config.display().to_string();
-    let (mut one, a1) = crate::helpers::start_serve(&[("REGAUTH_CONFIG", &config_arg)], None);
-    let (mut two, a2) = crate::helpers::start_serve(&[("REGAUTH_CONFIG", &config_arg)], None);
+    // Killed when the test ends, also when an assertion fails first.
+    let (one, a1) = crate::helpers::start_serve(&[("REGAUTH_CONFIG", &config_arg)], None);
+    let _one = Replica(one);
+    let (two, a2) = crate::helpers::start_serve(&[("REGAUTH_CONFIG", &config_arg)], None);
+    let _two = Replica(two);
     let (a1, a2) = (format!("http://{a1}"), format!("http://{a2}"));
     let secret = create(
         &config,
@@ -717,9 +720,15 @@ async fn two_replicas_on_one_postgresql_see_a_revocation_within_five_seconds() {
     until_status(&a1, "alice", &secret, 401, SEEN_WITHIN).await;
     until_status(&a2, "alice", &secret, 401, SEEN_WITHIN).await;
     assert!(revoked_at.elapsed() < SEEN_WITHIN);
-    for child in [&mut one, &mut two] {
-        child.kill().unwrap();
-        child.wait().unwrap();
+}
+
+/// A `regauth serve` process, killed and reaped on drop.
+struct Replica(std::process::Child);
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

@@ -125,17 +125,16 @@ fn number_after(text: &str, after: &str, key: &str) -> u64 {
         .unwrap()
 }
 
-#[test]
-fn the_configmap_settings_load_and_the_grace_period_covers_the_prestop_sleep_and_the_drain() {
-    let dir = manifests();
-    let configmap = fs::read_to_string(dir.join("configmap.yaml")).unwrap();
+/// The ConfigMap's `regauth.yaml` in a file, and the environment the image sets (Dockerfile),
+/// which the file does not repeat.
+fn shipped_settings() -> (tempfile::NamedTempFile, HashMap<String, String>) {
+    let configmap = fs::read_to_string(manifests().join("configmap.yaml")).unwrap();
     let settings_file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
     fs::write(
         settings_file.path(),
         literal_block(&configmap, "regauth.yaml"),
     )
     .unwrap();
-    // The environment the image sets (Dockerfile), which the file does not repeat.
     let dockerfile =
         fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Dockerfile")).unwrap();
     let env: HashMap<String, String> = dockerfile
@@ -144,6 +143,40 @@ fn the_configmap_settings_load_and_the_grace_period_covers_the_prestop_sleep_and
         .filter(|(k, _)| k.starts_with("REGAUTH_") && k.contains("__"))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
+    (settings_file, env)
+}
+
+#[test]
+fn the_postgres_overlay_hands_the_store_url_from_a_secret_to_a_setting_regauth_reads() {
+    let overlay = fs::read_to_string(manifests().join("postgres/kustomization.yaml")).unwrap();
+    assert!(overlay.lines().any(|l| l.trim() == "- ../"), "{overlay}");
+    // The patch targets the base's Deployment and its container by name.
+    let deployment = fs::read_to_string(manifests().join("deployment.yaml")).unwrap();
+    assert!(deployment.contains("\n  name: regauth\n"), "{deployment}");
+    assert!(deployment.contains("- name: regauth\n"), "{deployment}");
+    assert!(overlay.contains("name: regauth\n") && overlay.contains("kind: Deployment"));
+    let variables: Vec<&str> = overlay
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- name: "))
+        .filter(|name| name.starts_with("REGAUTH_"))
+        .collect();
+    assert_eq!(variables, ["REGAUTH_STORE__URL"], "{overlay}");
+    assert!(overlay.contains("name: regauth-store") && overlay.contains("key: url"));
+    // With the shipped settings and the image's environment, the variable is the store's URL
+    // (a mistyped name would stop the start as an unknown REGAUTH_ variable).
+    let (settings_file, mut env) = shipped_settings();
+    let url = "postgres://regauth:pw@127.0.0.1:5432/regauth";
+    env.insert(variables[0].to_owned(), url.to_owned());
+    let config = regauth::config::load_with_env(Some(settings_file.path()), &env)
+        .unwrap_or_else(|e| panic!("the shipped settings with the overlay's variable: {e}"));
+    assert_eq!(config.store.expect("a store").url, url);
+}
+
+#[test]
+fn the_configmap_settings_load_and_the_grace_period_covers_the_prestop_sleep_and_the_drain() {
+    let dir = manifests();
+    let configmap = fs::read_to_string(dir.join("configmap.yaml")).unwrap();
+    let (settings_file, env) = shipped_settings();
     assert_eq!(env["REGAUTH_SERVER__LISTEN"], "0.0.0.0:5001", "{env:?}");
     let config = regauth::config::load_with_env(Some(settings_file.path()), &env)
         .unwrap_or_else(|e| panic!("the ConfigMap's settings: {e}"));

@@ -1,6 +1,7 @@
 //! `regauth explain`: which identity source knows an account, which rule decides each scope for
 //! it, and what it is granted.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,9 +12,8 @@ use regauth::clock::SystemClock;
 use regauth::config::{self, Validated};
 use regauth::identity::federation::{Federated, Federation, TOKEN_USER};
 use regauth::identity::{Identity, IdentitySource, Sources};
-use regauth::issue::pipeline::authorize;
+use regauth::issue::pipeline::{TokenRequest, authorize};
 use regauth::policy::RequestContext;
-use regauth::token::scope;
 
 pub(super) fn explain(
     config_path: Option<PathBuf>,
@@ -66,7 +66,12 @@ pub(super) fn explain(
     let service = service
         .or_else(|| config.token.services.first().cloned())
         .unwrap_or_else(|| "registry".into());
-    let scopes = scope::parse_all(scopes.iter().map(String::as_str))?;
+    // The server's own checks: a service it does not issue for, or scopes it would refuse,
+    // are refused here too, with the server's message.
+    let services: HashSet<String> = config.token.services.iter().cloned().collect();
+    let request = TokenRequest::check(&services, &service, scopes.iter().map(String::as_str))
+        .map_err(|e| anyhow::anyhow!("the server would refuse this request: {e}"))?;
+    let scopes = request.scopes();
     let ctx = RequestContext {
         identity: &identity,
         service: &service,
@@ -95,7 +100,7 @@ pub(super) fn explain(
     );
     // The server's own authorize step (`regauth::issue::pipeline`), so what is shown is what
     // a token would grant.
-    for decided in authorize(&config.acl, &ctx, &scopes) {
+    for decided in authorize(&config.acl, &ctx, scopes) {
         println!(
             "{}\n  granted: [{}]\n  allowed: [{}]\n  by:      {}",
             decided.scope, decided.granted, decided.allowed, decided.rule

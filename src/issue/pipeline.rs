@@ -73,7 +73,25 @@ pub struct TokenRequest<'r> {
     scopes: Vec<ResourceScope>,
 }
 
-impl TokenRequest<'_> {
+impl<'r> TokenRequest<'r> {
+    /// Step 1's checks: `service` is one this server issues for (`services`; empty means any)
+    /// and the scopes parse, at most [`scope::MAX_SCOPES`] of them. [`TokenIssuer::validate`]
+    /// runs it for the server, `regauth explain` for what it shows.
+    pub fn check<'s, I>(
+        services: &HashSet<String>,
+        service: &'r str,
+        scopes: I,
+    ) -> Result<TokenRequest<'r>, IssueError>
+    where
+        I: IntoIterator<Item = &'s str>,
+    {
+        if !services.is_empty() && !services.contains(service) {
+            return Err(IssueError::UnknownService(service.to_owned()));
+        }
+        let scopes = scope::parse_limited(scopes, scope::MAX_SCOPES)?;
+        Ok(TokenRequest { service, scopes })
+    }
+
     /// The requested service (the token's audience).
     pub fn service(&self) -> &str {
         self.service
@@ -170,12 +188,9 @@ impl<'a> TokenIssuer<'a> {
     where
         I: IntoIterator<Item = &'s str>,
     {
-        if !self.services.is_empty() && !self.services.contains(service) {
-            return Err(IssueError::UnknownService(service.to_owned()));
-        }
-        let scopes = scope::parse_limited(scopes, scope::MAX_SCOPES)?;
-        trail.requested(&scopes);
-        Ok(TokenRequest { service, scopes })
+        let request = TokenRequest::check(self.services, service, scopes)?;
+        trail.requested(&request.scopes);
+        Ok(request)
     }
 
     /// Steps 2 to 5: who the caller is, what it may do, the claims, the signature; then the

@@ -446,6 +446,41 @@ fn check_fails_for_a_zero_led_key_named_by_thumbprint_unless_tokens_carry_x5c() 
 }
 
 #[test]
+fn explain_refuses_what_the_server_would_refuse_with_the_servers_reason() {
+    let dir = config_dir("token:\n  services: [registry.test]\n");
+    let explain = |args: &[&str]| {
+        let mut all = vec!["explain", "--config", "regauth.yaml"];
+        all.extend_from_slice(args);
+        run_in(dir.path(), &all)
+    };
+    let (ok, stdout, stderr) = explain(&["--scope", "repository:a/b:pull"]);
+    assert!(ok, "the first service is the default: {stdout}{stderr}");
+    let (ok, _, stderr) = explain(&["--service", "other", "--scope", "repository:a/b:pull"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("the server would refuse this request") && stderr.contains("other"),
+        "{stderr}"
+    );
+    // One scope more than a token request may carry.
+    let names: Vec<String> = (0..=regauth::token::scope::MAX_SCOPES)
+        .map(|i| format!("repository:a/r{i}:pull"))
+        .collect();
+    let mut args = Vec::new();
+    for name in &names {
+        args.extend(["--scope", name.as_str()]);
+    }
+    let (ok, _, stderr) = explain(&args);
+    assert!(!ok);
+    assert!(
+        stderr.contains("the server would refuse this request"),
+        "{stderr}"
+    );
+    args.truncate(2 * regauth::token::scope::MAX_SCOPES);
+    let (ok, _, stderr) = explain(&args);
+    assert!(ok, "{stderr}");
+}
+
+#[test]
 fn explain_names_the_deciding_rule_per_scope() {
     let dir = config_dir(
         "users:\n  alice: {password: '$2y$04$Q0BM5JqJyp/ocGdwb0dGEeLxnSp0bn0ExqzKBCXjbk5MKYSRj3ZUS', groups: [dev]}\n\

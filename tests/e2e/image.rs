@@ -18,8 +18,9 @@ use crate::stack::{ISSUER, SERVICE, jwt_header, start_registry, tools_present};
 
 /// The image's user and group.
 const NONROOT: u32 = 65532;
-/// The size the image must stay within.
-const MAX_IMAGE_BYTES: u64 = 20 * 1000 * 1000;
+/// The size the image must stay within: 22.2 MB with the token store (issue 18), whose
+/// SQLite engine is compiled in and whose PostgreSQL driver brings its own TLS client.
+const MAX_IMAGE_BYTES: u64 = 24 * 1000 * 1000;
 /// A static release build of every dependency on two shared cores takes minutes.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(40 * 60);
 

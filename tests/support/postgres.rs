@@ -29,7 +29,8 @@ pub struct Postgres {
     child: Option<Child>,
 }
 
-fn postgres_bin() -> Option<PathBuf> {
+/// `$E2E_PG_BIN`, else the newest `/usr/lib/postgresql/*/bin` holding `initdb`.
+pub fn postgres_bin() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os(PG_BIN_ENV) {
         let dir = PathBuf::from(dir);
         return dir.join("initdb").is_file().then_some(dir);
@@ -47,7 +48,8 @@ fn postgres_bin() -> Option<PathBuf> {
     found.pop().map(|(_, bin)| bin)
 }
 
-fn is_root() -> bool {
+/// The effective user is root (the owner of `/proc/self` is the process's effective uid).
+pub fn is_root() -> bool {
     fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 

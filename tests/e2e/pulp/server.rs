@@ -6,7 +6,7 @@ use std::env;
 use std::fs;
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -20,12 +20,12 @@ use data_encoding::BASE64URL;
 use crate::registry::{
     CmdOutput, HttpResponse, free_port, http_request, require_tool, run_with_timeout,
 };
+pub use crate::support::postgres::is_root;
+use crate::support::postgres::{PG_BIN_ENV, postgres_bin};
 use crate::support::skip_or_fail;
 
 /// Where the venv is; default `target/pulp-venv` in the source tree.
 pub const VENV_ENV: &str = "E2E_PULP_VENV";
-/// Directory holding `initdb` and `postgres`; default the newest `/usr/lib/postgresql/*/bin`.
-pub const PG_BIN_ENV: &str = "E2E_PG_BIN";
 /// Pulp's API and content app, and PostgreSQL, must answer within this.
 const START_TIMEOUT: Duration = Duration::from_secs(180);
 /// `pulpcore-manager migrate` runs a few hundred migrations: about a minute on two busy cores.
@@ -77,29 +77,6 @@ pub fn prerequisites() -> Option<Prerequisites> {
         );
     }
     Some(Prerequisites { venv, pg_bin })
-}
-
-fn postgres_bin() -> Option<PathBuf> {
-    if let Some(dir) = env::var_os(PG_BIN_ENV) {
-        let dir = PathBuf::from(dir);
-        return dir.join("initdb").is_file().then_some(dir);
-    }
-    let mut found: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let version = entry.file_name().to_str()?.parse().ok()?;
-            let bin = entry.path().join("bin");
-            bin.join("initdb").is_file().then_some((version, bin))
-        })
-        .collect();
-    found.sort();
-    found.pop().map(|(_, bin)| bin)
-}
-
-/// The effective user is root (the owner of `/proc/self` is the process's effective uid).
-pub fn is_root() -> bool {
-    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 fn user_exists(name: &str) -> bool {

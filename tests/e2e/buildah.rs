@@ -3,9 +3,9 @@
 
 use std::time::Instant;
 
-use crate::docker::{PASSWORD, alice_stack, scopes, seed_image};
+use crate::clients::{PASSWORD, alice_stack, assert_denied, assert_ok, seed_image};
 use crate::recorder::Auth;
-use crate::registry::{CmdOutput, DENIED_TEXT, TOOL_TIMEOUT, require_tool, run_with_input};
+use crate::registry::{CmdOutput, TOOL_TIMEOUT, require_tool, run_with_input};
 use crate::stack::{Stack, tools_present};
 
 /// `buildah` with its own storage and the stack's auth file.
@@ -33,15 +33,6 @@ fn buildah(stack: &Stack, args: &[&str], input: Option<&str>) -> CmdOutput {
     .expect("buildah runs")
 }
 
-fn ok(stack: &Stack, out: &CmdOutput) {
-    assert!(
-        out.success,
-        "{out}\n--- token requests ---\n{}\n{}",
-        stack.recorder().dump(),
-        stack.logs()
-    );
-}
-
 #[test]
 fn buildah_logs_in_pulls_and_pushes_with_basic_and_is_denied_elsewhere() {
     if !tools_present(&["skopeo"]) || !require_tool("buildah") {
@@ -67,55 +58,38 @@ fn buildah_logs_in_pulls_and_pushes_with_basic_and_is_denied_elsewhere() {
         ],
         Some(PASSWORD),
     );
-    ok(&stack, &login);
-    let requests = recorder.requests();
-    assert!(
-        requests.iter().any(|r| r.method == "GET"
-            && r.auth == Auth::Basic("alice".into())
-            && r.field("account") == Some("alice")
-            && scopes(r).is_empty()
-            && r.status == 200),
-        "{}",
-        recorder.dump()
+    assert_ok(&stack, &login, "");
+    recorder.assert_some(
+        "buildah's login: a GET with alice's Basic and account, no scope, answered 200",
+        |r| {
+            r.is_get_with(&Auth::Basic("alice".into()))
+                && r.field("account") == Some("alice")
+                && r.scopes().is_empty()
+                && r.status == 200
+        },
     );
 
     // Pull and push with the stored credentials: GET with Basic every time.
     recorder.clear();
     let base = stack.registry.image_ref("alice/base", "v1");
-    ok(
-        &stack,
-        &buildah(&stack, &["pull", "--tls-verify=false", &base], None),
-    );
+    let pull = buildah(&stack, &["pull", "--tls-verify=false", &base], None);
+    assert_ok(&stack, &pull, "");
     let pushed = stack.registry.docker_ref("alice/built", "v1");
-    ok(
+    let push = buildah(
         &stack,
-        &buildah(
-            &stack,
-            &["push", "--tls-verify=false", &base, &pushed],
-            None,
-        ),
+        &["push", "--tls-verify=false", &base, &pushed],
+        None,
     );
-    let requests = recorder.requests();
-    assert!(!requests.is_empty());
-    for r in &requests {
-        assert_eq!(r.method, "GET", "{}", recorder.dump());
-        assert_eq!(r.auth, Auth::Basic("alice".into()), "{}", recorder.dump());
-        assert_eq!(r.status, 200, "{}", r.summary());
-    }
-    assert!(
-        requests
-            .iter()
-            .any(|r| scopes(r) == ["repository:alice/base:pull"]),
-        "{}",
-        recorder.dump()
-    );
-    assert!(
-        requests
-            .iter()
-            .any(|r| scopes(r).contains(&"repository:alice/built:pull,push".to_owned())),
-        "{}",
-        recorder.dump()
-    );
+    assert_ok(&stack, &push, "");
+    recorder.assert_every("a GET with alice's Basic, answered 200", |r| {
+        r.is_get_with(&Auth::Basic("alice".into())) && r.status == 200
+    });
+    recorder.assert_some("a pull of alice/base", |r| {
+        r.asks_exactly(&["repository:alice/base:pull"])
+    });
+    recorder.assert_some("a push to alice/built", |r| {
+        r.asks_for("repository:alice/built:pull,push")
+    });
 
     // Elsewhere: the registry's denial.
     let elsewhere = stack.registry.docker_ref("bob/app", "v1");
@@ -124,7 +98,6 @@ fn buildah_logs_in_pulls_and_pushes_with_basic_and_is_denied_elsewhere() {
         &["push", "--tls-verify=false", &base, &elsewhere],
         None,
     );
-    assert!(!denied.success, "{denied}");
-    assert!(denied.stderr.contains(DENIED_TEXT), "{denied}");
+    assert_denied(&denied, "");
     eprintln!("buildah scenario: {:.1} s", at.elapsed().as_secs_f64());
 }

@@ -3,25 +3,18 @@
 
 use std::time::Instant;
 
+use crate::clients::{PASSWORD, alice_stack, assert_ok, seed_image};
 use crate::daemons::{Ctr, containerd, containerd_present};
-use crate::docker::{PASSWORD, alice_stack, scopes, seed_image};
 use crate::recorder::Auth;
 use crate::registry::CmdOutput;
 use crate::stack::{SERVICE, Stack, tools_present};
 
+/// Fails with every log (containerd's tail too) when `out` failed.
 fn ok(stack: &Stack, daemon: &Ctr, out: &CmdOutput) {
-    assert!(
-        out.success,
-        "{out}\n--- token requests ---\n{}\n{}\n--- containerd (tail) ---\n{}",
-        stack.recorder().dump(),
-        stack.logs(),
-        daemon
-            .log()
-            .lines()
-            .rev()
-            .take(30)
-            .collect::<Vec<_>>()
-            .join("\n")
+    assert_ok(
+        stack,
+        out,
+        &format!("--- containerd (tail) ---\n{}", daemon.log()),
     );
 }
 
@@ -45,14 +38,14 @@ fn containerd_pulls_anonymously_and_with_a_password_grant_and_pushes_only_where_
         &daemon,
         &daemon.ctr(&["images", "pull", "--plain-http", &base]),
     );
-    let requests = recorder.requests();
-    assert!(!requests.is_empty());
-    for r in &requests {
-        assert_eq!(r.method, "GET", "{}", recorder.dump());
-        assert_eq!(r.auth, Auth::None, "{}", recorder.dump());
-        assert_eq!(scopes(r), ["repository:alice/base:pull"], "{}", r.summary());
-        assert_eq!(r.status, 200);
-    }
+    recorder.assert_every(
+        "a GET without credentials for alice/base, answered 200",
+        |r| {
+            r.is_get_with(&Auth::None)
+                && r.asks_exactly(&["repository:alice/base:pull"])
+                && r.status == 200
+        },
+    );
 
     // With --user: the OAuth2 password grant, POSTed.
     ok(&stack, &daemon, &daemon.ctr(&["images", "rm", &base]));
@@ -62,17 +55,17 @@ fn containerd_pulls_anonymously_and_with_a_password_grant_and_pushes_only_where_
         &daemon,
         &daemon.ctr(&["images", "pull", "--plain-http", "--user", &user, &base]),
     );
-    let requests = recorder.requests();
-    assert!(!requests.is_empty());
-    for r in &requests {
-        assert_eq!(r.grant_type(), Some("password"), "{}", recorder.dump());
-        assert_eq!(r.field("username"), Some("alice"));
-        assert_eq!(r.field("client_id"), Some("containerd-client"));
-        assert_eq!(r.field("service"), Some(SERVICE));
-        assert_eq!(r.auth, Auth::None);
-        assert_eq!(scopes(r), ["repository:alice/base:pull"], "{}", r.summary());
-        assert_eq!(r.status, 200);
-    }
+    recorder.assert_every(
+        "containerd's password grant as alice for alice/base, answered 200",
+        |r| {
+            r.is_grant("password")
+                && r.field("username") == Some("alice")
+                && r.field("client_id") == Some("containerd-client")
+                && r.field("service") == Some(SERVICE)
+                && r.asks_exactly(&["repository:alice/base:pull"])
+                && r.status == 200
+        },
+    );
 
     // Push into alice's namespace: the layer is mounted from alice/base, so one grant asks
     // for both repositories, space-joined in a single form field, sorted, and with the
@@ -89,24 +82,18 @@ fn containerd_pulls_anonymously_and_with_a_password_grant_and_pushes_only_where_
         &daemon,
         &daemon.ctr(&["images", "push", "--plain-http", "--user", &user, &new]),
     );
-    let requests = recorder.requests();
-    assert!(
-        requests
-            .iter()
-            .all(|r| r.grant_type() == Some("password") && r.status == 200),
-        "{}",
-        recorder.dump()
-    );
-    assert!(
-        requests.iter().any(|r| scopes(r)
-            == [
+    recorder.assert_every("a password grant, answered 200", |r| {
+        r.is_grant("password") && r.status == 200
+    });
+    recorder.assert_some(
+        "one grant for alice/new and the mount source alice/base in one form field",
+        |r| {
+            r.asks_exactly(&[
                 "repository:alice/base:pull",
                 "repository:alice/new:pull",
-                "repository:alice/new:pull,push"
-            ]
-            && r.fields("scope").len() == 1),
-        "{}",
-        recorder.dump()
+                "repository:alice/new:pull,push",
+            ]) && r.fields("scope").len() == 1
+        },
     );
     assert!(
         stack.registry.log().contains("mount=sha256"),
@@ -139,7 +126,7 @@ fn containerd_pulls_anonymously_and_with_a_password_grant_and_pushes_only_where_
         requests[post..].iter().any(|r| r.method == "GET"
             && r.auth == Auth::Basic("alice".into())
             && r.field("account").is_none()
-            && scopes(r) == ["repository:alice/base:pull"]
+            && r.asks_exactly(&["repository:alice/base:pull"])
             && r.status == 401),
         "{}",
         recorder.dump()
@@ -169,16 +156,9 @@ fn containerd_pulls_anonymously_and_with_a_password_grant_and_pushes_only_where_
             .contains("server message: insufficient_scope: authorization failed"),
         "{denied}"
     );
-    assert!(
-        recorder
-            .requests()
-            .iter()
-            .any(|r| r.grant_type() == Some("password")
-                && scopes(r).contains(&"repository:bob/app:pull,push".to_owned())
-                && r.status == 200),
-        "{}",
-        recorder.dump()
-    );
+    recorder.assert_some("a password grant for bob/app, answered 200", |r| {
+        r.is_grant("password") && r.asks_for("repository:bob/app:pull,push") && r.status == 200
+    });
     eprintln!("containerd, wrong password: {}", wrong.stderr.trim());
     eprintln!("containerd, denied push: {}", denied.stderr.trim());
     eprintln!("containerd scenario: {:.1} s", at.elapsed().as_secs_f64());

@@ -1,142 +1,14 @@
 //! docker (dockerd 20.10 from Debian's `docker.io`) against registry 2.8 with regauth as its
 //! realm. Each scenario asserts the token requests regauth received, through the recorder.
 
-use std::fs;
-use std::path::PathBuf;
 use std::time::Instant;
 
-use serde_json::Value;
-
-use crate::daemons::{Dockerd, docker_present, dockerd};
-use crate::oci;
-use crate::recorder::{Auth, TokenRequest};
-use crate::registry::{CmdOutput, DENIED_TEXT};
-use crate::stack::{Stack, StackOptions, tools_present};
-
-pub const PASSWORD: &str = "s3cret";
-
-/// alice may do anything under `alice/`; anonymous callers may pull.
-pub fn alice_stack(refresh_tokens: bool) -> Stack {
-    Stack::start(alice_options(refresh_tokens))
-}
-
-/// The options of [`alice_stack`].
-pub fn alice_options(refresh_tokens: bool) -> StackOptions<'static> {
-    let hash = bcrypt::hash(PASSWORD, 4).unwrap();
-    StackOptions {
-        access_yaml: Some(format!(
-            "users:\n  alice: {{password: '{hash}'}}\n\
-             acl:\n  - match: {{account: '/.+/', name: '${{account}}/**'}}\n    actions: ['*']\n  \
-             - match: {{account: ''}}\n    actions: [pull]\n"
-        )),
-        refresh_tokens,
-        record_token_requests: true,
-        ..StackOptions::default()
-    }
-}
-
-/// Pushes a fresh OCI image to `repo:v1` with skopeo as alice; returns its manifest digest.
-pub fn seed_image(stack: &Stack, repo: &str, seed: &str) -> String {
-    let image =
-        oci::write_image(&stack.dir.path().join(format!("img-{seed}")), "v1", seed).expect("image");
-    let out = stack
-        .clients
-        .skopeo(&[
-            "copy",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            &format!("alice:{PASSWORD}"),
-            &image.skopeo_ref(),
-            &stack.registry.docker_ref(repo, "v1"),
-        ])
-        .unwrap();
-    assert!(out.success, "{out}\n{}", stack.logs());
-    image.manifest_digest
-}
-
-/// One docker client configuration (`DOCKER_CONFIG`) talking to one dockerd.
-struct Client<'a> {
-    stack: &'a Stack,
-    daemon: &'a Dockerd,
-    config: PathBuf,
-}
-
-impl Client<'_> {
-    fn run(&self, args: &[&str]) -> CmdOutput {
-        self.daemon.docker_in(&self.config, args, None)
-    }
-
-    fn login(&self, password: &str) -> CmdOutput {
-        self.daemon.docker_in(
-            &self.config,
-            &[
-                "login",
-                &self.stack.registry.host(),
-                "-u",
-                "alice",
-                "--password-stdin",
-            ],
-            Some(password),
-        )
-    }
-
-    fn image(&self, repo: &str, tag: &str) -> String {
-        self.stack.registry.image_ref(repo, tag)
-    }
-
-    /// `auths[<registry>]` of this client's config.json.
-    fn stored(&self) -> Value {
-        let text = fs::read_to_string(self.config.join("config.json")).unwrap_or_default();
-        let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        json["auths"][self.stack.registry.host()].clone()
-    }
-
-    fn config_text(&self) -> String {
-        fs::read_to_string(self.config.join("config.json")).unwrap_or_default()
-    }
-
-    /// Fails with every log when `out` failed.
-    fn ok(&self, out: &CmdOutput) {
-        assert!(
-            out.success,
-            "{out}\n--- token requests ---\n{}\n{}\n--- dockerd (tail) ---\n{}",
-            self.stack.recorder().dump(),
-            self.stack.logs(),
-            tail(&self.daemon.log(), 30)
-        );
-    }
-
-    /// Pushes `source` as `repo:tag`: `docker tag` then `docker push`.
-    fn push(&self, source: &str, repo: &str, tag: &str) -> CmdOutput {
-        let target = self.image(repo, tag);
-        let tagged = self.run(&["tag", source, &target]);
-        self.ok(&tagged);
-        self.run(&["push", &target])
-    }
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// The scopes of a token request (space-separated in a POST, repeated in a GET), each with
-/// its actions sorted: docker asks for `push,pull`, skopeo for `pull,push`.
-pub fn scopes(r: &TokenRequest) -> Vec<String> {
-    r.fields("scope")
-        .iter()
-        .flat_map(|s| s.split(' '))
-        .filter(|s| !s.is_empty())
-        .map(|scope| match scope.rsplit_once(':') {
-            Some((resource, actions)) => {
-                let mut actions: Vec<&str> = actions.split(',').collect();
-                actions.sort_unstable();
-                format!("{resource}:{}", actions.join(","))
-            }
-            None => scope.to_owned(),
-        })
-        .collect()
-}
+use crate::clients::{
+    Docker, PASSWORD, alice_options, alice_stack, assert_bad_login, assert_denied, seed_image,
+};
+use crate::daemons::{docker_present, dockerd};
+use crate::recorder::Auth;
+use crate::stack::{SERVICE, Stack, StackOptions, tools_present};
 
 fn took(what: &str, at: Instant) {
     eprintln!("{what}: {:.1} s", at.elapsed().as_secs_f64());
@@ -152,36 +24,29 @@ fn docker_login_stores_an_identity_token_and_pulls_and_pushes_with_refresh_grant
     let daemon = dockerd();
     let recorder = stack.recorder();
     seed_image(&stack, "alice/base", "docker-refresh");
-    let client = Client {
-        stack: &stack,
-        daemon,
-        config: stack.dir.path().join("docker-config"),
-    };
+    let client = Docker::new(&stack, daemon, "docker-config", "alice");
     let host = stack.registry.host();
 
     // Login: GET with Basic, asking for an offline token; the answer carries a refresh token.
     recorder.clear();
     let login = client.login(PASSWORD);
     client.ok(&login);
-    let requests = recorder.requests();
-    let login_request = requests
-        .iter()
-        .find(|r| r.auth == Auth::Basic("alice".into()))
-        .unwrap_or_else(|| panic!("no Basic request:\n{}", recorder.dump()));
-    assert_eq!(login_request.method, "GET", "{}", recorder.dump());
-    assert_eq!(login_request.field("account"), Some("alice"));
-    assert_eq!(login_request.field("client_id"), Some("docker"));
-    assert_eq!(login_request.field("offline_token"), Some("true"));
-    assert!(scopes(login_request).is_empty(), "{}", recorder.dump());
-    assert_eq!(login_request.status, 200);
-    assert!(login_request.answered_refresh_token, "{}", recorder.dump());
+    recorder.assert_some(
+        "docker's login: a GET with alice's Basic for an offline token and no scope, \
+         answered 200 with a refresh token",
+        |r| {
+            r.is_get_with(&Auth::Basic("alice".into()))
+                && r.field("account") == Some("alice")
+                && r.field("client_id") == Some("docker")
+                && r.field("offline_token") == Some("true")
+                && r.scopes().is_empty()
+                && r.status == 200
+                && r.answered_refresh_token
+        },
+    );
 
     // What docker stored is the refresh token, not the password.
-    let stored = client.stored();
-    let identity_token = stored["identitytoken"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no identitytoken in {}", client.config_text()))
-        .to_owned();
+    let identity_token = client.identity_token();
     assert!(!identity_token.is_empty());
     assert!(
         !client.config_text().contains(PASSWORD),
@@ -193,112 +58,62 @@ fn docker_login_stores_an_identity_token_and_pulls_and_pushes_with_refresh_grant
     let base = client.image("alice/base", "v1");
     let pull = client.run(&["pull", &base]);
     client.ok(&pull);
-    let requests = recorder.requests();
-    assert!(!requests.is_empty());
-    for r in &requests {
-        assert_eq!(r.method, "POST", "{}", recorder.dump());
-        assert_eq!(r.grant_type(), Some("refresh_token"), "{}", r.summary());
-        assert_eq!(r.refresh_token(), Some(identity_token.as_str()));
-        assert_eq!(r.field("client_id"), Some("docker"));
-        assert_eq!(r.field("service"), Some(crate::stack::SERVICE));
-        assert_eq!(r.auth, Auth::None);
-        assert_eq!(r.status, 200);
-    }
-    assert!(
-        requests
-            .iter()
-            .any(|r| scopes(r) == ["repository:alice/base:pull"]),
-        "{}",
-        recorder.dump()
+    recorder.assert_every(
+        "a refresh grant from docker with the stored token for the service, answered 200",
+        |r| {
+            r.is_refresh_grant(&identity_token)
+                && r.field("client_id") == Some("docker")
+                && r.field("service") == Some(SERVICE)
+                && r.status == 200
+        },
     );
+    recorder.assert_some("a pull of alice/base", |r| {
+        r.asks_exactly(&["repository:alice/base:pull"])
+    });
 
     // Push a new tag into alice's namespace: the push scope, space-joined with the mount
     // source when docker asks for both in one grant.
     recorder.clear();
     let push = client.push(&base, "alice/app", "v2");
     client.ok(&push);
-    let requests = recorder.requests();
-    assert!(
-        requests
-            .iter()
-            .all(|r| r.grant_type() == Some("refresh_token")
-                && r.refresh_token() == Some(identity_token.as_str())),
-        "{}",
-        recorder.dump()
-    );
+    recorder.assert_every("a refresh grant with the stored token", |r| {
+        r.is_refresh_grant(&identity_token)
+    });
     // The blob is mounted from alice/base: both scopes in one form field, space-joined.
-    assert!(
-        requests.iter().any(|r| scopes(r)
-            == [
+    recorder.assert_some(
+        "one grant for alice/app and the mount source alice/base in one form field",
+        |r| {
+            r.asks_exactly(&[
                 "repository:alice/app:pull,push",
-                "repository:alice/base:pull"
-            ]
-            && r.fields("scope").len() == 1),
-        "{}",
-        recorder.dump()
+                "repository:alice/base:pull",
+            ]) && r.fields("scope").len() == 1
+        },
     );
 
     // An image loaded from an archive, pushed into alice's namespace.
-    let layout =
-        oci::write_image(&stack.dir.path().join("img-archive"), "v1", "archive").expect("image");
-    let archive = stack.dir.path().join("loaded.tar");
-    let out = stack
-        .clients
-        .skopeo(&[
-            "copy",
-            &layout.skopeo_ref(),
-            &format!("docker-archive:{}:e2e/loaded:v1", archive.display()),
-        ])
-        .unwrap();
-    assert!(out.success, "{out}");
-    let load = client.run(&["load", "-i", &archive.to_string_lossy()]);
-    client.ok(&load);
+    client.load("archive", "e2e/loaded:v1");
     let push = client.push("e2e/loaded:v1", "alice/loaded", "v1");
     client.ok(&push);
 
     // Elsewhere: regauth grants nothing, the registry says denied.
     recorder.clear();
     let denied = client.push(&base, "bob/app", "v1");
-    assert!(!denied.success, "{denied}");
-    assert!(denied.stderr.contains(DENIED_TEXT), "{denied}");
-    let requests = recorder.requests();
-    assert!(
-        requests
-            .iter()
-            .any(|r| r.grant_type() == Some("refresh_token")
-                && scopes(r).contains(&"repository:bob/app:pull,push".to_owned())
-                && r.status == 200),
-        "{}",
-        recorder.dump()
-    );
+    assert_denied(&denied, "");
+    recorder.assert_some("a refresh grant for bob/app, answered 200", |r| {
+        r.grant_type() == Some("refresh_token")
+            && r.asks_for("repository:bob/app:pull,push")
+            && r.status == 200
+    });
 
     // A wrong password fails the login (in a fresh configuration, so alice's stays).
     recorder.clear();
-    let other = Client {
-        config: stack.dir.path().join("docker-config-wrong"),
-        ..client
-    };
+    let other = Docker::new(&stack, daemon, "docker-config-wrong", "alice");
     let wrong = other.login("wrong");
-    assert!(!wrong.success, "{wrong}");
-    assert!(
-        wrong
-            .stderr
-            .contains("unauthorized: authentication failed: invalid username or password"),
-        "{wrong}"
-    );
-    let requests = recorder.requests();
-    assert!(
-        requests
-            .iter()
-            .any(|r| r.auth == Auth::Basic("alice".into()) && r.status == 401),
-        "{}",
-        recorder.dump()
-    );
+    assert_bad_login(&wrong);
+    recorder.assert_some("alice's Basic, refused with 401", |r| {
+        r.auth == Auth::Basic("alice".into()) && r.status == 401
+    });
     assert!(other.stored().is_null(), "{}", other.config_text());
-    let client = Client {
-        config: stack.dir.path().join("docker-config"),
-        ..other
-    };
 
     // Logout: the stored token is gone; anonymous pulls work, pushes are denied.
     client.ok(&client.run(&["logout", &host]));
@@ -308,13 +123,8 @@ fn docker_login_stores_an_identity_token_and_pulls_and_pushes_with_refresh_grant
     let pull = client.run(&["pull", &base]);
     client.ok(&pull);
     let push = client.push(&base, "alice/app", "v3");
-    assert!(!push.success, "{push}");
-    assert!(push.stderr.contains(DENIED_TEXT), "{push}");
-    for r in &recorder.requests() {
-        assert_eq!(r.method, "GET", "{}", recorder.dump());
-        assert_eq!(r.auth, Auth::None, "{}", recorder.dump());
-        assert_eq!(r.field("account"), None);
-    }
+    assert_denied(&push, "");
+    recorder.assert_every("an anonymous GET", |r| r.is_anonymous_get());
     eprintln!("docker, wrong password: {}", wrong.stderr.trim());
     eprintln!("docker, denied push: {}", denied.stderr.trim());
     took("docker with refresh tokens", at);
@@ -330,11 +140,7 @@ fn docker_without_refresh_tokens_sends_basic_on_every_token_request() {
     let daemon = dockerd();
     let recorder = stack.recorder();
     seed_image(&stack, "alice/base", "docker-basic");
-    let client = Client {
-        stack: &stack,
-        daemon,
-        config: stack.dir.path().join("docker-config"),
-    };
+    let client = Docker::new(&stack, daemon, "docker-config", "alice");
 
     recorder.clear();
     let login = client.login(PASSWORD);
@@ -348,29 +154,22 @@ fn docker_without_refresh_tokens_sends_basic_on_every_token_request() {
     let base = client.image("alice/base", "v1");
     client.ok(&client.run(&["pull", &base]));
     client.ok(&client.push(&base, "alice/app", "v2"));
-    let requests = recorder.requests();
+    let requests = recorder.assert_every(
+        "a GET with alice's Basic and account, answered 200 without a refresh token",
+        |r| {
+            r.is_get_with(&Auth::Basic("alice".into()))
+                && r.field("account") == Some("alice")
+                && !r.answered_refresh_token
+                && r.status == 200
+        },
+    );
     assert!(requests.len() >= 3, "{}", recorder.dump());
-    for r in &requests {
-        assert_eq!(r.method, "GET", "{}", recorder.dump());
-        assert_eq!(r.auth, Auth::Basic("alice".into()), "{}", recorder.dump());
-        assert_eq!(r.field("account"), Some("alice"));
-        assert!(!r.answered_refresh_token, "{}", r.summary());
-        assert_eq!(r.status, 200, "{}", r.summary());
-    }
-    assert!(
-        requests
-            .iter()
-            .any(|r| scopes(r) == ["repository:alice/base:pull"]),
-        "{}",
-        recorder.dump()
-    );
-    assert!(
-        requests
-            .iter()
-            .any(|r| scopes(r).contains(&"repository:alice/app:pull,push".to_owned())),
-        "{}",
-        recorder.dump()
-    );
+    recorder.assert_some("a pull of alice/base", |r| {
+        r.asks_exactly(&["repository:alice/base:pull"])
+    });
+    recorder.assert_some("a push to alice/app", |r| {
+        r.asks_for("repository:alice/app:pull,push")
+    });
     took("docker without refresh tokens", at);
 }
 
@@ -387,25 +186,17 @@ fn docker_gets_a_fresh_token_with_the_same_refresh_token_after_the_first_expired
     let daemon = dockerd();
     let recorder = stack.recorder();
     seed_image(&stack, "alice/base", "docker-ttl");
-    let client = Client {
-        stack: &stack,
-        daemon,
-        config: stack.dir.path().join("docker-config"),
-    };
+    let client = Docker::new(&stack, daemon, "docker-config", "alice");
     client.ok(&client.login(PASSWORD));
-    let identity_token = client.stored()["identitytoken"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no identitytoken in {}", client.config_text()))
-        .to_owned();
+    let identity_token = client.identity_token();
     let base = client.image("alice/base", "v1");
 
     recorder.clear();
     client.ok(&client.run(&["pull", &base]));
     let first = recorder
-        .requests()
-        .iter()
-        .find_map(|r| r.issued.clone())
-        .unwrap_or_else(|| panic!("no token issued:\n{}", recorder.dump()));
+        .assert_some("a request answered with a token", |r| r.issued.is_some())
+        .issued
+        .unwrap();
     assert_eq!(first.exp - first.iat, 60);
 
     // Wait out the first token's lifetime (bounded: the lifetime is 60 s).
@@ -422,11 +213,7 @@ fn docker_gets_a_fresh_token_with_the_same_refresh_token_after_the_first_expired
     client.ok(&client.run(&["rmi", &base]));
     recorder.clear();
     client.ok(&client.run(&["pull", &base]));
-    let requests = recorder.requests();
-    let fresh = requests
-        .iter()
-        .find(|r| r.issued.is_some())
-        .unwrap_or_else(|| panic!("no token issued:\n{}", recorder.dump()));
+    let fresh = recorder.assert_some("a request answered with a token", |r| r.issued.is_some());
     assert_eq!(
         fresh.grant_type(),
         Some("refresh_token"),

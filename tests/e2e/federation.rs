@@ -5,8 +5,7 @@ use std::fs;
 
 use jsonwebtoken::Algorithm;
 
-use crate::oci;
-use crate::registry::DENIED_TEXT;
+use crate::clients::{assert_denied, assert_ok, assert_refused_credentials};
 use crate::stack::{SERVICE, Stack, StackOptions, tools_present};
 use crate::support::workload::{jwks_of, service_account_claims, workload_key};
 
@@ -36,44 +35,24 @@ fn skopeo_pushes_with_a_service_account_token_to_its_namespace_only() {
             CLUSTER, SERVICE, namespace, "builder", now, 600,
         ))
     };
-    let image = oci::write_image(&stack.dir.path().join("img"), "v1", "federated").unwrap();
+    let image = stack.image("federated", "v1");
     let push = |repo: &str, creds: &str| {
-        stack
-            .clients
-            .skopeo(&[
-                "copy",
-                "--dest-tls-verify=false",
-                "--dest-creds",
-                creds,
-                &image.skopeo_ref(),
-                &stack.registry.docker_ref(repo, "v1"),
-            ])
-            .unwrap()
+        let target = stack.registry.docker_ref(repo, "v1");
+        stack.clients.push(&image, &target, Some(creds))
     };
     let team_a = format!("oidc:{}", token("team-a"));
     let own = push("team-a/app", &team_a);
-    assert!(own.success, "{own}\n{}", stack.logs());
-    let elsewhere = push("team-b/app", &team_a);
-    assert!(
-        !elsewhere.success && elsewhere.stderr.contains(DENIED_TEXT),
-        "{elsewhere}"
-    );
+    assert_ok(&stack, &own, "");
+    assert_denied(&push("team-b/app", &team_a), "");
     let team_b = push("team-a/app", &format!("oidc:{}", token("team-b")));
-    assert!(
-        !team_b.success && team_b.stderr.contains(DENIED_TEXT),
-        "{team_b}"
-    );
+    assert_denied(&team_b, "");
     // A token of another cluster (a key the JWKS does not have) is a wrong password.
     let stranger = workload_key("cluster-key", Algorithm::RS256);
     let forged = stranger.sign(&service_account_claims(
         CLUSTER, SERVICE, "team-a", "builder", now, 600,
     ));
     let refused = push("team-a/app", &format!("oidc:{forged}"));
-    assert!(!refused.success, "{refused}");
-    assert!(
-        refused.stderr.contains("invalid username/password") || refused.stderr.contains("401"),
-        "{refused}"
-    );
+    assert_refused_credentials(&refused);
     let log = stack.regauth.log();
     assert!(log.contains("bad signature"), "{log}");
     assert!(!log.contains(&forged), "no token in the log");

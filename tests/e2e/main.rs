@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod buildah;
+mod clients;
 mod containerd;
 mod daemons;
 mod docker;
@@ -34,49 +35,11 @@ use std::time::{Duration, Instant};
 use regauth::keys::{Algorithm, generate};
 use serde_json::Value;
 
-use registry::{CmdOutput, DENIED_TEXT};
+use clients::{
+    PASSWORD, alice_access_yaml, assert_denied, assert_ok, assert_refused_credentials,
+    inspect_digest, skopeo_push,
+};
 use stack::{KeyForm, Stack, StackOptions, challenge_params, encode, jwt_header, tools_present};
-
-/// Pushes a fresh image to `repo:tag` with skopeo; returns its manifest digest.
-fn skopeo_push(stack: &Stack, repo: &str, tag: &str, seed: &str) -> (String, CmdOutput) {
-    let image =
-        oci::write_image(&stack.dir.path().join(format!("img-{seed}")), tag, seed).expect("image");
-    let digest_file = stack.dir.path().join(format!("pushed-{seed}.digest"));
-    let out = stack
-        .clients
-        .skopeo(&[
-            "copy",
-            "--dest-tls-verify=false",
-            "--digestfile",
-            digest_file.to_str().unwrap(),
-            &image.skopeo_ref(),
-            &stack.registry.docker_ref(repo, tag),
-        ])
-        .expect("skopeo runs");
-    if out.success {
-        let pushed = fs::read_to_string(&digest_file).unwrap();
-        assert_eq!(
-            pushed.trim(),
-            image.manifest_digest,
-            "the registry stored the manifest we wrote"
-        );
-    }
-    (image.manifest_digest, out)
-}
-
-fn inspect_digest(stack: &Stack, repo: &str, tag: &str) -> String {
-    let out = stack
-        .clients
-        .skopeo(&[
-            "inspect",
-            "--tls-verify=false",
-            &stack.registry.docker_ref(repo, tag),
-        ])
-        .expect("skopeo runs");
-    assert!(out.success, "{out}\n{}", stack.logs());
-    let json: Value = serde_json::from_str(&out.stdout).expect("inspect json");
-    json["Digest"].as_str().expect("Digest").to_owned()
-}
 
 #[test]
 fn anonymous_requests_go_through_the_challenge_to_the_registrys_own_answer() {
@@ -148,7 +111,7 @@ fn skopeo_push_then_pull_and_inspect_agree_on_the_digest() {
     }
     let stack = Stack::start(StackOptions::default());
     let (digest, out) = skopeo_push(&stack, "team/app", "v1", "push-pull");
-    assert!(out.success, "{out}\n{}", stack.logs());
+    assert_ok(&stack, &out, "");
     assert_eq!(inspect_digest(&stack, "team/app", "v1"), digest);
 
     let pulled = stack.dir.path().join("pulled");
@@ -161,7 +124,7 @@ fn skopeo_push_then_pull_and_inspect_agree_on_the_digest() {
             &format!("oci:{}:v1", pulled.display()),
         ])
         .unwrap();
-    assert!(out.success, "{out}\n{}", stack.logs());
+    assert_ok(&stack, &out, "");
     let index: Value =
         serde_json::from_str(&fs::read_to_string(pulled.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["manifests"][0]["digest"], digest.as_str());
@@ -174,26 +137,13 @@ fn podman_push_mounting_a_blob_from_another_repository_succeeds() {
     }
     let stack = Stack::start(StackOptions::default());
     let (digest, out) = skopeo_push(&stack, "team/app", "v1", "mount");
-    assert!(out.success, "{out}");
-    let pull = stack
-        .clients
-        .podman(&[
-            "pull",
-            "--tls-verify=false",
-            &stack.registry.image_ref("team/app", "v1"),
-        ])
-        .unwrap();
-    assert!(pull.success, "{pull}\n{}", stack.logs());
-    let push = stack
-        .clients
-        .podman(&[
-            "push",
-            "--tls-verify=false",
-            &stack.registry.image_ref("team/app", "v1"),
-            &stack.registry.docker_ref("team/new", "v1"),
-        ])
-        .unwrap();
-    assert!(push.success, "{push}\n{}", stack.logs());
+    assert_ok(&stack, &out, "");
+    let image = stack.registry.image_ref("team/app", "v1");
+    let pull = stack.clients.podman_pull(&image, None);
+    assert_ok(&stack, &pull, "");
+    let target = stack.registry.docker_ref("team/new", "v1");
+    let push = stack.clients.podman_push(&image, &target, None);
+    assert_ok(&stack, &push, "");
     assert_eq!(inspect_digest(&stack, "team/new", "v1"), digest);
 
     // The blob came by a cross-repository mount, authorized by one token request with two
@@ -222,11 +172,7 @@ fn a_push_regauth_does_not_grant_is_denied_while_the_token_itself_is_accepted() 
         ..StackOptions::default()
     });
     let (_, out) = skopeo_push(&stack, "team/ro", "v1", "denied");
-    assert!(!out.success, "the push should fail:\n{out}");
-    assert!(
-        out.stderr.contains(DENIED_TEXT),
-        "expected a denial:\n{out}"
-    );
+    assert_denied(&out, "");
 
     // The registry accepts regauth's token (it is only short of actions): /v2/ says 200.
     let token = stack.regauth.token(&format!(
@@ -270,7 +216,7 @@ fn push_and_inspect_with(key: KeyForm) {
         }
     }
     let (digest, out) = skopeo_push(&stack, "team/app", "v1", "keys");
-    assert!(out.success, "{key:?}: {out}\n{}", stack.logs());
+    assert_ok(&stack, &out, &format!("key: {key:?}"));
     assert_eq!(inspect_digest(&stack, "team/app", "v1"), digest);
 }
 
@@ -319,7 +265,7 @@ fn rotating_the_key_under_a_stream_of_pulls_fails_none() {
         ..StackOptions::default()
     }));
     let (digest, out) = skopeo_push(&stack, "team/app", "v1", "rotation");
-    assert!(out.success, "{out}");
+    assert_ok(&stack, &out, "");
     let old_kid = raw_pull(&stack, "team/app", &digest).unwrap();
     assert_ne!(old_kid, new_kid);
 
@@ -337,12 +283,7 @@ fn rotating_the_key_under_a_stream_of_pulls_fails_none() {
             while !stop.load(Ordering::Relaxed) {
                 let out = stack
                     .clients
-                    .skopeo(&[
-                        "inspect",
-                        "--tls-verify=false",
-                        &stack.registry.docker_ref("team/app", "v1"),
-                    ])
-                    .unwrap();
+                    .inspect(&stack.registry.docker_ref("team/app", "v1"), None);
                 if !out.success {
                     failures.push(out.to_string());
                 }
@@ -414,42 +355,21 @@ fn a_signed_in_skopeo_user_pushes_to_their_namespace_and_is_denied_elsewhere() {
     if !tools_present(&["skopeo"]) {
         return;
     }
-    let hash = bcrypt::hash("s3cret", 4).unwrap();
     let stack = Stack::start(StackOptions {
-        access_yaml: Some(format!(
-            "users:\n  alice: {{password: '{hash}'}}\n\
-             acl:\n  - match: {{account: '/.+/', name: '${{account}}/**'}}\n    actions: ['*']\n  \
-             - match: {{account: ''}}\n    actions: [pull]\n"
-        )),
+        access_yaml: Some(alice_access_yaml()),
         ..StackOptions::default()
     });
-    let image = oci::write_image(&stack.dir.path().join("img"), "v1", "login").unwrap();
+    let image = stack.image("login", "v1");
     let push = |repo: &str, creds: &str| {
-        stack
-            .clients
-            .skopeo(&[
-                "copy",
-                "--dest-tls-verify=false",
-                "--dest-creds",
-                creds,
-                &image.skopeo_ref(),
-                &stack.registry.docker_ref(repo, "v1"),
-            ])
-            .unwrap()
+        let target = stack.registry.docker_ref(repo, "v1");
+        stack.clients.push(&image, &target, Some(creds))
     };
-    let own = push("alice/app", "alice:s3cret");
-    assert!(own.success, "{own}\n{}", stack.logs());
-    let other = push("bob/app", "alice:s3cret");
-    assert!(
-        !other.success && other.stderr.contains(DENIED_TEXT),
-        "{other}"
-    );
+    let alice = format!("alice:{PASSWORD}");
+    let own = push("alice/app", &alice);
+    assert_ok(&stack, &own, "");
+    assert_denied(&push("bob/app", &alice), "");
     let wrong = push("alice/app", "alice:wrong");
-    assert!(!wrong.success, "{wrong}");
-    assert!(
-        wrong.stderr.contains("invalid username/password") || wrong.stderr.contains("401"),
-        "{wrong}"
-    );
+    assert_refused_credentials(&wrong);
     // Anonymous callers may pull what alice pushed.
     assert_eq!(
         inspect_digest(&stack, "alice/app", "v1"),
@@ -463,7 +383,7 @@ fn a_signed_in_skopeo_user_pushes_to_their_namespace_and_is_denied_elsewhere() {
         "{log}"
     );
     assert!(
-        !log.contains("s3cret") && !log.contains("wrong\""),
+        !log.contains(PASSWORD) && !log.contains("wrong\""),
         "no password in the log"
     );
 }

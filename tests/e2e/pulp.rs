@@ -18,10 +18,10 @@ use regauth::keys::{Algorithm, generate};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::docker::scopes;
+use crate::clients::assert_denied;
 use crate::oci;
 use crate::recorder::{Auth, Recorder};
-use crate::registry::{Clients, CmdOutput, DENIED_TEXT, http_request};
+use crate::registry::{Clients, CmdOutput, http_request};
 use crate::stack::{Regauth, encode, jwt_header};
 use server::{
     Prerequisites, Pulp, PulpOptions, is_root, path_str, prerequisites, public_key_pem, tail,
@@ -226,21 +226,17 @@ fn pulp_trusts_regauth_for_push_pull_anonymous_pull_and_denial_and_knows_only_it
         fs::read_to_string(&digest_file).expect("digest").trim(),
         image.manifest_digest
     );
-    let requests = recorder.requests();
-    assert!(!requests.is_empty());
-    for r in &requests {
-        assert_eq!(r.method, "GET", "{}", recorder.dump());
-        assert_eq!(r.auth, Auth::Basic("alice".into()), "{}", recorder.dump());
-        assert_eq!(r.field("service"), Some(host), "{}", recorder.dump());
-        assert_eq!(r.status, 200, "{}", r.summary());
-    }
-    assert!(
-        requests
-            .iter()
-            .any(|r| scopes(r) == ["repository:alice/app:pull,push"]),
-        "{}",
-        recorder.dump()
+    recorder.assert_every(
+        "a GET with alice's Basic for the Host as service, answered 200",
+        |r| {
+            r.is_get_with(&Auth::Basic("alice".into()))
+                && r.field("service") == Some(host)
+                && r.status == 200
+        },
     );
+    recorder.assert_some("a push to alice/app", |r| {
+        r.asks_exactly(&["repository:alice/app:pull,push"])
+    });
     // The token's aud is the Host skopeo used, which is what Pulp compares it with.
     let log = world.regauth.log();
     assert!(
@@ -261,13 +257,13 @@ fn pulp_trusts_regauth_for_push_pull_anonymous_pull_and_denial_and_knows_only_it
         )
         .unwrap_or_else(|out| panic!("{out}\n{}", world.logs()));
     assert_eq!(pulled, image.manifest_digest);
-    assert!(
-        recorder.requests().iter().any(|r| r.method == "GET"
-            && r.auth == Auth::Basic("alice".into())
-            && scopes(r) == ["repository:alice/app:pull"]
-            && r.status == 200),
-        "{}",
-        recorder.dump()
+    recorder.assert_some(
+        "a GET with alice's Basic for alice/app, answered 200",
+        |r| {
+            r.is_get_with(&Auth::Basic("alice".into()))
+                && r.asks_exactly(&["repository:alice/app:pull"])
+                && r.status == 200
+        },
     );
     assert!(
         pulp.api_log().contains(&format!(
@@ -295,18 +291,9 @@ fn pulp_trusts_regauth_for_push_pull_anonymous_pull_and_denial_and_knows_only_it
         .pull("alice/app", "v1", None, "pulled-anonymously")
         .unwrap_or_else(|out| panic!("{out}\n{}", world.logs()));
     assert_eq!(anonymous, image.manifest_digest);
-    let requests = recorder.requests();
-    assert!(!requests.is_empty());
-    for r in &requests {
-        assert_eq!(r.auth, Auth::None, "{}", recorder.dump());
-        assert_eq!(r.field("account"), None, "{}", recorder.dump());
-        assert_eq!(
-            scopes(r),
-            ["repository:alice/app:pull"],
-            "{}",
-            recorder.dump()
-        );
-    }
+    recorder.assert_every("an anonymous GET for alice/app", |r| {
+        r.is_anonymous_get() && r.asks_exactly(&["repository:alice/app:pull"])
+    });
     assert!(
         world
             .regauth
@@ -329,19 +316,12 @@ fn pulp_trusts_regauth_for_push_pull_anonymous_pull_and_denial_and_knows_only_it
         &image.skopeo_ref(),
         &pulp.docker_ref("bob/app", "v1"),
     ]);
-    assert!(!denied.success, "{denied}");
-    assert!(
-        denied.stderr.contains(DENIED_TEXT),
-        "{denied}\n{}",
-        world.logs()
-    );
-    assert!(
-        recorder.requests().iter().any(|r| r.status == 200
+    assert_denied(&denied, &world.logs());
+    recorder.assert_some("alice's Basic for bob/app, answered 200", |r| {
+        r.status == 200
             && r.auth == Auth::Basic("alice".into())
-            && scopes(r) == ["repository:bob/app:pull,push"]),
-        "{}",
-        recorder.dump()
-    );
+            && r.asks_exactly(&["repository:bob/app:pull,push"])
+    });
     assert!(
         world
             .regauth
@@ -365,13 +345,11 @@ fn pulp_trusts_regauth_for_push_pull_anonymous_pull_and_denial_and_knows_only_it
         "{refused}\n{}",
         world.logs()
     );
-    assert!(
-        recorder.requests().iter().any(|r| r.status == 200
+    recorder.assert_some("carol's Basic for alice/app, answered 200", |r| {
+        r.status == 200
             && r.auth == Auth::Basic("carol".into())
-            && scopes(r) == ["repository:alice/app:pull"]),
-        "{}",
-        recorder.dump()
-    );
+            && r.asks_exactly(&["repository:alice/app:pull"])
+    });
     pulp.add_users(&["carol"]);
     let pulled = world
         .pull("alice/app", "v1", Some(&carol), "pulled-by-carol-2")

@@ -96,6 +96,54 @@ impl TokenRequest {
         self.refresh_token.as_deref()
     }
 
+    /// Its scopes (space-separated in a POST, repeated in a GET), each with its actions
+    /// sorted: docker asks for `push,pull`, skopeo for `pull,push`.
+    pub fn scopes(&self) -> Vec<String> {
+        self.fields("scope")
+            .iter()
+            .flat_map(|s| s.split(' '))
+            .filter(|s| !s.is_empty())
+            .map(|scope| match scope.rsplit_once(':') {
+                Some((resource, actions)) => {
+                    let mut actions: Vec<&str> = actions.split(',').collect();
+                    actions.sort_unstable();
+                    format!("{resource}:{}", actions.join(","))
+                }
+                None => scope.to_owned(),
+            })
+            .collect()
+    }
+
+    /// Whether one of its scopes is `scope` (actions sorted, as [`TokenRequest::scopes`]).
+    pub fn asks_for(&self, scope: &str) -> bool {
+        self.scopes().iter().any(|s| s == scope)
+    }
+
+    /// Whether its scopes are exactly `scopes`, in order (actions sorted).
+    pub fn asks_exactly(&self, scopes: &[&str]) -> bool {
+        self.scopes() == scopes
+    }
+
+    /// A GET (the distribution spec's token request) authenticated as `auth`.
+    pub fn is_get_with(&self, auth: &Auth) -> bool {
+        self.method == "GET" && self.auth == *auth
+    }
+
+    /// A GET with no credentials and no `account`: an anonymous caller.
+    pub fn is_anonymous_get(&self) -> bool {
+        self.is_get_with(&Auth::None) && self.field("account").is_none()
+    }
+
+    /// A POST of the OAuth2 grant `grant_type`, without an Authorization header.
+    pub fn is_grant(&self, grant_type: &str) -> bool {
+        self.method == "POST" && self.grant_type() == Some(grant_type) && self.auth == Auth::None
+    }
+
+    /// A POST refresh grant carrying `refresh_token`.
+    pub fn is_refresh_grant(&self, refresh_token: &str) -> bool {
+        self.is_grant("refresh_token") && self.refresh_token() == Some(refresh_token)
+    }
+
     /// A one-line summary without secrets, for assertion messages.
     pub fn summary(&self) -> String {
         format!(
@@ -177,11 +225,45 @@ impl Recorder {
 
     /// All requests, one summary a line, for assertion messages.
     pub fn dump(&self) -> String {
-        self.requests()
-            .iter()
-            .map(TokenRequest::summary)
-            .collect::<Vec<_>>()
-            .join("\n")
+        dump(&self.requests())
+    }
+
+    /// Asserts that the clients made token requests since the last [`Recorder::clear`] and
+    /// that every one is `what` (`pred` holds); returns them. The failure names the first
+    /// request that is not and lists them all.
+    pub fn assert_every(
+        &self,
+        what: &str,
+        pred: impl Fn(&TokenRequest) -> bool,
+    ) -> Vec<TokenRequest> {
+        let requests = self.requests();
+        assert!(
+            !requests.is_empty(),
+            "no token request was made; expected {what}"
+        );
+        if let Some((i, r)) = requests.iter().enumerate().find(|(_, r)| !pred(r)) {
+            panic!(
+                "token request {} of {} is not {what}: {}\n--- token requests ---\n{}",
+                i + 1,
+                requests.len(),
+                r.summary(),
+                dump(&requests)
+            );
+        }
+        requests
+    }
+
+    /// Asserts that one of the token requests made since the last [`Recorder::clear`] is
+    /// `what` (`pred` holds); returns the first such. The failure lists them all.
+    pub fn assert_some(&self, what: &str, pred: impl Fn(&TokenRequest) -> bool) -> TokenRequest {
+        let requests = self.requests();
+        match requests.iter().find(|r| pred(r)) {
+            Some(r) => r.clone(),
+            None => panic!(
+                "no token request is {what}\n--- token requests ---\n{}",
+                dump(&requests)
+            ),
+        }
     }
 }
 
@@ -190,6 +272,15 @@ impl Drop for Recorder {
         self.clear();
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// One summary a line.
+fn dump(requests: &[TokenRequest]) -> String {
+    requests
+        .iter()
+        .map(TokenRequest::summary)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn relay(mut client: TcpStream, upstream: SocketAddr, log: &Mutex<Vec<TokenRequest>>) {

@@ -27,7 +27,7 @@ use regauth::keys::{Algorithm, KeySpec, SigningKey, generate};
 use regauth::token::claims::ClaimsBuilder;
 use serde_json::Value;
 
-use crate::skopeo_push;
+use crate::clients::skopeo_push;
 use crate::stack::{
     ISSUER, SERVICE, Stack, jwt_header, pull, start_registry, token, tools_present,
 };
@@ -689,11 +689,9 @@ fn kid_mode_rotation_under_a_docker_pull_loop_fails_no_pull() {
         "failed docker pulls: {failed:#?}\n{}",
         stack.logs()
     );
-    assert!(
-        requests.iter().all(|r| r.status == 200),
-        "{}",
-        stack.recorder().dump()
-    );
+    stack
+        .recorder()
+        .assert_every("answered 200", |r| r.status == 200);
     assert!(
         old_tokens > 0 && new_tokens > 0,
         "{}",

@@ -172,10 +172,16 @@ impl Stack {
         self.dir.path().join("keys/signing.key")
     }
 
-    /// Both logs, for assertion messages.
+    /// Both logs, and the token requests when the stack records them, for assertion
+    /// messages.
     pub fn logs(&self) -> String {
+        let requests = self
+            .recorder
+            .as_ref()
+            .map(|r| format!("--- token requests ---\n{}\n", r.dump()))
+            .unwrap_or_default();
         format!(
-            "--- regauth log ---\n{}\n--- registry log (tail) ---\n{}",
+            "{requests}--- regauth log ---\n{}\n--- registry log (tail) ---\n{}",
             self.regauth.log(),
             tail(&self.registry.log(), 40)
         )
@@ -184,10 +190,15 @@ impl Stack {
 
 /// A registry in `dir` sending clients to the realm at `realm_addr` and trusting `bundle`.
 pub fn start_registry(realm_addr: SocketAddr, dir: &Path, bundle: PathBuf) -> Registry {
+    start_registry_with_realm(format!("http://{realm_addr}/token"), dir, bundle)
+}
+
+/// [`start_registry`] with the realm's whole URL (an `https://` one, say).
+pub fn start_registry_with_realm(realm: String, dir: &Path, bundle: PathBuf) -> Registry {
     Registry::start(&RegistryOptions {
         port: 0,
         dir: dir.to_path_buf(),
-        realm: format!("http://{realm_addr}/token"),
+        realm,
         service: SERVICE.into(),
         issuer: ISSUER.into(),
         root_cert_bundle: bundle,

@@ -21,8 +21,9 @@ use std::time::Duration;
 use regauth::keys::{Algorithm, generate};
 use rustls::pki_types::{CertificateDer, ServerName};
 
-use crate::registry::{Clients, Registry, RegistryOptions, http_request};
-use crate::stack::{ISSUER, Regauth, SERVICE, Stack, tools_present};
+use crate::clients::{assert_ok, digest_of};
+use crate::registry::{Clients, http_request};
+use crate::stack::{ISSUER, Regauth, SERVICE, Stack, start_registry_with_realm, tools_present};
 use crate::support::{new_ca, tls_server_pair};
 
 /// `GET path` over HTTPS, trusting only `ca`: the whole answer (head and body).
@@ -88,15 +89,11 @@ fn skopeo_and_podman_sign_in_push_and_pull_through_an_https_realm() {
     let config_path = dir.path().join("regauth.yaml");
     fs::write(&config_path, config).unwrap();
     let regauth = Regauth::start(&config_path, &dir.path().join("regauth.log"));
-    let registry = Registry::start(&RegistryOptions {
-        port: 0,
-        dir: dir.path().join("registry"),
-        realm: format!("https://{}/token", regauth.addr),
-        service: SERVICE.into(),
-        issuer: ISSUER.into(),
-        root_cert_bundle: bundle,
-    })
-    .unwrap();
+    let registry = start_registry_with_realm(
+        format!("https://{}/token", regauth.addr),
+        &dir.path().join("registry"),
+        bundle,
+    );
     let clients = Clients::new(&dir.path().join("clients")).unwrap();
     let stack = Stack {
         dir,
@@ -118,64 +115,25 @@ fn skopeo_and_podman_sign_in_push_and_pull_through_an_https_realm() {
         "plain HTTP answered: {plain:?}"
     );
 
-    let image = crate::oci::write_image(&stack.dir.path().join("img"), "v1", "tls").unwrap();
-    let push = stack
-        .clients
-        .skopeo(&[
-            "copy",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            "alice:s3cret",
-            &image.skopeo_ref(),
-            &stack.registry.docker_ref("team/app", "v1"),
-        ])
-        .unwrap();
-    assert!(push.success, "{push}\n{}", stack.logs());
-    let anonymous = stack
-        .clients
-        .skopeo(&[
-            "inspect",
-            "--tls-verify=false",
-            &stack.registry.docker_ref("team/app", "v1"),
-        ])
-        .unwrap();
+    let image = stack.image("tls", "v1");
+    let alice = Some("alice:s3cret");
+    let (app, app_image) = (
+        stack.registry.docker_ref("team/app", "v1"),
+        stack.registry.image_ref("team/app", "v1"),
+    );
+    let push = stack.clients.push(&image, &app, alice);
+    assert_ok(&stack, &push, "");
+    let anonymous = stack.clients.inspect(&app, None);
     assert!(!anonymous.success, "anonymous pulls are not allowed");
 
-    let pull = stack
-        .clients
-        .podman(&[
-            "pull",
-            "--tls-verify=false",
-            "--creds",
-            "alice:s3cret",
-            &stack.registry.image_ref("team/app", "v1"),
-        ])
-        .unwrap();
-    assert!(pull.success, "{pull}\n{}", stack.logs());
-    let repush = stack
-        .clients
-        .podman(&[
-            "push",
-            "--tls-verify=false",
-            "--creds",
-            "alice:s3cret",
-            &stack.registry.image_ref("team/app", "v1"),
-            &stack.registry.docker_ref("team/copy", "v1"),
-        ])
-        .unwrap();
-    assert!(repush.success, "{repush}\n{}", stack.logs());
-    let inspect = stack
-        .clients
-        .skopeo(&[
-            "inspect",
-            "--tls-verify=false",
-            "--creds",
-            "alice:s3cret",
-            &stack.registry.docker_ref("team/copy", "v1"),
-        ])
-        .unwrap();
-    assert!(inspect.success, "{inspect}\n{}", stack.logs());
-    assert!(inspect.stdout.contains(&image.manifest_digest), "{inspect}");
+    let pull = stack.clients.podman_pull(&app_image, alice);
+    assert_ok(&stack, &pull, "");
+    let copy = stack.registry.docker_ref("team/copy", "v1");
+    let repush = stack.clients.podman_push(&app_image, &copy, alice);
+    assert_ok(&stack, &repush, "");
+    let inspect = stack.clients.inspect(&copy, alice);
+    assert_ok(&stack, &inspect, "");
+    assert_eq!(digest_of(&inspect), image.manifest_digest, "{inspect}");
 
     // Every token came from the TLS listener: alice's tokens are counted there, and the
     // access log has the token requests the clients made.

@@ -7,17 +7,15 @@
 //! needed and anonymous callers get nothing.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::daemons::{Dockerd, docker_present, dockerd};
-use crate::docker::scopes;
-use crate::oci;
+use crate::clients::{Docker, assert_bad_login, assert_denied, digest_of};
+use crate::daemons::{docker_present, dockerd};
 use crate::recorder::Auth;
-use crate::registry::{CmdOutput, DENIED_TEXT};
 use crate::stack::{Stack, StackOptions, tools_present};
 
 /// The bound: every replica refuses a revoked token within this.
@@ -43,53 +41,6 @@ fn regauth(config: &Path, args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-/// One `DOCKER_CONFIG` signed in (or not) as the robot.
-struct Robot<'a> {
-    stack: &'a Stack,
-    daemon: &'a Dockerd,
-    config: PathBuf,
-}
-
-impl Robot<'_> {
-    fn run(&self, args: &[&str]) -> CmdOutput {
-        self.daemon.docker_in(&self.config, args, None)
-    }
-
-    /// `docker login HOST -u ci --password-stdin` (the secret never on a command line).
-    fn login(&self, secret: &str) -> CmdOutput {
-        let host = self.stack.registry.host();
-        self.daemon.docker_in(
-            &self.config,
-            &["login", &host, "-u", ROBOT, "--password-stdin"],
-            Some(secret),
-        )
-    }
-
-    /// `docker tag LOADED REGISTRY/repo:tag` then `docker push`.
-    fn push(&self, repo: &str, tag: &str) -> CmdOutput {
-        let target = self.stack.registry.image_ref(repo, tag);
-        self.ok(&self.run(&["tag", LOADED, &target]));
-        self.run(&["push", &target])
-    }
-
-    /// `auths[<registry>]` of this configuration's config.json.
-    fn stored(&self) -> Value {
-        let text = fs::read_to_string(self.config.join("config.json")).unwrap_or_default();
-        let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        json["auths"][self.stack.registry.host()].clone()
-    }
-
-    fn ok(&self, out: &CmdOutput) {
-        assert!(
-            out.success,
-            "{out}\n--- token requests ---\n{}\n{}\n--- dockerd (tail) ---\n{}",
-            self.stack.recorder().dump(),
-            self.stack.logs(),
-            self.daemon.log()
-        );
-    }
 }
 
 /// The audit file's lines.
@@ -194,36 +145,18 @@ fn a_robot_token_pushes_with_docker_within_its_scope_and_fails_soon_after_revoca
     }
 
     // An image in dockerd under a local name of this scenario's.
-    let layout = oci::write_image(&stack.dir.path().join("img"), "v1", "robot-token").unwrap();
-    let archive = stack.dir.path().join("robot.tar");
-    let out = stack
-        .clients
-        .skopeo(&[
-            "copy",
-            &layout.skopeo_ref(),
-            &format!("docker-archive:{}:{LOADED}", archive.display()),
-        ])
-        .unwrap();
-    assert!(out.success, "{out}");
-    let robot = Robot {
-        stack: &stack,
-        daemon,
-        config: stack.dir.path().join("docker-config"),
-    };
-    robot.ok(&robot.run(&["load", "-i", &archive.to_string_lossy()]));
+    let robot = Docker::new(&stack, daemon, "docker-config", ROBOT);
+    robot.load("robot-token", LOADED);
 
     // docker login: GET with Basic as the robot; no refresh token, so docker stores the
     // name and secret themselves.
     recorder.clear();
     let login = robot.login(&secret);
     robot.ok(&login);
-    let requests = recorder.requests();
-    let login_request = requests
-        .iter()
-        .find(|r| r.auth == Auth::Basic(ROBOT.into()))
-        .unwrap_or_else(|| panic!("no Basic request:\n{}", recorder.dump()));
-    assert_eq!(login_request.status, 200, "{}", recorder.dump());
-    assert!(!login_request.answered_refresh_token, "{}", recorder.dump());
+    recorder.assert_some(
+        "the robot's Basic, answered 200 without a refresh token",
+        |r| r.auth == Auth::Basic(ROBOT.into()) && r.status == 200 && !r.answered_refresh_token,
+    );
     let stored = robot.stored();
     assert!(
         stored["auth"].is_string() && stored.get("identitytoken").is_none(),
@@ -232,20 +165,14 @@ fn a_robot_token_pushes_with_docker_within_its_scope_and_fails_soon_after_revoca
 
     // Push within the scope: every token request is the robot's Basic, answered 200.
     recorder.clear();
-    let push = robot.push("ci/app", "v1");
+    let push = robot.push(LOADED, "ci/app", "v1");
     robot.ok(&push);
-    let requests = recorder.requests();
-    assert!(
-        requests
-            .iter()
-            .any(|r| scopes(r).contains(&"repository:ci/app:pull,push".to_owned())),
-        "{}",
-        recorder.dump()
-    );
-    for r in &requests {
-        assert_eq!(r.auth, Auth::Basic(ROBOT.into()), "{}", recorder.dump());
-        assert_eq!(r.status, 200, "{}", r.summary());
-    }
+    recorder.assert_some("a push to ci/app", |r| {
+        r.asks_for("repository:ci/app:pull,push")
+    });
+    recorder.assert_every("the robot's Basic, answered 200", |r| {
+        r.auth == Auth::Basic(ROBOT.into()) && r.status == 200
+    });
     let granted = audit_until(&audit, "granting the robot ci/app", |l| {
         l["account"] == ROBOT
             && l["outcome"] == "issued"
@@ -272,24 +199,17 @@ fn a_robot_token_pushes_with_docker_within_its_scope_and_fails_soon_after_revoca
         ])
         .unwrap();
     assert!(inspect.success, "{inspect}\n{}", stack.logs());
-    let json: Value = serde_json::from_str(&inspect.stdout).expect("inspect json");
-    assert_eq!(json["Digest"], pushed_digest.as_str());
+    assert_eq!(digest_of(&inspect), pushed_digest);
 
     // Outside its scope: regauth grants nothing (a 200 with no actions), the registry denies.
     recorder.clear();
-    let denied = robot.push("other/app", "v1");
-    assert!(!denied.success, "{denied}");
-    assert!(denied.stderr.contains(DENIED_TEXT), "{denied}");
-    assert!(
-        recorder
-            .requests()
-            .iter()
-            .any(|r| r.auth == Auth::Basic(ROBOT.into())
-                && scopes(r).contains(&"repository:other/app:pull,push".to_owned())
-                && r.status == 200),
-        "{}",
-        recorder.dump()
-    );
+    let denied = robot.push(LOADED, "other/app", "v1");
+    assert_denied(&denied, "");
+    recorder.assert_some("the robot's Basic for other/app, answered 200", |r| {
+        r.auth == Auth::Basic(ROBOT.into())
+            && r.asks_for("repository:other/app:pull,push")
+            && r.status == 200
+    });
     let refused_scope = audit_until(&audit, "for the robot's other/app", |l| {
         l["account"] == ROBOT && decision(l, "other/app").is_some()
     });
@@ -310,14 +230,12 @@ fn a_robot_token_pushes_with_docker_within_its_scope_and_fails_soon_after_revoca
     let mut attempts = 0;
     let (refused, fresh) = loop {
         attempts += 1;
-        let fresh = Robot {
-            stack: &stack,
+        let fresh = Docker::new(
+            &stack,
             daemon,
-            config: stack
-                .dir
-                .path()
-                .join(format!("docker-config-after-{attempts}")),
-        };
+            &format!("docker-config-after-{attempts}"),
+            ROBOT,
+        );
         let out = fresh.login(&secret);
         if !out.success {
             break (out, fresh);
@@ -331,40 +249,20 @@ fn a_robot_token_pushes_with_docker_within_its_scope_and_fails_soon_after_revoca
         std::thread::sleep(Duration::from_millis(200));
     };
     let seen_after = revoked_at.elapsed();
-    assert!(
-        refused
-            .stderr
-            .contains("unauthorized: authentication failed: invalid username or password"),
-        "{refused}"
-    );
+    assert_bad_login(&refused);
     assert!(fresh.stored().is_null(), "a failed login stored something");
 
     // The credential docker stored before the revocation stops working at its next token
     // request (a token sign-in never got a refresh token to fall back on).
     recorder.clear();
-    let stale = robot.push("ci/app", "v2");
-    assert!(!stale.success, "{stale}");
-    assert!(
-        stale
-            .stderr
-            .contains("unauthorized: authentication failed: invalid username or password"),
-        "{stale}"
-    );
-    let requests = recorder.requests();
-    assert!(
-        requests
-            .iter()
-            .any(|r| r.auth == Auth::Basic(ROBOT.into()) && r.status == 401),
-        "{}",
-        recorder.dump()
-    );
-    assert!(
-        requests
-            .iter()
-            .all(|r| r.status != 200 || r.auth == Auth::None),
-        "{}",
-        recorder.dump()
-    );
+    let stale = robot.push(LOADED, "ci/app", "v2");
+    assert_bad_login(&stale);
+    recorder.assert_some("the robot's Basic, refused with 401", |r| {
+        r.auth == Auth::Basic(ROBOT.into()) && r.status == 401
+    });
+    recorder.assert_every("refused, or anonymous", |r| {
+        r.status != 200 || r.auth == Auth::None
+    });
 
     // Why, in the audit log: a refused basic sign-in for invalid credentials (the name is
     // left out of failed logins), and the server counted the refusals.

@@ -323,8 +323,13 @@ fn rotating_the_key_under_a_stream_of_pulls_fails_none() {
             swapped_at = Some(Instant::now());
         }
     }
-    // Let the real client run a little longer on the new key.
-    std::thread::sleep(Duration::from_secs(1));
+    // Let the real client run on the new key: until an inspect that started after the raw
+    // pulls ended has finished (the one running then counts once, the next one twice).
+    let at_end = skopeo_pulls.load(Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while skopeo_pulls.load(Ordering::Relaxed) < at_end + 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     stop.store(true, Ordering::Relaxed);
     let skopeo_failures = skopeo_thread.join().unwrap();
 
@@ -347,7 +352,10 @@ fn rotating_the_key_under_a_stream_of_pulls_fails_none() {
         after_swap_new, 100,
         "tokens after the swap must carry the new kid"
     );
-    assert!(skopeo_pulls.load(Ordering::Relaxed) > 0);
+    assert!(
+        skopeo_pulls.load(Ordering::Relaxed) >= at_end + 2,
+        "no skopeo inspect ran after the swap"
+    );
 }
 
 #[test]

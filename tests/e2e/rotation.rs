@@ -16,7 +16,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -37,6 +37,8 @@ use crate::support::{certificates_der, k8s_swap, leaf_signed_by, new_ca, replace
 const SWAP_DEADLINE: Duration = Duration::from_secs(10);
 /// Hard cap on a background loop, whatever happens.
 const TRAFFIC_CAP: Duration = Duration::from_secs(50);
+/// Longest wait for the background traffic to make the progress a step asks for.
+const PROGRESS_DEADLINE: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------------------
 // background traffic
@@ -56,14 +58,18 @@ struct Tally {
 struct Traffic {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<Tally>>,
+    /// Pulls and pushes finished so far, for [`Traffic::run_for`].
+    done: Arc<[AtomicUsize; 2]>,
 }
 
 impl Traffic {
     fn start(stack: &Arc<Stack>, digest: &str, name: &str) -> Traffic {
         let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
         let mut threads = Vec::new();
         for _ in 0..2 {
             let (stack, stop, digest) = (Arc::clone(stack), Arc::clone(&stop), digest.to_owned());
+            let done = Arc::clone(&done);
             threads.push(std::thread::spawn(move || {
                 let mut tally = Tally::default();
                 let started = Instant::now();
@@ -73,12 +79,14 @@ impl Traffic {
                         Err(e) => tally.failures.push(format!("pull: {e}")),
                     }
                     tally.pulls += 1;
+                    done[0].fetch_add(1, Ordering::Relaxed);
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 tally
             }));
         }
         let (stack, stop2, name) = (Arc::clone(stack), Arc::clone(&stop), name.to_owned());
+        let pushed = Arc::clone(&done);
         threads.push(std::thread::spawn(move || {
             let mut tally = Tally::default();
             let started = Instant::now();
@@ -94,10 +102,34 @@ impl Traffic {
                     tally.failures.push(format!("push {n}: {out}"));
                 }
                 tally.pushes += 1;
+                pushed[1].fetch_add(1, Ordering::Relaxed);
             }
             tally
         }));
-        Traffic { stop, threads }
+        Traffic {
+            stop,
+            threads,
+            done,
+        }
+    }
+
+    /// Lets the traffic run until `pulls` more pulls and `pushes` more pushes have finished
+    /// (polling, within [`PROGRESS_DEADLINE`]): with two pushes, one ran wholly after the
+    /// call. The traffic window of a step, measured in requests rather than time.
+    fn run_for(&self, pulls: usize, pushes: usize, stack: &Stack) {
+        let count = |i: usize| self.done[i].load(Ordering::Relaxed);
+        let (pulls_at, pushes_at) = (count(0), count(1));
+        let started = Instant::now();
+        while count(0) < pulls_at + pulls || count(1) < pushes_at + pushes {
+            assert!(
+                started.elapsed() < PROGRESS_DEADLINE,
+                "the traffic made {} of {pulls} pulls and {} of {pushes} pushes in {PROGRESS_DEADLINE:?}\n{}",
+                count(0) - pulls_at,
+                count(1) - pushes_at,
+                stack.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn finish(self) -> Tally {
@@ -278,7 +310,7 @@ fn kid_mode_rotation_with_a_pre_published_next_certificate_fails_no_pull_or_push
     assert_eq!(jwks_kids(&stack), [old_kid.clone(), new_kid.clone()]);
 
     let traffic = Traffic::start(&stack, &digest, "kid-mode");
-    std::thread::sleep(Duration::from_secs(2));
+    traffic.run_for(20, 1, &stack);
 
     // Step 2: the swap, certificate and key each by rename.
     fs::rename(keys.join("next.crt"), keys.join("signing.crt")).unwrap();
@@ -292,7 +324,7 @@ fn kid_mode_rotation_with_a_pre_published_next_certificate_fails_no_pull_or_push
     );
     // The old key is still published (retired), the next key is now the signing key.
     assert_eq!(jwks_kids(&stack), [new_kid.clone(), old_kid.clone()]);
-    std::thread::sleep(Duration::from_secs(3));
+    traffic.run_for(20, 2, &stack);
     let tally = traffic.finish();
     assert_no_failures("kid mode", &tally, &[swap], &stack);
     let after: usize = tally
@@ -379,7 +411,7 @@ fn x5c_mode_rotates_the_leaf_repeatedly_with_no_registry_change_and_fails_nothin
     let digest = first_push(&stack, "x5c-mode");
 
     let traffic = Traffic::start(&stack, &digest, "x5c-mode");
-    std::thread::sleep(Duration::from_secs(1));
+    traffic.run_for(10, 1, &stack);
     let mut swaps = Vec::new();
     for generation in 1..=3 {
         let (chain, key, leaf_der) = leaf(&ca, generation);
@@ -391,7 +423,7 @@ fn x5c_mode_rotates_the_leaf_repeatedly_with_no_registry_change_and_fails_nothin
         swaps.push(time_to_new_key(&stack, |h| {
             h.get("kid").is_none() && x5c_leaf(h).as_deref() == Some(leaf_der.as_slice())
         }));
-        std::thread::sleep(Duration::from_millis(1500));
+        traffic.run_for(10, 2, &stack);
     }
     let tally = traffic.finish();
     assert_no_failures("x5c mode", &tally, &swaps, &stack);
@@ -545,9 +577,11 @@ fn a_jwks_verifier_verifies_every_token_across_repeated_swaps() {
     let traffic = Traffic::start(&stack, &digest, "jwks");
     // The verifier's own stream of fresh tokens.
     let stop = Arc::new(AtomicBool::new(false));
+    let verified = Arc::new(AtomicUsize::new(0));
     let verifying = {
         let (stack, verifier, stop) =
             (Arc::clone(&stack), Arc::clone(&verifier), Arc::clone(&stop));
+        let verified = Arc::clone(&verified);
         std::thread::spawn(move || {
             let (mut checked, mut failures) = (0usize, Vec::new());
             let started = Instant::now();
@@ -557,6 +591,7 @@ fn a_jwks_verifier_verifies_every_token_across_repeated_swaps() {
                     Err(e) => failures.push(e),
                 }
                 checked += 1;
+                verified.fetch_add(1, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(5));
             }
             (checked, failures)
@@ -566,7 +601,7 @@ fn a_jwks_verifier_verifies_every_token_across_repeated_swaps() {
     let mut swaps = Vec::new();
     let mut pre_swap_failures = Vec::new();
     for round in 1..=3 {
-        std::thread::sleep(Duration::from_millis(1500));
+        traffic.run_for(10, 1, &stack);
         // A token from just before the swap must still verify after it.
         let before = token(&stack, "repository:team/app:pull").unwrap();
         fs::rename(keys.join("next.crt"), keys.join("signing.crt")).unwrap();
@@ -579,7 +614,18 @@ fn a_jwks_verifier_verifies_every_token_across_repeated_swaps() {
         }
         next_kid = publish_next(&stack, &keys, &ca, round + 1);
     }
-    std::thread::sleep(Duration::from_secs(1));
+    // The verifier and the traffic run on the last key too.
+    let verified_at = verified.load(Ordering::Relaxed);
+    traffic.run_for(10, 1, &stack);
+    let started = Instant::now();
+    while verified.load(Ordering::Relaxed) < verified_at + 10 {
+        assert!(
+            started.elapsed() < PROGRESS_DEADLINE,
+            "the verifier stalled\n{}",
+            stack.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     stop.store(true, Ordering::Relaxed);
     let (checked, verify_failures) = verifying.join().unwrap();
     let tally = traffic.finish();

@@ -10,11 +10,12 @@
 #![allow(dead_code)]
 
 use std::fs;
-use std::net::TcpListener;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use super::free_port;
 
 /// Directory holding `initdb` and `postgres`.
 pub const PG_BIN_ENV: &str = "E2E_PG_BIN";
@@ -69,14 +70,6 @@ fn as_owner(program: &Path) -> Command {
     } else {
         Command::new(program)
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Postgres {

@@ -286,26 +286,43 @@ fn kid_mode(dir: &Path) -> KidMode {
     }
 }
 
+/// Step 1 of the kid-mode recipe: the layout of [`kid_mode`] and a stack whose registry
+/// trusts the current and the next certificate (what `regauth bundle` makes), recording
+/// the token requests when `record` is set.
+fn kid_mode_stack(record: bool) -> (Arc<Stack>, KidMode) {
+    let dir = tempfile::tempdir().unwrap();
+    let kid_mode = kid_mode(dir.path());
+    let bundle = regauth_cli("bundle", &kid_mode.config);
+    assert_eq!(certificates_der(&bundle).len(), 2);
+    let bundle_path = dir.path().join("bundle.pem");
+    fs::write(&bundle_path, &bundle).unwrap();
+    let stack = Stack::launch_with(dir, &kid_mode.config, bundle_path, record);
+    (Arc::new(stack), kid_mode)
+}
+
+/// The swap of a kid-mode or JWKS rotation: the staged next certificate and key become the
+/// signing ones, each by rename, the certificate first.
+fn swap_in_next(keys: &Path) {
+    fs::rename(keys.join("next.crt"), keys.join("signing.crt")).unwrap();
+    fs::rename(keys.join("next.key"), keys.join("signing.key")).unwrap();
+}
+
 #[test]
 fn kid_mode_rotation_with_a_pre_published_next_certificate_fails_no_pull_or_push() {
     if !tools_present(&["skopeo"]) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let KidMode {
-        keys,
-        config,
-        old_kid,
-        new_kid,
-        old_key_pem,
-    } = kid_mode(dir.path());
-
     // Step 1: the registry starts trusting the current and the next key.
-    let bundle = regauth_cli("bundle", &config);
-    assert_eq!(certificates_der(&bundle).len(), 2);
-    let bundle_path = dir.path().join("bundle.pem");
-    fs::write(&bundle_path, &bundle).unwrap();
-    let stack = Arc::new(Stack::launch(dir, &config, bundle_path));
+    let (
+        stack,
+        KidMode {
+            keys,
+            config,
+            old_kid,
+            new_kid,
+            old_key_pem,
+        },
+    ) = kid_mode_stack(false);
     let digest = first_push(&stack, "kid-mode");
     assert_eq!(jwks_kids(&stack), [old_kid.clone(), new_kid.clone()]);
 
@@ -313,8 +330,7 @@ fn kid_mode_rotation_with_a_pre_published_next_certificate_fails_no_pull_or_push
     traffic.run_for(20, 1, &stack);
 
     // Step 2: the swap, certificate and key each by rename.
-    fs::rename(keys.join("next.crt"), keys.join("signing.crt")).unwrap();
-    fs::rename(keys.join("next.key"), keys.join("signing.key")).unwrap();
+    swap_in_next(&keys);
     let swap = time_to_new_key(&stack, |h| h["kid"] == new_kid.as_str());
     assert!(
         jwt_header(&token(&stack, "repository:team/app:pull").unwrap())
@@ -604,8 +620,7 @@ fn a_jwks_verifier_verifies_every_token_across_repeated_swaps() {
         traffic.run_for(10, 1, &stack);
         // A token from just before the swap must still verify after it.
         let before = token(&stack, "repository:team/app:pull").unwrap();
-        fs::rename(keys.join("next.crt"), keys.join("signing.crt")).unwrap();
-        fs::rename(keys.join("next.key"), keys.join("signing.key")).unwrap();
+        swap_in_next(&keys);
         let kid = next_kid.clone();
         swaps.push(time_to_new_key(&stack, |h| h["kid"] == kid.as_str()));
         verifier.fetch().unwrap();
@@ -663,17 +678,15 @@ fn kid_mode_rotation_under_a_docker_pull_loop_fails_no_pull() {
     if !tools_present(&["skopeo"]) || !crate::daemons::docker_present() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let KidMode {
-        keys,
-        config,
-        old_kid,
-        new_kid,
-        ..
-    } = kid_mode(dir.path());
-    let bundle_path = dir.path().join("bundle.pem");
-    fs::write(&bundle_path, regauth_cli("bundle", &config)).unwrap();
-    let stack = Arc::new(Stack::launch_with(dir, &config, bundle_path, true));
+    let (
+        stack,
+        KidMode {
+            keys,
+            old_kid,
+            new_kid,
+            ..
+        },
+    ) = kid_mode_stack(true);
     first_push(&stack, "docker-rotation");
     let daemon = crate::daemons::dockerd();
 
@@ -695,15 +708,20 @@ fn kid_mode_rotation_under_a_docker_pull_loop_fails_no_pull() {
     };
     let pulls = || results.lock().unwrap().len();
     let wait_for_pulls = |n: usize| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while pulls() < n && Instant::now() < deadline {
+        let started = Instant::now();
+        while pulls() < n {
+            assert!(
+                started.elapsed() < PROGRESS_DEADLINE,
+                "docker finished {} of {n} pulls in {PROGRESS_DEADLINE:?}\n{}",
+                pulls(),
+                stack.logs()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     };
     wait_for_pulls(5);
 
-    fs::rename(keys.join("next.crt"), keys.join("signing.crt")).unwrap();
-    fs::rename(keys.join("next.key"), keys.join("signing.key")).unwrap();
+    swap_in_next(&keys);
     let swap = time_to_new_key(&stack, |h| h["kid"] == new_kid.as_str());
     let at_swap = pulls();
     wait_for_pulls(at_swap + 5);

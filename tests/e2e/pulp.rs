@@ -10,7 +10,6 @@ use std::fs;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use data_encoding::BASE64;
@@ -23,12 +22,12 @@ use crate::oci;
 use crate::recorder::{Auth, Recorder};
 use crate::registry::{Clients, CmdOutput, http_request};
 use crate::stack::{Regauth, encode, jwt_header};
+use crate::support::wait_for;
 use server::{
     Prerequisites, Pulp, PulpOptions, is_root, path_str, prerequisites, public_key_pem, tail,
 };
 
 const PASSWORD: &str = "s3cret";
-const POLL: Duration = Duration::from_millis(100);
 
 /// regauth, a recorder as the realm, Pulp, and skopeo clients, in one directory.
 struct World {
@@ -388,19 +387,14 @@ fn pulp_trusts_regauth_for_push_pull_anonymous_pull_and_denial_and_knows_only_it
     fs::write(&staged, public_key_pem(&next.key)).expect("public key");
     fs::rename(&staged, &world.public_key).expect("swap Pulp's key");
     fs::rename(&next.key, &world.key).expect("swap regauth's key");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let fresh = loop {
-        let token = world.alice_token(host, "repository:alice/app:pull");
-        if jwt_header(&token)["kid"] != old_kid {
-            break format!("Bearer {token}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "regauth did not reload its key:\n{}",
-            world.regauth.log()
-        );
-        thread::sleep(POLL);
-    };
+    let fresh = wait_for(
+        Duration::from_secs(30),
+        || {
+            let token = world.alice_token(host, "repository:alice/app:pull");
+            (jwt_header(&token)["kid"] != old_kid).then(|| format!("Bearer {token}"))
+        },
+        || format!("regauth did not reload its key:\n{}", world.regauth.log()),
+    );
     let answer = pulp.request(manifest, &[("Authorization", here.as_str()), accept]);
     assert_eq!(
         answer.status,

@@ -31,7 +31,7 @@ use crate::clients::skopeo_push;
 use crate::stack::{
     ISSUER, SERVICE, Stack, jwt_header, pull, start_registry, token, tools_present,
 };
-use crate::support::{certificates_der, k8s_swap, leaf_signed_by, new_ca, replace_file};
+use crate::support::{certificates_der, k8s_swap, leaf_signed_by, new_ca, replace_file, wait_for};
 
 /// Longest wait for regauth to sign with a new key.
 const SWAP_DEADLINE: Duration = Duration::from_secs(10);
@@ -119,17 +119,18 @@ impl Traffic {
     fn run_for(&self, pulls: usize, pushes: usize, stack: &Stack) {
         let count = |i: usize| self.done[i].load(Ordering::Relaxed);
         let (pulls_at, pushes_at) = (count(0), count(1));
-        let started = Instant::now();
-        while count(0) < pulls_at + pulls || count(1) < pushes_at + pushes {
-            assert!(
-                started.elapsed() < PROGRESS_DEADLINE,
-                "the traffic made {} of {pulls} pulls and {} of {pushes} pushes in {PROGRESS_DEADLINE:?}\n{}",
-                count(0) - pulls_at,
-                count(1) - pushes_at,
-                stack.logs()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for(
+            PROGRESS_DEADLINE,
+            || (count(0) >= pulls_at + pulls && count(1) >= pushes_at + pushes).then_some(()),
+            || {
+                format!(
+                    "the traffic made {} of {pulls} pulls and {} of {pushes} pushes\n{}",
+                    count(0) - pulls_at,
+                    count(1) - pushes_at,
+                    stack.logs()
+                )
+            },
+        );
     }
 
     fn finish(self) -> Tally {
@@ -150,18 +151,14 @@ impl Traffic {
 /// the call (made right after a file replacement) the first token satisfying `pred` came.
 fn time_to_new_key(stack: &Stack, pred: impl Fn(&Value) -> bool) -> Duration {
     let started = Instant::now();
-    loop {
-        let jwt = token(stack, "repository:team/app:pull").expect("token");
-        if pred(&jwt_header(&jwt)) {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < SWAP_DEADLINE,
-            "regauth did not sign with the new key within {SWAP_DEADLINE:?}\n{}",
-            stack.logs()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for(
+        SWAP_DEADLINE,
+        || {
+            let jwt = token(stack, "repository:team/app:pull").expect("token");
+            pred(&jwt_header(&jwt)).then(|| started.elapsed())
+        },
+        || format!("regauth did not sign with the new key\n{}", stack.logs()),
+    )
 }
 
 fn assert_no_failures(name: &str, tally: &Tally, swaps: &[Duration], stack: &Stack) {
@@ -550,14 +547,11 @@ fn publish_next(
     .to_owned();
     replace_file(&keys.join("next.crt"), &chain);
     replace_file(&keys.join("next.key"), &key);
-    let started = Instant::now();
-    while !jwks_kids(stack).contains(&kid) {
-        assert!(
-            started.elapsed() < SWAP_DEADLINE,
-            "next key {n} not published"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(
+        SWAP_DEADLINE,
+        || jwks_kids(stack).contains(&kid).then_some(()),
+        || format!("next key {n} not published"),
+    );
     kid
 }
 
@@ -632,15 +626,11 @@ fn a_jwks_verifier_verifies_every_token_across_repeated_swaps() {
     // The verifier and the traffic run on the last key too.
     let verified_at = verified.load(Ordering::Relaxed);
     traffic.run_for(10, 1, &stack);
-    let started = Instant::now();
-    while verified.load(Ordering::Relaxed) < verified_at + 10 {
-        assert!(
-            started.elapsed() < PROGRESS_DEADLINE,
-            "the verifier stalled\n{}",
-            stack.logs()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(
+        PROGRESS_DEADLINE,
+        || (verified.load(Ordering::Relaxed) >= verified_at + 10).then_some(()),
+        || format!("the verifier stalled\n{}", stack.logs()),
+    );
     stop.store(true, Ordering::Relaxed);
     let (checked, verify_failures) = verifying.join().unwrap();
     let tally = traffic.finish();
@@ -708,16 +698,11 @@ fn kid_mode_rotation_under_a_docker_pull_loop_fails_no_pull() {
     };
     let pulls = || results.lock().unwrap().len();
     let wait_for_pulls = |n: usize| {
-        let started = Instant::now();
-        while pulls() < n {
-            assert!(
-                started.elapsed() < PROGRESS_DEADLINE,
-                "docker finished {} of {n} pulls in {PROGRESS_DEADLINE:?}\n{}",
-                pulls(),
-                stack.logs()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for(
+            PROGRESS_DEADLINE,
+            || (pulls() >= n).then_some(()),
+            || format!("docker finished {} of {n} pulls\n{}", pulls(), stack.logs()),
+        )
     };
     wait_for_pulls(5);
 

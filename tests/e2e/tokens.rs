@@ -17,6 +17,7 @@ use crate::clients::{Docker, assert_bad_login, assert_denied, digest_of};
 use crate::daemons::{docker_present, dockerd};
 use crate::recorder::Auth;
 use crate::stack::{Stack, StackOptions, tools_present};
+use crate::support::wait_for;
 
 /// The bound: every replica refuses a revoked token within this.
 const SEEN_WITHIN: Duration = Duration::from_secs(5);
@@ -54,18 +55,16 @@ fn audit_lines(path: &Path) -> Vec<Value> {
 
 /// Polls `pred` over the audit file until it holds (lines reach the file up to 100 ms late).
 fn audit_until(path: &Path, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if let Some(line) = audit_lines(path).into_iter().find(|l| pred(l)) {
-            return line;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no audit line {what} in:\n{}",
-            fs::read_to_string(path).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(
+        Duration::from_secs(5),
+        || audit_lines(path).into_iter().find(|l| pred(l)),
+        || {
+            format!(
+                "no audit line {what} in:\n{}",
+                fs::read_to_string(path).unwrap_or_default()
+            )
+        },
+    )
 }
 
 /// A decision's granted actions, sorted (docker asks for `push,pull`).
@@ -130,19 +129,22 @@ fn a_robot_token_pushes_with_docker_within_its_scope_and_fails_soon_after_revoca
 
     // The server reads the new store file at its next poll; waiting on its gauge costs no
     // failed sign-in (those count toward the brute-force limits).
-    let start = Instant::now();
-    loop {
-        let metrics = stack.regauth.get("/metrics").body_text();
-        if metrics.contains("regauth_access_tokens_active 1") {
-            break;
-        }
-        assert!(
-            start.elapsed() < LOADED_WITHIN,
-            "the server did not load the token:\n{metrics}\n{}",
-            stack.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let gauge = || stack.regauth.get("/metrics").body_text();
+    wait_for(
+        LOADED_WITHIN,
+        || {
+            gauge()
+                .contains("regauth_access_tokens_active 1")
+                .then_some(())
+        },
+        || {
+            format!(
+                "the server did not load the token:\n{}\n{}",
+                gauge(),
+                stack.logs()
+            )
+        },
+    );
 
     // An image in dockerd under a local name of this scenario's.
     let robot = Docker::new(&stack, daemon, "docker-config", ROBOT);

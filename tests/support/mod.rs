@@ -123,6 +123,29 @@ pub mod workload;
 #[allow(unused_imports)]
 pub use dirs::{config_dir, free_port, key_dir, write_config};
 
+/// How often [`wait_for`] asks again.
+pub const POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Polls `probe` until it returns `Some`, and returns that. At `within`, fails with what
+/// `failure` says (called only then: it may read logs). The way to wait for a file, a
+/// reload or a count without a fixed sleep.
+pub fn wait_for<T>(
+    within: std::time::Duration,
+    mut probe: impl FnMut() -> Option<T>,
+    failure: impl FnOnce() -> String,
+) -> T {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        if started.elapsed() >= within {
+            panic!("{} (waited {within:?})", failure());
+        }
+        std::thread::sleep(POLL_EVERY);
+    }
+}
+
 /// True under CI: `CI` set to anything but "", "0" or "false" (any case). A missing outside
 /// program is then a failure, not a skip.
 pub fn in_ci() -> bool {

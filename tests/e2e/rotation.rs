@@ -35,8 +35,9 @@ use crate::support::{certificates_der, k8s_swap, leaf_signed_by, new_ca, replace
 
 /// Longest wait for regauth to sign with a new key.
 const SWAP_DEADLINE: Duration = Duration::from_secs(10);
-/// Hard cap on a background loop, whatever happens.
-const TRAFFIC_CAP: Duration = Duration::from_secs(50);
+/// Hard cap on a background loop, whatever happens (the steps themselves wait for counts of
+/// pulls and pushes, each within [`PROGRESS_DEADLINE`]).
+const TRAFFIC_CAP: Duration = Duration::from_secs(120);
 /// Longest wait for the background traffic to make the progress a step asks for.
 const PROGRESS_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -324,7 +325,7 @@ fn kid_mode_rotation_with_a_pre_published_next_certificate_fails_no_pull_or_push
     assert_eq!(jwks_kids(&stack), [old_kid.clone(), new_kid.clone()]);
 
     let traffic = Traffic::start(&stack, &digest, "kid-mode");
-    traffic.run_for(20, 1, &stack);
+    traffic.run_for(150, 5, &stack);
 
     // Step 2: the swap, certificate and key each by rename.
     swap_in_next(&keys);
@@ -337,7 +338,7 @@ fn kid_mode_rotation_with_a_pre_published_next_certificate_fails_no_pull_or_push
     );
     // The old key is still published (retired), the next key is now the signing key.
     assert_eq!(jwks_kids(&stack), [new_kid.clone(), old_kid.clone()]);
-    traffic.run_for(20, 2, &stack);
+    traffic.run_for(200, 10, &stack);
     let tally = traffic.finish();
     assert_no_failures("kid mode", &tally, &[swap], &stack);
     let after: usize = tally
@@ -424,7 +425,7 @@ fn x5c_mode_rotates_the_leaf_repeatedly_with_no_registry_change_and_fails_nothin
     let digest = first_push(&stack, "x5c-mode");
 
     let traffic = Traffic::start(&stack, &digest, "x5c-mode");
-    traffic.run_for(10, 1, &stack);
+    traffic.run_for(100, 5, &stack);
     let mut swaps = Vec::new();
     for generation in 1..=3 {
         let (chain, key, leaf_der) = leaf(&ca, generation);
@@ -436,7 +437,7 @@ fn x5c_mode_rotates_the_leaf_repeatedly_with_no_registry_change_and_fails_nothin
         swaps.push(time_to_new_key(&stack, |h| {
             h.get("kid").is_none() && x5c_leaf(h).as_deref() == Some(leaf_der.as_slice())
         }));
-        traffic.run_for(10, 2, &stack);
+        traffic.run_for(100, 5, &stack);
     }
     let tally = traffic.finish();
     assert_no_failures("x5c mode", &tally, &swaps, &stack);
@@ -611,7 +612,7 @@ fn a_jwks_verifier_verifies_every_token_across_repeated_swaps() {
     let mut swaps = Vec::new();
     let mut pre_swap_failures = Vec::new();
     for round in 1..=3 {
-        traffic.run_for(10, 1, &stack);
+        traffic.run_for(100, 5, &stack);
         // A token from just before the swap must still verify after it.
         let before = token(&stack, "repository:team/app:pull").unwrap();
         swap_in_next(&keys);
@@ -625,7 +626,7 @@ fn a_jwks_verifier_verifies_every_token_across_repeated_swaps() {
     }
     // The verifier and the traffic run on the last key too.
     let verified_at = verified.load(Ordering::Relaxed);
-    traffic.run_for(10, 1, &stack);
+    traffic.run_for(100, 5, &stack);
     wait_for(
         PROGRESS_DEADLINE,
         || (verified.load(Ordering::Relaxed) >= verified_at + 10).then_some(()),

@@ -102,6 +102,7 @@ pub const MAX_FORM_BYTES: usize = 64 * 1024;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     token_routes(cfg);
     operator_routes(cfg, Readiness::StatusOnly);
+    api_routes(cfg);
     cfg.default_service(web::to(error::not_found));
 }
 
@@ -109,8 +110,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// `/metrics` and `/readyz` are served only on the admin listener.
 pub fn public_routes(cfg: &mut web::ServiceConfig) {
     token_routes(cfg);
-    cfg.service(healthz())
-        .default_service(web::to(error::not_found));
+    cfg.service(healthz());
+    api_routes(cfg);
+    cfg.default_service(web::to(error::not_found));
 }
 
 /// The admin listener (`server.admin_listen`): `/metrics`, `/readyz`, `/healthz`.
@@ -120,7 +122,9 @@ pub fn admin_routes(cfg: &mut web::ServiceConfig) {
 }
 
 fn token_routes(cfg: &mut web::ServiceConfig) {
-    api_tokens::routes(cfg);
+    // The router tries resources in the order they are registered, and the token API's
+    // `/api/v1/tokens/{token}` is a pattern (a regex match per request that reaches it):
+    // static paths go first, so a token request or a health check never runs it.
     cfg.service(
         web::resource("/token")
             // Times every /token request, whatever its outcome.
@@ -150,6 +154,11 @@ fn token_routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(jwks::get_jwks))
             .default_service(web::to(error::get_only)),
     );
+}
+
+/// The token API (`/api/v1/tokens`), after every static route (see [`token_routes`]).
+fn api_routes(cfg: &mut web::ServiceConfig) {
+    api_tokens::routes(cfg);
 }
 
 fn healthz() -> actix_web::Resource {

@@ -39,7 +39,7 @@ impl RequestId {
     /// A new random id.
     pub fn generate() -> RequestId {
         let mut bytes = [0u8; GENERATED_BYTES];
-        if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        if crate::support::random::fill(&mut bytes).is_err() {
             // The system RNG failed: ids need only be unique here, not secret.
             static COUNTER: AtomicU64 = AtomicU64::new(0);
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);

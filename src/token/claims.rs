@@ -56,10 +56,9 @@ pub struct Claims {
 
 impl Claims {
     /// `iat` as RFC 3339 UTC, for the `issued_at` field of the token response.
-    pub fn issued_at(&self) -> String {
-        DateTime::<Utc>::from_timestamp(self.iat, 0)
-            .unwrap_or_default()
-            .to_rfc3339_opts(SecondsFormat::Secs, true)
+    pub fn issued_at(&self) -> crate::clock::Rfc3339 {
+        let at = DateTime::<Utc>::from_timestamp(self.iat, 0).unwrap_or_default();
+        crate::clock::rfc3339(&at, SecondsFormat::Secs)
     }
 }
 
@@ -118,7 +117,7 @@ impl ClaimsBuilder {
 /// A fresh token id: 144 bits from the system CSPRNG, base64url.
 fn new_jti() -> Result<String, ClaimsError> {
     let mut bytes = [0u8; JTI_BYTES];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| ClaimsError::Random)?;
+    crate::support::random::fill(&mut bytes).map_err(|_| ClaimsError::Random)?;
     Ok(BASE64URL_NOPAD.encode(&bytes))
 }
 
@@ -142,7 +141,7 @@ mod tests {
         assert_eq!(claims.iat, 1_415_387_015);
         assert_eq!(claims.nbf, claims.iat);
         assert_eq!(claims.exp, claims.iat + 300);
-        assert_eq!(claims.issued_at(), "2014-11-07T19:03:35Z");
+        assert_eq!(claims.issued_at().as_str(), "2014-11-07T19:03:35Z");
 
         let json = serde_json::to_value(&claims).unwrap();
         assert_eq!(json["iss"], "auth.docker.com");

@@ -126,7 +126,7 @@ async fn answer_post(
         access_token: issued.token,
         scope,
         expires_in: state.claims.ttl_seconds(),
-        issued_at: issued.claims.issued_at(),
+        issued_at: issued.claims.issued_at().as_str().to_owned(),
         refresh_token: issued.refresh_token,
     }))
 }

@@ -95,7 +95,7 @@ async fn answer_get(
     let body = response_body(
         &issued.token,
         state.claims.ttl_seconds(),
-        &issued.claims.issued_at(),
+        issued.claims.issued_at().as_str(),
         issued.refresh_token.as_deref(),
     );
     Ok(no_store(HttpResponse::Ok())

@@ -110,10 +110,9 @@ impl Trail {
         client_ip: Option<IpAddr>,
         refusal: Option<Refusal<'_>>,
     ) {
+        let time = crate::clock::rfc3339(&clock.now(), chrono::SecondsFormat::Millis);
         audit.write(&Event {
-            time: clock
-                .now()
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            time: time.as_str(),
             request_id,
             client_ip,
             // Set only by `decided`, after authentication succeeded: a failed login's typed

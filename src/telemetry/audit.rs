@@ -99,7 +99,7 @@ pub struct ScopeDecision {
 #[derive(Debug, Clone, Serialize)]
 pub struct Event<'a> {
     /// RFC 3339, UTC.
-    pub time: String,
+    pub time: &'a str,
     /// The request id (also in the access log and `X-Request-Id`).
     pub request_id: &'a str,
     /// The client, after `server.trusted_proxies`.
@@ -447,7 +447,7 @@ mod tests {
 
     fn event<'a>(scopes: &'a [ScopeDecision]) -> Event<'a> {
         Event {
-            time: "2026-11-29T08:00:00Z".into(),
+            time: "2026-11-29T08:00:00Z",
             request_id: "r-1",
             client_ip: Some("10.1.2.3".parse().unwrap()),
             account: "alice",

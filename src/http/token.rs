@@ -8,7 +8,6 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
-use super::error::shorten;
 use super::request::{client_ip, credentials};
 use super::{ApiError, AppState, trail};
 use crate::issue::pipeline::Proof;
@@ -16,16 +15,42 @@ use crate::issue::trail::Trail;
 use crate::telemetry::metrics::AuthFailure;
 
 /// The query parameters clients send. Unknown parameters are ignored.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default)]
 struct TokenQuery {
     service: Option<String>,
     /// Repeatable; each value may hold several space-separated scopes.
-    #[serde(default)]
     scope: Vec<String>,
     /// The user name the client claims; must match the credentials.
     account: Option<String>,
     /// `true` asks for a refresh token (docker login).
     offline_token: Option<String>,
+}
+
+impl TokenQuery {
+    /// The parameters of `query` (`application/x-www-form-urlencoded`: `+` is a space, `%XX`
+    /// a byte, invalid UTF-8 replaced), read in one pass. `scope` may repeat; any other
+    /// parameter named above given twice is refused rather than one of them picked.
+    fn parse(query: &str) -> Result<TokenQuery, ApiError> {
+        let mut parsed = TokenQuery::default();
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            let single = match key.as_ref() {
+                "scope" => {
+                    parsed.scope.push(value.into_owned());
+                    continue;
+                }
+                "service" => &mut parsed.service,
+                "account" => &mut parsed.account,
+                "offline_token" => &mut parsed.offline_token,
+                _ => continue,
+            };
+            if single.replace(value.into_owned()).is_some() {
+                return Err(ApiError::BadQuery(format!(
+                    "the {key} parameter is given more than once"
+                )));
+            }
+        }
+        Ok(parsed)
+    }
 }
 
 /// The answer to `GET /token`: `token` and `access_token` carry the same JWT.
@@ -74,8 +99,7 @@ async fn answer_get(
     state: &AppState,
     trail: &mut Trail,
 ) -> Result<HttpResponse, ApiError> {
-    let query: TokenQuery = serde_html_form::from_str(req.query_string())
-        .map_err(|e| ApiError::BadQuery(shorten(&e.to_string())))?;
+    let query = TokenQuery::parse(req.query_string())?;
     let service = query
         .service
         .filter(|s| !s.is_empty())
@@ -149,6 +173,51 @@ fn plain(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_query_is_decoded_as_a_form_with_repeatable_scopes() {
+        let query = TokenQuery::parse(
+            "service=registry.te%73t&scope=repository%3Ax%3Apull+repository:y:push\
+             &scope=registry:catalog:*&account=al%69ce&offline_token=true&other=1&%ZZ",
+        )
+        .unwrap();
+        assert_eq!(query.service.as_deref(), Some("registry.test"));
+        assert_eq!(
+            query.scope,
+            ["repository:x:pull repository:y:push", "registry:catalog:*"]
+        );
+        assert_eq!(query.account.as_deref(), Some("alice"));
+        assert_eq!(query.offline_token.as_deref(), Some("true"));
+
+        let empty = TokenQuery::parse("").unwrap();
+        assert!(empty.service.is_none() && empty.scope.is_empty() && empty.account.is_none());
+        // A key without `=` has an empty value; invalid UTF-8 is replaced, never refused.
+        let bare = TokenQuery::parse("service&scope").unwrap();
+        assert_eq!(bare.service.as_deref(), Some(""));
+        assert_eq!(bare.scope, [""]);
+        let lossy = TokenQuery::parse("service=%FF").unwrap();
+        assert_eq!(lossy.service.as_deref(), Some("\u{FFFD}"));
+    }
+
+    #[test]
+    fn a_single_valued_parameter_given_twice_is_refused() {
+        for (query, name) in [
+            ("service=a&service=b", "service"),
+            ("service=a&account=x&account=x", "account"),
+            ("offline_token=true&offline_token=false", "offline_token"),
+            ("service=a&%73ervice=b", "service"),
+        ] {
+            match TokenQuery::parse(query) {
+                Err(ApiError::BadQuery(message)) => {
+                    assert_eq!(
+                        message,
+                        format!("the {name} parameter is given more than once")
+                    );
+                }
+                other => panic!("{query}: {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn the_hand_written_body_is_what_serde_writes_for_the_response() {

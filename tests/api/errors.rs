@@ -46,6 +46,30 @@ async fn a_missing_or_empty_service_is_a_400() {
 }
 
 #[tokio::test]
+async fn a_parameter_given_twice_is_a_400_unless_it_is_scope() {
+    let app = spawn_app().await;
+    for (query, name) in [
+        ("service=registry.test&service=other.test", "service"),
+        ("service=registry.test&account=a&account=b", "account"),
+        (
+            "service=registry.test&offline_token=true&offline_token=false",
+            "offline_token",
+        ),
+    ] {
+        let (status, code, message) = error_of(app.get_token(query).await).await;
+        assert_eq!((status, code.as_str()), (400, "INVALID_REQUEST"), "{query}");
+        assert!(
+            message.contains(&format!("the {name} parameter is given more than once")),
+            "{message}"
+        );
+    }
+    let repeated = app
+        .get_token("service=registry.test&scope=repository:a:pull&scope=repository:b:pull")
+        .await;
+    assert_eq!(repeated.status(), 200);
+}
+
+#[tokio::test]
 async fn a_service_outside_the_allow_list_is_a_400() {
     let app = spawn_app_with(|s| s.token.services = vec!["registry.test".into()]).await;
     let (status, _, message) = error_of(app.get_token("service=other.test").await).await;

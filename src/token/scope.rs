@@ -320,14 +320,17 @@ where
     })
 }
 
+/// Distinct resources merged by a scan before [`parse_limited`] builds its index.
+const LINEAR_SCOPES: usize = 8;
+
 /// Parses every resource scope in `values`; each value may hold several, space-separated.
 /// Scopes naming the same resource are merged into one, their actions joined (at most
 /// [`MAX_ACTIONS`] distinct ones). Parsing stops at the first scope over a cap: more than
 /// `max` distinct resources, a scope longer than [`MAX_SCOPE_LEN`], or a resource with more
 /// than [`MAX_ACTIONS`] actions.
 ///
-/// The work is linear in the size of `values`: each scope is read once, looked up in a hash
-/// map by resource, and each of its actions costs a set lookup of at most [`MAX_ACTIONS`]
+/// The work is linear in the size of `values`: each scope is read once, looked up by resource
+/// (a scan while there are at most [`LINEAR_SCOPES`] distinct ones, a hash map past that), and each of its actions costs a set lookup of at most [`MAX_ACTIONS`]
 /// entries. The size of `values` itself is bounded by the request limits
 /// (`crate::http::limits`), not here.
 pub fn parse_limited<'a, I>(values: I, max: usize) -> Result<Vec<ResourceScope>, ScopesError>
@@ -335,12 +338,22 @@ where
     I: IntoIterator<Item = &'a str>,
 {
     let mut scopes: Vec<ResourceScope> = Vec::new();
-    let mut index: HashMap<(String, String), usize> = HashMap::new();
+    // Where each resource is in `scopes`, built once there are more than a few: up to
+    // `LINEAR_SCOPES` a scan is cheaper than hashing and copying the keys, and past them the
+    // index keeps the merge linear whatever `max` is.
+    let mut index: Option<HashMap<(String, String), usize>> = None;
     for value in values {
         for item in value.split(' ').filter(|s| !s.is_empty()) {
             let scope: ResourceScope = item.parse()?;
-            let key = (scope.resource_type.clone(), scope.name.clone());
-            match index.get(&key).and_then(|&i| scopes.get_mut(i)) {
+            let found = match &index {
+                Some(index) => index
+                    .get(&(scope.resource_type.clone(), scope.name.clone()))
+                    .copied(),
+                None => scopes
+                    .iter()
+                    .position(|s| s.resource_type == scope.resource_type && s.name == scope.name),
+            };
+            match found.and_then(|i| scopes.get_mut(i)) {
                 Some(existing) => existing
                     .actions
                     .try_extend(&scope.actions)
@@ -349,7 +362,22 @@ where
                     if scopes.len() >= max {
                         return Err(ScopesError::TooMany(max));
                     }
-                    index.insert(key, scopes.len());
+                    let key = || (scope.resource_type.clone(), scope.name.clone());
+                    match &mut index {
+                        Some(index) => {
+                            index.insert(key(), scopes.len());
+                        }
+                        None if scopes.len() >= LINEAR_SCOPES => {
+                            let mut built: HashMap<(String, String), usize> = scopes
+                                .iter()
+                                .enumerate()
+                                .map(|(i, s)| ((s.resource_type.clone(), s.name.clone()), i))
+                                .collect();
+                            built.insert(key(), scopes.len());
+                            index = Some(built);
+                        }
+                        None => {}
+                    }
                     scopes.push(scope);
                 }
             }
@@ -637,6 +665,30 @@ mod tests {
         );
         assert!(parse_all(Vec::<&str>::new()).unwrap().is_empty());
         assert!(parse_all(["repository:ok:pull bad"]).is_err());
+    }
+
+    #[test]
+    fn merging_finds_the_same_resource_before_and_after_the_index_is_built() {
+        // 3 × LINEAR_SCOPES resources asked for pull, then each again for push, in reverse:
+        // the early ones are found by the scan's index positions, the later ones by the map.
+        let n = 3 * LINEAR_SCOPES;
+        let pulls: Vec<String> = (0..n).map(|i| format!("repository:r{i}:pull")).collect();
+        let pushes: Vec<String> = (0..n)
+            .rev()
+            .map(|i| format!("repository:r{i}:push"))
+            .collect();
+        let scopes =
+            parse_limited(pulls.iter().chain(&pushes).map(String::as_str), MAX_SCOPES).unwrap();
+        let shown: Vec<String> = scopes.iter().map(ToString::to_string).collect();
+        let expected: Vec<String> = (0..n)
+            .map(|i| format!("repository:r{i}:pull,push"))
+            .collect();
+        assert_eq!(shown, expected);
+        // The limit counts distinct resources, whichever way they were found.
+        assert!(matches!(
+            parse_limited(pulls.iter().chain(&pushes).map(String::as_str), n - 1),
+            Err(ScopesError::TooMany(_))
+        ));
     }
 
     #[test]

@@ -24,6 +24,9 @@
 //!   background at most every few seconds, so a recovered source is noticed without every
 //!   request waiting for a timeout.
 //!
+//! Access tokens from the store skip the login cache and the check pool: see [`token`] (their
+//! owners' lookups are bounded and cached there).
+//!
 //! Cache keys are HMAC-SHA256 of user and password under a key drawn at process start, with
 //! the sources' generations: the password is never stored, and any change to the users (a
 //! reload, a new password) makes old entries unreachable.
@@ -38,11 +41,13 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::source::{Slot, stamped};
-use super::tokens::{AccessTokens, SOURCE_ROBOT, SOURCE_TOKENS, TokenCheck};
+use super::tokens::AccessTokens;
 use super::{
     AuthError, Budget, Credentials, Identity, IdentitySource, LimitSettings, Limiter, Outcome,
     Sources, UserDirectory,
 };
+
+mod token;
 
 /// Most successful logins remembered; the least used are evicted first.
 const CACHE_CAPACITY: u64 = 10_000;
@@ -140,6 +145,9 @@ struct Inner {
     users: Arc<UserDirectory>,
     sources: Arc<Sources>,
     cache: Option<moka::future::Cache<[u8; 32], Arc<Verified>>>,
+    /// Token owners the sources were asked about (not `users:`), for the cache lifetime
+    /// exactly: `None` for an owner nobody knows. See `token.rs`.
+    owners: Option<moka::future::Cache<String, Option<Identity>>>,
     ttl: Duration,
     key: hmac::Key,
     workers: Arc<Semaphore>,
@@ -178,12 +186,21 @@ impl Logins {
                 .time_to_live(keep)
                 .build()
         });
+        // Never past the cache lifetime, outage or not: a removed owner loses every token
+        // within it.
+        let owners = (!options.cache_ttl.is_zero()).then(|| {
+            moka::future::Cache::builder()
+                .max_capacity(CACHE_CAPACITY)
+                .time_to_live(options.cache_ttl)
+                .build()
+        });
         let workers = options.workers.max(1);
         Ok(Logins {
             inner: Arc::new(Inner {
                 users,
                 sources,
                 cache,
+                owners,
                 ttl: options.cache_ttl,
                 key: hmac::Key::new(hmac::HMAC_SHA256, &key),
                 workers: Arc::new(Semaphore::new(workers)),
@@ -336,56 +353,6 @@ impl Inner {
         } else {
             Freshness::Expired
         }
-    }
-
-    /// A sign-in with an access token: an in-memory check (no cache, no check pool). A
-    /// user's token signs in as its owner (with the owner's groups, looked up now: a removed
-    /// owner's tokens stop working) under source `tokens`; a robot's under source `robot`.
-    async fn token_login(
-        &self,
-        tokens: &dyn AccessTokens,
-        credentials: &Credentials,
-    ) -> Result<Identity, Refused> {
-        let grant = match tokens.check(&credentials.username, credentials.password.expose_secret())
-        {
-            TokenCheck::Valid(grant) => grant,
-            TokenCheck::Rejected => return Err((AuthError::InvalidCredentials.into(), None)),
-            TokenCheck::Unavailable(source) => {
-                self.counters.unavailable.fetch_add(1, Ordering::Relaxed);
-                return Err((LoginError::Unavailable(source), None));
-            }
-        };
-        if grant.robot {
-            let name = grant.owner.clone();
-            return Ok(Identity::user(&name, Vec::new())
-                .with_source(SOURCE_ROBOT)
-                .with_token(grant, ""));
-        }
-        let owner = match self.users.lookup(&grant.owner) {
-            Some(user) => user.identity(),
-            None => {
-                let sources = Arc::clone(&self.sources);
-                let name = grant.owner.clone();
-                let described = tokio::task::spawn_blocking(move || sources.describe(&name))
-                    .await
-                    .map_err(|e| (LoginError::Failed(e.to_string()), None))?;
-                match described {
-                    Ok(Some(identity)) => identity,
-                    Ok(None) => {
-                        log::info!(
-                            "access token {} refused: its owner is no longer known",
-                            grant.id
-                        );
-                        return Err((AuthError::InvalidCredentials.into(), None));
-                    }
-                    Err(source) => return Err((LoginError::Unavailable(source), None)),
-                }
-            }
-        };
-        let owner_source = owner.source().to_owned();
-        Ok(Identity::user(owner.subject(), owner.groups().to_vec())
-            .with_source(SOURCE_TOKENS)
-            .with_token(grant, &owner_source))
     }
 
     /// The caller, or why not with the budget the source counted the failure against.

@@ -115,6 +115,13 @@ pub trait IdentitySource: Send + Sync {
         Outcome::NotMine
     }
 
+    /// [`IdentitySource::describe`] within `deadline`, as [`IdentitySource::authenticate_by`]
+    /// is to `authenticate`: the token sign-in looks owners up this way, on the source's
+    /// own slots. Sources that bound their own waiting by other means ignore it.
+    fn describe_by(&self, account: &str, _deadline: Instant) -> Outcome {
+        self.describe(account)
+    }
+
     /// Moves whenever the source's users change in a way that must invalidate cached logins
     /// (a reloaded htpasswd file). Sources whose answers the cache may keep return 0.
     fn generation(&self) -> u64 {

@@ -43,8 +43,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::source::{Slot, stamped};
 use super::tokens::AccessTokens;
 use super::{
-    AuthError, Budget, Credentials, Identity, IdentitySource, LimitSettings, Limiter, Outcome,
-    Sources, UserDirectory,
+    AuthError, Budget, Budgeted, Credentials, Identity, IdentitySource, LimitSettings, Limiter,
+    Outcome, Sources, TokenClaim, UserDirectory,
 };
 
 mod token;
@@ -255,11 +255,13 @@ impl Logins {
         // What a failure counts against, before anything is verified: the canonical account,
         // or for a workload token its claimed subject (only ever locked by failures of tokens
         // whose signature verified).
-        let budget = inner
+        // A workload token is decoded here once: its claim set goes on to its source's check.
+        let budgeted = inner
             .limiter
             .as_ref()
             .map(|_| inner.sources.budget(&credentials));
-        if let (Some(limiter), Some(budget)) = (&inner.limiter, &budget)
+        let budget = budgeted.as_ref().map(|b| &b.budget);
+        if let (Some(limiter), Some(budget)) = (&inner.limiter, budget)
             && let Err(retry_after) = limiter.check(ip, budget, Instant::now())
         {
             inner.counters.limited.fetch_add(1, Ordering::Relaxed);
@@ -267,9 +269,9 @@ impl Logins {
         }
         let result = match token {
             Some(tokens) => inner.token_login(tokens.as_ref(), &credentials).await,
-            None => inner.verify(&credentials).await,
+            None => inner.verify(&credentials, budgeted.as_ref()).await,
         };
-        if let (Some(limiter), Some(budget)) = (&inner.limiter, &budget) {
+        if let (Some(limiter), Some(budget)) = (&inner.limiter, budget) {
             match &result {
                 Ok(_) => limiter.succeeded(ip, budget),
                 Err((LoginError::Invalid(_), counted)) => {
@@ -356,9 +358,14 @@ impl Inner {
     }
 
     /// The caller, or why not with the budget the source counted the failure against.
-    async fn verify(self: &Arc<Self>, credentials: &Credentials) -> Result<Identity, Refused> {
+    /// `read`: what [`Sources::budget`] read of the credentials, if it was asked.
+    async fn verify(
+        self: &Arc<Self>,
+        credentials: &Credentials,
+        read: Option<&Budgeted>,
+    ) -> Result<Identity, Refused> {
         let Some(cache) = &self.cache else {
-            return self.check(credentials).await;
+            return self.check(credentials, read).await;
         };
         let key = self.fingerprint(&credentials.username, &credentials.password);
         let mut stale = None;
@@ -391,7 +398,7 @@ impl Inner {
         // Concurrent misses for the same key wait for one check; only successes are kept.
         let checked = cache
             .try_get_with(key, async {
-                let identity = self.check(credentials).await?;
+                let identity = self.check(credentials, read).await?;
                 Ok::<_, Refused>(Arc::new(Verified {
                     identity,
                     at: Instant::now(),
@@ -438,7 +445,7 @@ impl Inner {
         let credentials = credentials.clone();
         tokio::spawn(async move {
             let Some(cache) = &inner.cache else { return };
-            match inner.check(&credentials).await {
+            match inner.check(&credentials, None).await {
                 Ok(identity) => {
                     let fresh = Arc::new(Verified {
                         identity,
@@ -463,8 +470,12 @@ impl Inner {
     /// One check by the sources, in order, each on its pool. Mirrors
     /// [`Sources::authenticate`]: the first source that knows the user decides; when none
     /// does and one could not answer, the login is unavailable.
-    async fn check(&self, credentials: &Credentials) -> Result<Identity, Refused> {
-        let result = self.chain(credentials).await;
+    async fn check(
+        &self,
+        credentials: &Credentials,
+        read: Option<&Budgeted>,
+    ) -> Result<Identity, Refused> {
+        let result = self.chain(credentials, read).await;
         // A check shed for lack of room did not run (in part it may have: it is counted once,
         // as shed).
         if !matches!(result, Err((LoginError::Busy, _))) {
@@ -474,11 +485,16 @@ impl Inner {
         result
     }
 
-    async fn chain(&self, credentials: &Credentials) -> Result<Identity, Refused> {
+    async fn chain(
+        &self,
+        credentials: &Credentials,
+        read: Option<&Budgeted>,
+    ) -> Result<Identity, Refused> {
         let mut unavailable: Option<&str> = None;
         for slot in self.sources.configured() {
             let name = slot.source().name();
-            let Some(outcome) = self.run(slot, credentials).await? else {
+            let claim = read.and_then(|r| r.claim_of(name));
+            let Some(outcome) = self.run(slot, credentials, claim).await? else {
                 // No slot of this network source came free in time: unavailable for this
                 // login, but the source itself is not known to be down.
                 log::debug!("identity source {name} is busy: every check slot stayed taken");
@@ -532,14 +548,17 @@ impl Inner {
 
     /// Runs one source on a blocking thread holding its permits, which go with the thread:
     /// a cancelled request does not free them while the check still runs. `None` when a
-    /// network source had no free slot within its deadline.
+    /// network source had no free slot within its deadline. `claim`: what this source read
+    /// of the credentials for their budget, so that it does not read them again.
     async fn run(
         &self,
         slot: &Slot,
         credentials: &Credentials,
+        claim: Option<&TokenClaim>,
     ) -> Result<Option<Outcome>, Refused> {
         let source = Arc::clone(slot.source());
         let credentials = credentials.clone();
+        let claim = claim.cloned();
         let outcome =
             match slot.permits() {
                 Some((permits, deadline)) => {
@@ -554,7 +573,12 @@ impl Inner {
                         };
                     tokio::task::spawn_blocking(move || {
                         let _permit = permit;
-                        source.authenticate_by(&credentials, until)
+                        match claim {
+                            Some(claim) => {
+                                source.authenticate_claimed(&credentials, &claim, Some(until))
+                            }
+                            None => source.authenticate_by(&credentials, until),
+                        }
                     })
                     .await
                 }
@@ -562,7 +586,10 @@ impl Inner {
                     let permits = self.cpu_permits().await?;
                     tokio::task::spawn_blocking(move || {
                         let _permits = permits;
-                        source.authenticate(&credentials)
+                        match claim {
+                            Some(claim) => source.authenticate_claimed(&credentials, &claim, None),
+                            None => source.authenticate(&credentials),
+                        }
                     })
                     .await
                 }

@@ -108,7 +108,7 @@ impl Inner {
     }
 
     /// One source's lookup of `name` on a blocking thread; a network source's holds one of
-    /// its slots (which goes with the thread, as in [`Inner::run`]). `None` when no slot came
+    /// its slots (which goes with the thread, as for a login's check in `chain.rs`). `None` when no slot came
     /// free within the source's deadline.
     async fn describe_on(&self, slot: &Slot, name: &str) -> Result<Option<Outcome>, Refused> {
         let source = Arc::clone(slot.source());

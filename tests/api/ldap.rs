@@ -23,7 +23,7 @@ use crate::helpers::{TestApp, claims, spawn_app_with, user};
 use crate::support::skip_or_fail;
 use crate::support::{free_port, key_dir, write_config};
 
-const BASE: &str = "dc=example,dc=org";
+pub const BASE: &str = "dc=example,dc=org";
 const SERVICE_DN: &str = "cn=svc,dc=example,dc=org";
 const SERVICE_PASSWORD: &str = "svc-secret";
 const SLAPD: &str = "/usr/sbin/slapd";
@@ -760,7 +760,7 @@ async fn name_variants_of_a_directory_user_share_one_budget_and_lock_out_togethe
 
 /// A listener that accepts connections and never answers, counting them; it stops
 /// accepting after 60 s.
-fn silent_directory() -> (u16, Arc<AtomicUsize>) {
+pub fn silent_directory() -> (u16, Arc<AtomicUsize>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();

@@ -1,15 +1,18 @@
 //! Access tokens owned by LDAP users, against a real `slapd` ([`crate::ldap::Slapd`]) and a
 //! SQLite store: the owner's lookup is cached for `auth.cache_seconds` (one directory search
 //! per owner per window, however many sign-ins), a change in the directory reaches the token
-//! once the window has passed, and a directory outage with nothing cached is a 503 that the
-//! brute-force limits never count.
+//! once the window has passed, a directory outage with nothing cached is a 503 that the
+//! brute-force limits never count, and concurrent sign-ins of one owner share one lookup that
+//! a hung directory ends at `ldap.timeout_seconds`.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use regauth::identity::LdapSettings;
 use serde_json::Value;
 
 use crate::helpers::TestApp;
-use crate::ldap::{Slapd, app};
+use crate::ldap::{BASE, Slapd, app, silent_directory};
 use crate::store::{config_file, create, granted, sign_in, sqlite_store, store_url, wait_active};
 
 const ALICE_DN: &str = "uid=alice,ou=people,dc=example,dc=org";
@@ -146,9 +149,58 @@ async fn a_directory_change_reaches_the_token_after_the_window_and_an_outage_is_
         metrics.contains("regauth_auth_failures_total{reason=\"source_unavailable\"}"),
         "{metrics}"
     );
+    let unavailable: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("regauth_identity_source_unavailable_total "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(unavailable >= 5, "each 503 is counted: {metrics}");
 
     slapd.run();
     // Five 503s with failures: 2 would have locked the token out if they counted.
     until(&app, &secret, 200, &["pull"]).await;
+    assert_eq!(app.logins.stats().limited, 0);
+}
+
+// Concurrent sign-ins of one owner share one lookup, which runs on the directory's slots
+// within ldap.timeout_seconds: against a directory that accepts and never answers, with
+// room for two connections, three sign-ins open one connection and all end as 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sign_ins_of_one_owner_share_one_lookup_that_a_hung_directory_ends_at_its_deadline()
+ {
+    let (port, accepted) = silent_directory();
+    let settings = LdapSettings {
+        url: format!("ldap://127.0.0.1:{port}"),
+        base_dn: BASE.into(),
+        timeout_seconds: 2,
+        pool_size: 2,
+        ..LdapSettings::default()
+    };
+    let app = app(settings, |s| {
+        s.auth.cache_seconds = 60;
+        s.auth.limits.failures = 2;
+        sqlite_store(s);
+    })
+    .await;
+    let secret = alice_token(&app).await;
+    let sign_ins: Vec<_> = (0..3)
+        .map(|_| {
+            let (address, secret) = (app.address.clone(), secret.clone());
+            tokio::spawn(async move {
+                let response = sign_in(&address, "alice", &secret, SCOPE).await;
+                let status = response.status().as_u16();
+                let body: Value = response.json().await.unwrap();
+                (status, body["errors"][0]["code"].clone())
+            })
+        })
+        .collect();
+    for sign_in in sign_ins {
+        assert_eq!(sign_in.await.unwrap(), (503, Value::from("UNAVAILABLE")));
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "one lookup for three concurrent sign-ins"
+    );
     assert_eq!(app.logins.stats().limited, 0);
 }

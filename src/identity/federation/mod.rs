@@ -134,7 +134,7 @@ struct Issuer {
 pub struct Federation {
     issuers: HashMap<String, Issuer>,
     clock: Arc<dyn Clock>,
-    /// Claim sets of configured issuers' tokens decoded so far.
+    /// Payloads of JWT-shaped passwords decoded (or tried) so far.
     decoded: AtomicU64,
 }
 
@@ -219,8 +219,8 @@ impl Federation {
         read
     }
 
-    /// Claim sets of configured issuers' tokens decoded so far (a login decodes its token
-    /// once), for tests.
+    /// Payloads of JWT-shaped passwords decoded (or tried) so far: a login decodes its
+    /// token once. For tests.
     pub fn claim_sets_decoded(&self) -> u64 {
         self.decoded.load(Ordering::Relaxed)
     }

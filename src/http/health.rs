@@ -69,8 +69,8 @@ pub async fn readyz_details(state: web::Data<AppState>) -> HttpResponse {
         "watch_rearmed": status.watch_rearmed,
         "watch_problem": status.watch_problem,
         "pair_retries": status.pair_retries,
-        "htpasswd": state.users.htpasswd_path().map(|path| {
-            let users = state.users.reload_status();
+        "htpasswd": state.logins.users().htpasswd_path().map(|path| {
+            let users = state.logins.users().reload_status();
             json!({
                 "path": path.display().to_string(),
                 "last_reload": users.last_attempt.map(rfc3339),

@@ -31,7 +31,7 @@ pub use request::{MAX_REQUEST_LINE_LOGGED, request_line};
 pub use token::TokenResponse;
 
 use crate::clock::Clock;
-use crate::identity::{Logins, UserDirectory};
+use crate::identity::Logins;
 use crate::issue::refresh::RefreshTokens;
 use crate::keys::KeyProvider;
 use crate::policy::Policy;
@@ -53,9 +53,8 @@ pub struct AppState {
     pub policy: Arc<dyn Policy>,
     /// Allowed services; empty means any.
     pub services: HashSet<String>,
-    /// Who can sign in.
-    pub users: Arc<UserDirectory>,
-    /// Password logins: limits, cache, bounded checks.
+    /// Password logins: limits, cache, bounded checks; the identity sources, among them the
+    /// users regauth knows itself ([`Logins::users`]).
     pub logins: Arc<Logins>,
     /// Refresh tokens, when a refresh secret is configured.
     pub refresh: Option<Arc<RefreshTokens>>,
@@ -83,7 +82,6 @@ impl AppState {
             claims: &self.claims,
             keys: self.keys.as_ref(),
             clock: self.clock.as_ref(),
-            users: &self.users,
             refresh: self.refresh.as_deref(),
             logouts: self
                 .store

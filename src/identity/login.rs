@@ -24,6 +24,10 @@
 //!   background at most every few seconds, so a recovered source is noticed without every
 //!   request waiting for a timeout.
 //!
+//! This file holds the entry point, the limits and the cache; one check by the sources on
+//! their pools is in [`chain`]. Access tokens from the store skip the login cache and the
+//! check pool: see [`token`] (their owners' lookups are bounded and cached there).
+//!
 //! Cache keys are HMAC-SHA256 of user and password under a key drawn at process start, with
 //! the sources' generations: the password is never stored, and any change to the users (a
 //! reload, a new password) makes old entries unreachable.
@@ -35,14 +39,16 @@ use std::time::{Duration, Instant};
 
 use aws_lc_rs::hmac;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
-use super::source::{Slot, stamped};
-use super::tokens::{AccessTokens, SOURCE_ROBOT, SOURCE_TOKENS, TokenCheck};
+use super::tokens::AccessTokens;
 use super::{
-    AuthError, Budget, Credentials, Identity, IdentitySource, LimitSettings, Limiter, Outcome,
+    AuthError, Budget, Budgeted, Credentials, Identity, IdentitySource, LimitSettings, Limiter,
     Sources, UserDirectory,
 };
+
+mod chain;
+mod token;
 
 /// Most successful logins remembered; the least used are evicted first.
 const CACHE_CAPACITY: u64 = 10_000;
@@ -140,6 +146,9 @@ struct Inner {
     users: Arc<UserDirectory>,
     sources: Arc<Sources>,
     cache: Option<moka::future::Cache<[u8; 32], Arc<Verified>>>,
+    /// Token owners the sources were asked about (not `users:`), for the cache lifetime
+    /// exactly: `None` for an owner nobody knows. See `token.rs`.
+    owners: Option<moka::future::Cache<String, Option<Identity>>>,
     ttl: Duration,
     key: hmac::Key,
     workers: Arc<Semaphore>,
@@ -178,12 +187,21 @@ impl Logins {
                 .time_to_live(keep)
                 .build()
         });
+        // Never past the cache lifetime, outage or not: a removed owner loses every token
+        // within it.
+        let owners = (!options.cache_ttl.is_zero()).then(|| {
+            moka::future::Cache::builder()
+                .max_capacity(CACHE_CAPACITY)
+                .time_to_live(options.cache_ttl)
+                .build()
+        });
         let workers = options.workers.max(1);
         Ok(Logins {
             inner: Arc::new(Inner {
                 users,
                 sources,
                 cache,
+                owners,
                 ttl: options.cache_ttl,
                 key: hmac::Key::new(hmac::HMAC_SHA256, &key),
                 workers: Arc::new(Semaphore::new(workers)),
@@ -238,11 +256,13 @@ impl Logins {
         // What a failure counts against, before anything is verified: the canonical account,
         // or for a workload token its claimed subject (only ever locked by failures of tokens
         // whose signature verified).
-        let budget = inner
+        // A workload token is decoded here once: its claim set goes on to its source's check.
+        let budgeted = inner
             .limiter
             .as_ref()
             .map(|_| inner.sources.budget(&credentials));
-        if let (Some(limiter), Some(budget)) = (&inner.limiter, &budget)
+        let budget = budgeted.as_ref().map(|b| &b.budget);
+        if let (Some(limiter), Some(budget)) = (&inner.limiter, budget)
             && let Err(retry_after) = limiter.check(ip, budget, Instant::now())
         {
             inner.counters.limited.fetch_add(1, Ordering::Relaxed);
@@ -250,9 +270,9 @@ impl Logins {
         }
         let result = match token {
             Some(tokens) => inner.token_login(tokens.as_ref(), &credentials).await,
-            None => inner.verify(&credentials).await,
+            None => inner.verify(&credentials, budgeted.as_ref()).await,
         };
-        if let (Some(limiter), Some(budget)) = (&inner.limiter, &budget) {
+        if let (Some(limiter), Some(budget)) = (&inner.limiter, budget) {
             match &result {
                 Ok(_) => limiter.succeeded(ip, budget),
                 Err((LoginError::Invalid(_), counted)) => {
@@ -338,60 +358,15 @@ impl Inner {
         }
     }
 
-    /// A sign-in with an access token: an in-memory check (no cache, no check pool). A
-    /// user's token signs in as its owner (with the owner's groups, looked up now: a removed
-    /// owner's tokens stop working) under source `tokens`; a robot's under source `robot`.
-    async fn token_login(
-        &self,
-        tokens: &dyn AccessTokens,
-        credentials: &Credentials,
-    ) -> Result<Identity, Refused> {
-        let grant = match tokens.check(&credentials.username, credentials.password.expose_secret())
-        {
-            TokenCheck::Valid(grant) => grant,
-            TokenCheck::Rejected => return Err((AuthError::InvalidCredentials.into(), None)),
-            TokenCheck::Unavailable(source) => {
-                self.counters.unavailable.fetch_add(1, Ordering::Relaxed);
-                return Err((LoginError::Unavailable(source), None));
-            }
-        };
-        if grant.robot {
-            let name = grant.owner.clone();
-            return Ok(Identity::user(&name, Vec::new())
-                .with_source(SOURCE_ROBOT)
-                .with_token(grant, ""));
-        }
-        let owner = match self.users.lookup(&grant.owner) {
-            Some(user) => user.identity(),
-            None => {
-                let sources = Arc::clone(&self.sources);
-                let name = grant.owner.clone();
-                let described = tokio::task::spawn_blocking(move || sources.describe(&name))
-                    .await
-                    .map_err(|e| (LoginError::Failed(e.to_string()), None))?;
-                match described {
-                    Ok(Some(identity)) => identity,
-                    Ok(None) => {
-                        log::info!(
-                            "access token {} refused: its owner is no longer known",
-                            grant.id
-                        );
-                        return Err((AuthError::InvalidCredentials.into(), None));
-                    }
-                    Err(source) => return Err((LoginError::Unavailable(source), None)),
-                }
-            }
-        };
-        let owner_source = owner.source().to_owned();
-        Ok(Identity::user(owner.subject(), owner.groups().to_vec())
-            .with_source(SOURCE_TOKENS)
-            .with_token(grant, &owner_source))
-    }
-
     /// The caller, or why not with the budget the source counted the failure against.
-    async fn verify(self: &Arc<Self>, credentials: &Credentials) -> Result<Identity, Refused> {
+    /// `read`: what [`Sources::budget`] read of the credentials, if it was asked.
+    async fn verify(
+        self: &Arc<Self>,
+        credentials: &Credentials,
+        read: Option<&Budgeted>,
+    ) -> Result<Identity, Refused> {
         let Some(cache) = &self.cache else {
-            return self.check(credentials).await;
+            return self.check(credentials, read).await;
         };
         let key = self.fingerprint(&credentials.username, &credentials.password);
         let mut stale = None;
@@ -424,7 +399,7 @@ impl Inner {
         // Concurrent misses for the same key wait for one check; only successes are kept.
         let checked = cache
             .try_get_with(key, async {
-                let identity = self.check(credentials).await?;
+                let identity = self.check(credentials, read).await?;
                 Ok::<_, Refused>(Arc::new(Verified {
                     identity,
                     at: Instant::now(),
@@ -471,7 +446,7 @@ impl Inner {
         let credentials = credentials.clone();
         tokio::spawn(async move {
             let Some(cache) = &inner.cache else { return };
-            match inner.check(&credentials).await {
+            match inner.check(&credentials, None).await {
                 Ok(identity) => {
                     let fresh = Arc::new(Verified {
                         identity,
@@ -491,118 +466,6 @@ impl Inner {
                 }
             }
         });
-    }
-
-    /// One check by the sources, in order, each on its pool. Mirrors
-    /// [`Sources::authenticate`]: the first source that knows the user decides; when none
-    /// does and one could not answer, the login is unavailable.
-    async fn check(&self, credentials: &Credentials) -> Result<Identity, Refused> {
-        let result = self.chain(credentials).await;
-        // A check shed for lack of room did not run (in part it may have: it is counted once,
-        // as shed).
-        if !matches!(result, Err((LoginError::Busy, _))) {
-            let n = self.counters.checks.fetch_add(1, Ordering::Relaxed) + 1;
-            log::debug!("password check {n}");
-        }
-        result
-    }
-
-    async fn chain(&self, credentials: &Credentials) -> Result<Identity, Refused> {
-        let mut unavailable: Option<&str> = None;
-        for slot in self.sources.configured() {
-            let name = slot.source().name();
-            let Some(outcome) = self.run(slot, credentials).await? else {
-                // No slot of this network source came free in time: unavailable for this
-                // login, but the source itself is not known to be down.
-                log::debug!("identity source {name} is busy: every check slot stayed taken");
-                unavailable.get_or_insert(name);
-                continue;
-            };
-            slot.note(&outcome);
-            match outcome {
-                Outcome::Authenticated(identity) => return Ok(stamped(identity, name)),
-                Outcome::Rejected => return Err((AuthError::InvalidCredentials.into(), None)),
-                Outcome::RejectedAs(budget) => {
-                    return Err((AuthError::InvalidCredentials.into(), Some(budget)));
-                }
-                Outcome::Unavailable(_) => {
-                    unavailable.get_or_insert(name);
-                }
-                Outcome::NotMine => {}
-            }
-        }
-        if let Some(source) = unavailable {
-            self.counters.unavailable.fetch_add(1, Ordering::Relaxed);
-            return Err((LoginError::Unavailable(source.to_owned()), None));
-        }
-        // Nobody claimed the name: spend what a known name would (bcrypt) on the shared pool.
-        let permits = self.cpu_permits().await?;
-        let sources = Arc::clone(&self.sources);
-        let credentials = credentials.clone();
-        tokio::task::spawn_blocking(move || {
-            let _permits = permits;
-            for slot in sources.configured() {
-                slot.source().equalize(&credentials);
-            }
-        })
-        .await
-        .map_err(|e| (LoginError::Failed(e.to_string()), None))?;
-        Err((AuthError::InvalidCredentials.into(), None))
-    }
-
-    /// A place on the shared check pool: admission (running plus waiting), then a worker.
-    async fn cpu_permits(&self) -> Result<[OwnedSemaphorePermit; 2], Refused> {
-        let Ok(admitted) = Arc::clone(&self.admission).try_acquire_owned() else {
-            self.counters.shed.fetch_add(1, Ordering::Relaxed);
-            return Err((LoginError::Busy, None));
-        };
-        let worker = Arc::clone(&self.workers)
-            .acquire_owned()
-            .await
-            .map_err(|e| (LoginError::Failed(e.to_string()), None))?;
-        Ok([admitted, worker])
-    }
-
-    /// Runs one source on a blocking thread holding its permits, which go with the thread:
-    /// a cancelled request does not free them while the check still runs. `None` when a
-    /// network source had no free slot within its deadline.
-    async fn run(
-        &self,
-        slot: &Slot,
-        credentials: &Credentials,
-    ) -> Result<Option<Outcome>, Refused> {
-        let source = Arc::clone(slot.source());
-        let credentials = credentials.clone();
-        let outcome =
-            match slot.permits() {
-                Some((permits, deadline)) => {
-                    let until = Instant::now() + *deadline;
-                    let permit =
-                        match tokio::time::timeout(*deadline, Arc::clone(permits).acquire_owned())
-                            .await
-                        {
-                            Ok(Ok(permit)) => permit,
-                            Ok(Err(e)) => return Err((LoginError::Failed(e.to_string()), None)),
-                            Err(_) => return Ok(None),
-                        };
-                    tokio::task::spawn_blocking(move || {
-                        let _permit = permit;
-                        source.authenticate_by(&credentials, until)
-                    })
-                    .await
-                }
-                None => {
-                    let permits = self.cpu_permits().await?;
-                    tokio::task::spawn_blocking(move || {
-                        let _permits = permits;
-                        source.authenticate(&credentials)
-                    })
-                    .await
-                }
-            };
-        outcome
-            .map(Some)
-            .map_err(|e| (LoginError::Failed(e.to_string()), None))
     }
 }
 

@@ -29,7 +29,7 @@ pub use ldap::{LdapSettings, LdapSettingsError, LdapSetupError, LdapSource, SOUR
 pub use limits::{Budget, LimitSettings, Limiter, network_of};
 pub use login::{LoginError, LoginOptions, LoginStats, Logins};
 pub use settings::AuthSettings;
-pub use source::{Concurrency, Failure, IdentitySource, Outcome, Sources};
+pub use source::{Budgeted, Concurrency, Failure, IdentitySource, Outcome, Sources, TokenClaim};
 pub use users::{
     ReloadStatus, SOURCE_HTPASSWD, SOURCE_USERS, User, UserDirectory, UserSettings, UsersError,
 };

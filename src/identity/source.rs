@@ -9,8 +9,10 @@
 //! JWKS endpoint can hold only its own logins up, never those of local users.
 //!
 //! Each source also says how it matches names ([`IdentitySource::fold_name`]) and what a
-//! token it claims counts against ([`IdentitySource::token_budget`]): the brute-force limits
-//! key on that, not on what the client typed.
+//! token it claims counts against ([`IdentitySource::token_claim`]): the brute-force limits
+//! key on that, not on what the client typed. What a source read to tell (a workload token's
+//! claim set) goes back to its check ([`IdentitySource::authenticate_claimed`]): a login
+//! decodes a token once.
 //!
 //! The order, fixed by [`Sources::standard`]:
 //! 1. workload-token federation, which claims only passwords that are JWTs from a configured
@@ -91,10 +93,27 @@ pub trait IdentitySource: Send + Sync {
     }
 
     /// What failed logins with `credentials` count against before they are checked, when
-    /// this source claims them without a user name (a workload token); `None` for sources
-    /// that sign in by user name. Cheap: no I/O, nothing verified yet.
-    fn token_budget(&self, _credentials: &Credentials) -> Option<Budget> {
+    /// this source claims them without a user name (a workload token), with what it read to
+    /// tell; `None` for sources that sign in by user name. Cheap: no I/O, nothing verified
+    /// yet.
+    fn token_claim(&self, _credentials: &Credentials) -> Option<TokenClaim> {
         None
+    }
+
+    /// Checks credentials that this source claimed as `claim` ([`IdentitySource::token_claim`]
+    /// for the same credentials), without reading the token again; within `deadline` when
+    /// there is one. By default, as [`IdentitySource::authenticate_by`] (or
+    /// [`IdentitySource::authenticate`] without a deadline).
+    fn authenticate_claimed(
+        &self,
+        credentials: &Credentials,
+        _claim: &TokenClaim,
+        deadline: Option<Instant>,
+    ) -> Outcome {
+        match deadline {
+            Some(deadline) => self.authenticate_by(credentials, deadline),
+            None => self.authenticate(credentials),
+        }
     }
 
     /// `Some` for a source that waits on the network: its own check slots and deadline,
@@ -115,6 +134,13 @@ pub trait IdentitySource: Send + Sync {
         Outcome::NotMine
     }
 
+    /// [`IdentitySource::describe`] within `deadline`, as [`IdentitySource::authenticate_by`]
+    /// is to `authenticate`: the token sign-in looks owners up this way, on the source's
+    /// own slots. Sources that bound their own waiting by other means ignore it.
+    fn describe_by(&self, account: &str, _deadline: Instant) -> Outcome {
+        self.describe(account)
+    }
+
     /// Moves whenever the source's users change in a way that must invalidate cached logins
     /// (a reloaded htpasswd file). Sources whose answers the cache may keep return 0.
     fn generation(&self) -> u64 {
@@ -125,6 +151,35 @@ pub trait IdentitySource: Send + Sync {
     /// while the source is unavailable. Zero (the default) never uses an expired login.
     fn outage_grace(&self) -> Duration {
         Duration::ZERO
+    }
+}
+
+/// A password a source claims as a token, as read before it is checked: nothing verified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenClaim {
+    /// What failed logins with it count against before the check.
+    pub budget: Budget,
+    /// The token's claim set as decoded (unverified), for the same source's check.
+    pub claims: Arc<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// What a failed login counts against, decided before the check ([`Sources::budget`]), and
+/// the token claim it was read from, if a source claimed the credentials as a token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Budgeted {
+    /// What failures count against.
+    pub budget: Budget,
+    /// The name of the source that claimed the credentials as a token, and its claim.
+    pub(super) claim: Option<(String, TokenClaim)>,
+}
+
+impl Budgeted {
+    /// The claim that the source called `name` read, for its check.
+    pub(super) fn claim_of(&self, name: &str) -> Option<&TokenClaim> {
+        self.claim
+            .as_ref()
+            .filter(|(source, _)| source == name)
+            .map(|(_, claim)| claim)
     }
 }
 
@@ -267,12 +322,23 @@ impl Sources {
     }
 
     /// What a failed login with `credentials` counts against before it is checked: the
-    /// token budget of the first source that claims them as a token, else the canonical
-    /// account of the user name.
-    pub fn budget(&self, credentials: &Credentials) -> Budget {
-        self.configured()
-            .find_map(|slot| slot.source.token_budget(credentials))
-            .unwrap_or_else(|| Budget::Account(self.canonical_name(&credentials.username)))
+    /// token budget of the first source that claims them as a token (with that source's
+    /// claim, for its check), else the canonical account of the user name.
+    pub fn budget(&self, credentials: &Credentials) -> Budgeted {
+        match self.configured().find_map(|slot| {
+            slot.source
+                .token_claim(credentials)
+                .map(|claim| (slot.source.name().to_owned(), claim))
+        }) {
+            Some((source, claim)) => Budgeted {
+                budget: claim.budget.clone(),
+                claim: Some((source, claim)),
+            },
+            None => Budgeted {
+                budget: Budget::Account(self.canonical_name(&credentials.username)),
+                claim: None,
+            },
+        }
     }
 
     fn slot(&self, name: &str) -> Option<&Slot> {

@@ -15,7 +15,6 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::clock::Clock;
 use crate::identity::{
     AuthError, Credentials, Identity, LoginError, Logins, SOURCE_HTPASSWD, SOURCE_USERS,
-    UserDirectory,
 };
 use crate::issue::refresh::{Logouts, RefreshTokens};
 use crate::issue::signing;
@@ -165,8 +164,6 @@ pub struct TokenIssuer<'a> {
     pub keys: &'a dyn KeyProvider,
     /// Time source.
     pub clock: &'a dyn Clock,
-    /// regauth's own users (for refresh tokens).
-    pub users: &'a UserDirectory,
     /// Refresh tokens, when a refresh secret is configured.
     pub refresh: Option<&'a RefreshTokens>,
     /// Refresh tokens `regauth logout` revoked, when a store is configured.
@@ -305,7 +302,7 @@ impl<'a> TokenIssuer<'a> {
         ip: Option<IpAddr>,
     ) -> Result<Identity, IssueError> {
         let refresh = self.refresh.ok_or(IssueError::RefreshDisabled)?;
-        let users = self.users;
+        let users = self.logins.users();
         let claims = refresh
             .verify(token.expose_secret(), service, self.clock.now(), |name| {
                 users.lookup(name).map(|u| u.password_hash().to_owned())
@@ -376,7 +373,7 @@ impl<'a> TokenIssuer<'a> {
         if ![SOURCE_USERS, SOURCE_HTPASSWD].contains(&identity.source()) {
             return None;
         }
-        let user = self.users.lookup(identity.subject())?;
+        let user = self.logins.users().lookup(identity.subject())?;
         self.metrics.refresh_issued();
         Some(refresh.issue(user.name(), user.password_hash(), service, self.clock.now()))
     }

@@ -132,7 +132,6 @@ impl Application {
             clock,
             policy: Arc::new(config.acl.clone()),
             services: config.token.services.iter().cloned().collect(),
-            users,
             logins: Arc::clone(&logins),
             refresh,
             shutdown: Arc::clone(&shutdown),

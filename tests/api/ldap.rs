@@ -23,7 +23,7 @@ use crate::helpers::{TestApp, claims, spawn_app_with, user};
 use crate::support::skip_or_fail;
 use crate::support::{free_port, key_dir, write_config};
 
-const BASE: &str = "dc=example,dc=org";
+pub const BASE: &str = "dc=example,dc=org";
 const SERVICE_DN: &str = "cn=svc,dc=example,dc=org";
 const SERVICE_PASSWORD: &str = "svc-secret";
 const SLAPD: &str = "/usr/sbin/slapd";
@@ -177,12 +177,19 @@ impl Slapd {
             "ldap://127.0.0.1:{}/ ldaps://127.0.0.1:{}/",
             self.port, self.tls_port
         );
+        // `-d 256` (stats): one line per operation, appended to `slapd.log` (see
+        // [`Slapd::searches`]).
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path("slapd.log"))
+            .unwrap();
         let child = Command::new(SLAPD)
-            .args(["-h", &urls, "-d", "0", "-f"])
+            .args(["-h", &urls, "-d", "256", "-f"])
             .arg(self.dir.path().join("slapd.conf"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
         self.child = Some(child);
@@ -212,10 +219,29 @@ impl Slapd {
         format!("ldaps://127.0.0.1:{}", self.tls_port)
     }
 
+    /// Searches the directory has run so far with exactly `filter` (from its stats log).
+    pub fn searches(&self, filter: &str) -> usize {
+        let needle = format!(" filter=\"{filter}\"");
+        std::fs::read_to_string(self.path("slapd.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.contains(" SRCH base=") && line.contains(&needle))
+            .count()
+    }
+
     /// Adds `member` to the group `cn={group}` through the running slapd, as the rootdn, so
     /// the `memberof` overlay sees the change. (On a thread of its own: the blocking client
     /// starts a runtime, which it cannot do inside the test's.)
     pub fn add_member(&self, group: &str, member: &str) {
+        self.modify_members(group, ldap3::Mod::Add("member", HashSet::from([member])));
+    }
+
+    /// Removes `member` from the group `cn={group}`, as [`Slapd::add_member`] adds one.
+    pub fn remove_member(&self, group: &str, member: &str) {
+        self.modify_members(group, ldap3::Mod::Delete("member", HashSet::from([member])));
+    }
+
+    fn modify_members(&self, group: &str, change: ldap3::Mod<&str>) {
         let url = self.url();
         std::thread::scope(|scope| {
             scope.spawn(|| {
@@ -225,9 +251,8 @@ impl Slapd {
                     .unwrap()
                     .success()
                     .unwrap();
-                let mods = vec![ldap3::Mod::Add("member", HashSet::from([member]))];
                 admin
-                    .modify(&format!("cn={group},ou=groups,{BASE}"), mods)
+                    .modify(&format!("cn={group},ou=groups,{BASE}"), vec![change])
                     .unwrap()
                     .success()
                     .unwrap();
@@ -266,7 +291,7 @@ impl Drop for Slapd {
 }
 
 /// An app signing in against `ldap`, with a rule that gives group `devs` push on `team/*`.
-async fn app(ldap: LdapSettings, customize: impl FnOnce(&mut Settings)) -> TestApp {
+pub async fn app(ldap: LdapSettings, customize: impl FnOnce(&mut Settings)) -> TestApp {
     spawn_app_with(|s| {
         s.token.services = vec!["registry.test".into()];
         s.ldap = Some(ldap);
@@ -735,7 +760,7 @@ async fn name_variants_of_a_directory_user_share_one_budget_and_lock_out_togethe
 
 /// A listener that accepts connections and never answers, counting them; it stops
 /// accepting after 60 s.
-fn silent_directory() -> (u16, Arc<AtomicUsize>) {
+pub fn silent_directory() -> (u16, Arc<AtomicUsize>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();

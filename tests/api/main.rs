@@ -21,6 +21,7 @@ mod health;
 mod helpers;
 mod jwks;
 mod ldap;
+mod ldap_tokens;
 mod limits;
 mod metrics;
 mod oauth;

@@ -18,7 +18,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_regauth");
 const SEEN_WITHIN: Duration = Duration::from_secs(5);
 
 /// `store.url` pointing at `tokens.db` beside the test app's key.
-fn sqlite_store(s: &mut Settings) {
+pub(crate) fn sqlite_store(s: &mut Settings) {
     let path = s.key.path.with_file_name("tokens.db");
     s.store = Some(StoreSettings {
         url: format!("sqlite:{}", path.display()),
@@ -36,13 +36,13 @@ fn postgres_store(url: String) -> impl FnOnce(&mut Settings) {
 }
 
 /// A settings file for the command line with the app's `store.url`.
-fn config_file(app: &TestApp, url: &str) -> PathBuf {
+pub(crate) fn config_file(app: &TestApp, url: &str) -> PathBuf {
     let path = app.dir.path().join("store.yaml");
     std::fs::write(&path, format!("store:\n  url: \"{url}\"\n")).unwrap();
     path
 }
 
-fn store_url(app: &TestApp) -> String {
+pub(crate) fn store_url(app: &TestApp) -> String {
     format!("sqlite:{}", app.dir.path().join("tokens.db").display())
 }
 
@@ -63,7 +63,7 @@ fn regauth(config: &Path, args: &[&str]) -> (bool, String, String) {
 }
 
 /// `regauth token create ...`: the secret it prints.
-fn create(config: &Path, args: &[&str]) -> String {
+pub(crate) fn create(config: &Path, args: &[&str]) -> String {
     let mut all = vec!["token", "create"];
     all.extend_from_slice(args);
     let (ok, stdout, stderr) = regauth(config, &all);
@@ -82,7 +82,12 @@ fn revoke(config: &Path, key: &str) {
     assert!(ok, "token revoke failed: {stderr}");
 }
 
-async fn sign_in(address: &str, user: &str, password: &str, scope: &str) -> reqwest::Response {
+pub(crate) async fn sign_in(
+    address: &str,
+    user: &str,
+    password: &str,
+    scope: &str,
+) -> reqwest::Response {
     reqwest::Client::new()
         .get(format!(
             "{address}/token?service=registry.test&scope={scope}"
@@ -120,7 +125,7 @@ async fn post_password(
 }
 
 /// The actions granted by a `GET /token` answer for its first scope.
-async fn granted(response: reqwest::Response) -> Vec<String> {
+pub(crate) async fn granted(response: reqwest::Response) -> Vec<String> {
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     let access = &claims(body["token"].as_str().unwrap())["access"];
@@ -142,7 +147,7 @@ async fn granted(response: reqwest::Response) -> Vec<String> {
 /// Waits until the server at `address` holds `n` active tokens (its `/metrics` says so), so
 /// that the sign-ins that follow are not refused, and counted as failed logins, before the
 /// server's next read of the store.
-async fn wait_active(address: &str, n: usize) {
+pub(crate) async fn wait_active(address: &str, n: usize) {
     let needle = format!("regauth_access_tokens_active {n}\n");
     let start = Instant::now();
     loop {

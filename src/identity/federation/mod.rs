@@ -19,6 +19,8 @@ mod settings;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use data_encoding::BASE64URL_NOPAD;
@@ -33,7 +35,7 @@ pub use self::settings::{
     warnings,
 };
 use self::settings::{Rules, checked};
-use super::{Budget, Concurrency, Credentials, Identity, IdentitySource, Outcome};
+use super::{Budget, Concurrency, Credentials, Identity, IdentitySource, Outcome, TokenClaim};
 use crate::clock::Clock;
 use crate::echo::shorten;
 
@@ -132,6 +134,8 @@ struct Issuer {
 pub struct Federation {
     issuers: HashMap<String, Issuer>,
     clock: Arc<dyn Clock>,
+    /// Payloads of JWT-shaped passwords decoded (or tried) so far.
+    decoded: AtomicU64,
 }
 
 /// Errors building the issuers from valid settings (a JWKS file or CA file that cannot be
@@ -171,7 +175,11 @@ impl Federation {
             let keys = KeyStore::new(source, Arc::clone(&clock)).map_err(keys_error)?;
             issuers.insert(s.issuer.clone(), Issuer { rules, keys });
         }
-        Ok(Federation { issuers, clock })
+        Ok(Federation {
+            issuers,
+            clock,
+            decoded: AtomicU64::new(0),
+        })
     }
 
     /// No issuers: nothing to do.
@@ -211,6 +219,12 @@ impl Federation {
         read
     }
 
+    /// Payloads of JWT-shaped passwords decoded (or tried) so far: a login decodes its
+    /// token once. For tests.
+    pub fn claim_sets_decoded(&self) -> u64 {
+        self.decoded.load(Ordering::Relaxed)
+    }
+
     /// Fetches the keys of URL issuers that have none yet (blocking; failures are logged
     /// and retried on use).
     pub fn prefetch(&self) {
@@ -239,6 +253,19 @@ impl Federation {
         let Some((issuer, parts, claims)) = self.peek(password) else {
             return Ok(None);
         };
+        self.verify_read(issuer, parts, &claims, username, password)
+            .map(Some)
+    }
+
+    /// [`Federation::verify`] of a token already read: its issuer, parts and claim set.
+    fn verify_read(
+        &self,
+        issuer: &Issuer,
+        parts: Parts<'_>,
+        claims: &Map<String, Value>,
+        username: &str,
+        password: &str,
+    ) -> Result<Federated, FederationError> {
         let refused = |refusal| FederationError::Refused {
             issuer: issuer.rules.issuer.clone(),
             refusal,
@@ -268,33 +295,57 @@ impl Federation {
             return Err(refused(Refusal::Signature));
         }
         let now = self.clock.now().timestamp();
-        let expires_at = check_claims(&claims, &issuer.rules, now).map_err(refused)?;
-        check_required(&claims, &issuer.rules).map_err(refused)?;
-        let identity = map_identity(&claims, &issuer.rules).map_err(refused)?;
+        let expires_at = check_claims(claims, &issuer.rules, now).map_err(refused)?;
+        check_required(claims, &issuer.rules).map_err(refused)?;
+        let identity = map_identity(claims, &issuer.rules).map_err(refused)?;
         if username != TOKEN_USER && username != identity.subject() {
             return Err(refused(Refusal::UserName));
         }
-        Ok(Some(Federated {
+        Ok(Federated {
             identity,
             issuer: issuer.rules.issuer.clone(),
             expires_at: DateTime::from_timestamp(expires_at, 0).unwrap_or(DateTime::UNIX_EPOCH),
-        }))
+        })
     }
 
-    /// The brute-force budget of a token of a configured issuer: its issuer and its `sub` as
-    /// the token says (unverified: only failures of tokens whose signature verified ever
-    /// count against it).
-    fn subject_budget(&self, password: &str) -> Option<Budget> {
-        let (issuer, _, claims) = self.peek(password)?;
-        let subject = claims
-            .get("sub")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        Some(Budget::Subject {
-            issuer: issuer.rules.issuer.clone(),
-            subject,
-        })
+    /// The configured issuer a claim set names in `iss`.
+    fn issuer_of(&self, claims: &Map<String, Value>) -> Option<&Issuer> {
+        self.issuers.get(claims.get("iss")?.as_str()?)
+    }
+
+    /// What a login with this source's token (of `issuer`, with `claims`) answers: the
+    /// caller, or a refusal counted against the token's subject (its signature verified) or
+    /// its issuer (it did not).
+    fn outcome(
+        &self,
+        credentials: &Credentials,
+        issuer: &Issuer,
+        parts: Parts<'_>,
+        claims: &Map<String, Value>,
+    ) -> Outcome {
+        let password = credentials.password.expose_secret();
+        match self.verify_read(issuer, parts, claims, &credentials.username, password) {
+            Ok(federated) => {
+                log::debug!(
+                    "workload token of {} accepted for {:?}",
+                    federated.issuer,
+                    federated.identity.subject()
+                );
+                let left = (federated.expires_at - self.clock.now())
+                    .to_std()
+                    .unwrap_or_default();
+                Outcome::Authenticated(federated.identity.valid_until(Instant::now() + left))
+            }
+            Err(e @ FederationError::Refused { .. }) => {
+                log::info!("{e}");
+                if e.signature_verified() {
+                    Outcome::RejectedAs(subject_budget(issuer, claims))
+                } else {
+                    Outcome::RejectedAs(Budget::Issuer(issuer.rules.issuer.clone()))
+                }
+            }
+            Err(e @ FederationError::Unavailable { .. }) => Outcome::Unavailable(e.to_string()),
+        }
     }
 
     /// The issuer, the three parts and the claims of a password that is a JWT from a
@@ -307,11 +358,26 @@ impl Federation {
         if parts.payload.len() > MAX_CLAIMS_BYTES.div_ceil(3) * 4 {
             return None;
         }
+        self.decoded.fetch_add(1, Ordering::Relaxed);
         let payload = BASE64URL_NOPAD.decode(parts.payload.as_bytes()).ok()?;
         let claims: Map<String, Value> = serde_json::from_slice(&payload).ok()?;
-        let iss = claims.get("iss")?.as_str()?;
-        let issuer = self.issuers.get(iss)?;
+        let issuer = self.issuer_of(&claims)?;
         Some((issuer, parts, claims))
+    }
+}
+
+/// The brute-force budget of a token of `issuer`: the issuer and the token's `sub` as the
+/// token says (unverified: only failures of tokens whose signature verified ever count
+/// against it).
+fn subject_budget(issuer: &Issuer, claims: &Map<String, Value>) -> Budget {
+    let subject = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    Budget::Subject {
+        issuer: issuer.rules.issuer.clone(),
+        subject,
     }
 }
 
@@ -327,8 +393,12 @@ impl IdentitySource for Federation {
         !self.is_empty()
     }
 
-    fn token_budget(&self, credentials: &Credentials) -> Option<Budget> {
-        self.subject_budget(credentials.password.expose_secret())
+    fn token_claim(&self, credentials: &Credentials) -> Option<TokenClaim> {
+        let (issuer, _, claims) = self.peek(credentials.password.expose_secret())?;
+        Some(TokenClaim {
+            budget: subject_budget(issuer, &claims),
+            claims: Arc::new(claims),
+        })
     }
 
     fn concurrency(&self) -> Option<Concurrency> {
@@ -339,35 +409,24 @@ impl IdentitySource for Federation {
     }
 
     fn authenticate(&self, credentials: &Credentials) -> Outcome {
-        match self.verify(&credentials.username, credentials.password.expose_secret()) {
-            Ok(None) => Outcome::NotMine,
-            Ok(Some(federated)) => {
-                log::debug!(
-                    "workload token of {} accepted for {:?}",
-                    federated.issuer,
-                    federated.identity.subject()
-                );
-                let left = (federated.expires_at - self.clock.now())
-                    .to_std()
-                    .unwrap_or_default();
-                Outcome::Authenticated(
-                    federated
-                        .identity
-                        .valid_until(std::time::Instant::now() + left),
-                )
-            }
-            Err(e @ FederationError::Refused { .. }) => {
-                log::info!("{e}");
-                let password = credentials.password.expose_secret();
-                match (e.signature_verified(), self.subject_budget(password)) {
-                    (true, Some(budget)) => Outcome::RejectedAs(budget),
-                    (_, Some(Budget::Subject { issuer, .. })) => {
-                        Outcome::RejectedAs(Budget::Issuer(issuer))
-                    }
-                    _ => Outcome::Rejected,
-                }
-            }
-            Err(e @ FederationError::Unavailable { .. }) => Outcome::Unavailable(e.to_string()),
+        match self.peek(credentials.password.expose_secret()) {
+            Some((issuer, parts, claims)) => self.outcome(credentials, issuer, parts, &claims),
+            None => Outcome::NotMine,
+        }
+    }
+
+    /// The claim set `token_claim` decoded for these credentials is used as it is: only the
+    /// parts are split again (no decoding).
+    fn authenticate_claimed(
+        &self,
+        credentials: &Credentials,
+        claim: &TokenClaim,
+        _deadline: Option<Instant>,
+    ) -> Outcome {
+        let parts = Parts::split(credentials.password.expose_secret());
+        match (parts, self.issuer_of(&claim.claims)) {
+            (Some(parts), Some(issuer)) => self.outcome(credentials, issuer, parts, &claim.claims),
+            _ => Outcome::NotMine,
         }
     }
 }

@@ -851,3 +851,36 @@ fn warnings_name_unused_federation_and_multi_tenant_issuers_without_conditions()
     assert!(warnings(&[conditioned, own], true).is_empty());
     assert_eq!(warnings(&[gitlab], true).len(), 1);
 }
+
+#[tokio::test]
+async fn a_login_decodes_a_workload_token_once_for_its_budget_and_its_check() {
+    use crate::identity::{Credentials, LimitSettings, LoginOptions, Logins, Sources};
+    let f = fixture(|_| {});
+    let good = f.rsa.sign(&claims());
+    // The signature verifies, a later check refuses: counted against the subject.
+    let expired = f.rsa.sign(&with(claims(), json!({"exp": NOW - 3600})));
+    // The signature does not verify: counted against the issuer.
+    let forged = signer("rsa-1", Algorithm::RS256).sign(&claims());
+    let federation = Arc::new(f.federation);
+    let users = Arc::new(crate::identity::tests::directory(&[], None));
+    let sources = Sources::standard(
+        Some(Arc::clone(&federation) as Arc<dyn IdentitySource>),
+        Arc::clone(&users) as Arc<dyn IdentitySource>,
+        None,
+    );
+    let options = LoginOptions {
+        cache_ttl: std::time::Duration::ZERO,
+        workers: 1,
+        queue: 1,
+        limits: LimitSettings::default(),
+    };
+    let logins = Logins::with_sources(users, sources, &options).unwrap();
+    for (password, ok) in [(good, true), (expired, false), (forged, false)] {
+        let before = federation.claim_sets_decoded();
+        let result = logins
+            .login(Some(Credentials::new(TOKEN_USER, password)), None, None)
+            .await;
+        assert_eq!(result.is_ok(), ok, "{result:?}");
+        assert_eq!(federation.claim_sets_decoded() - before, 1);
+    }
+}

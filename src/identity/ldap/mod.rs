@@ -277,10 +277,13 @@ impl IdentitySource for LdapSource {
     }
 
     fn describe(&self, account: &str) -> Outcome {
+        self.describe_by(account, Instant::now() + self.timeout)
+    }
+
+    fn describe_by(&self, account: &str, deadline: Instant) -> Outcome {
         if !usable_name(account) {
             return Outcome::NotMine;
         }
-        let deadline = Instant::now() + self.timeout;
         self.with_conn(deadline, |source, conn| {
             source.look_up(conn, account, deadline)
         })

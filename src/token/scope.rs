@@ -12,6 +12,7 @@
 //! carries a registry host with a port (`localhost:5000/team/app`) parses. The deprecated class
 //! in `repository(plugin)` is accepted and dropped.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::str::FromStr;
@@ -56,14 +57,18 @@ impl ScopeError {
 }
 
 /// One action of a resource scope: `pull`, `push`, `delete`, `*` or another lowercase word.
+/// The usual ones are held as static text, so parsing and copying them never allocates.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
-pub struct Action(String);
+pub struct Action(Cow<'static, str>);
+
+/// Actions held without an allocation.
+const STATIC_ACTIONS: [&str; 4] = ["pull", "push", "delete", "*"];
 
 impl Action {
     /// The wildcard action that covers every action.
     pub fn all() -> Self {
-        Action("*".to_owned())
+        Action(Cow::Borrowed("*"))
     }
 
     /// True for `*`.
@@ -93,7 +98,10 @@ impl FromStr for Action {
         if !s.bytes().all(|b| b.is_ascii_lowercase()) {
             return Err("actions are lowercase letters or '*'");
         }
-        Ok(Action(s.to_owned()))
+        Ok(match STATIC_ACTIONS.iter().find(|known| **known == s) {
+            Some(known) => Action(Cow::Borrowed(known)),
+            None => Action(Cow::Owned(s.to_owned())),
+        })
     }
 }
 
@@ -106,24 +114,39 @@ impl fmt::Display for Action {
 /// The empty action list, for answers that borrow one.
 pub static NO_ACTIONS: Actions = Actions {
     order: Vec::new(),
-    seen: BTreeSet::new(),
+    seen: None,
 };
+
+/// Actions an [`Actions`] holds before it builds its set: up to here a scan of the list is
+/// cheaper than a tree (a request's scope holds at most [`MAX_ACTIONS`]).
+const LINEAR_ACTIONS: usize = MAX_ACTIONS;
 
 /// An ordered set of actions: the first occurrence of each action is kept, repeats collapse,
 /// and the order of first occurrence is the order shown (in tokens, the audit log and the
 /// OAuth2 `scope` answer).
 ///
-/// Membership is answered by a sorted set beside the list, so adding an action costs
-/// O(log n) however many are already held; nothing searches the list.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// Membership is a scan of the list while it holds at most [`LINEAR_ACTIONS`] (16, what a
+/// request's scope may carry), and a sorted set beside the list past that: adding an action
+/// costs at most 16 comparisons or O(log n), however many are already held.
+#[derive(Debug, Clone, Default, Serialize)]
 #[serde(transparent)]
 pub struct Actions {
     /// The actions in order of first occurrence.
     order: Vec<Action>,
-    /// The same actions, for membership.
+    /// The same actions, for membership, once there are more than [`LINEAR_ACTIONS`] (only
+    /// a rule's list can be that long: a request's scope is capped at [`MAX_ACTIONS`]).
     #[serde(skip)]
-    seen: BTreeSet<Action>,
+    seen: Option<BTreeSet<Action>>,
 }
+
+/// Equal when the same actions are listed in the same order (`seen` only mirrors `order`).
+impl PartialEq for Actions {
+    fn eq(&self, other: &Actions) -> bool {
+        self.order == other.order
+    }
+}
+
+impl Eq for Actions {}
 
 /// Adding an action would take a resource past [`MAX_ACTIONS`] distinct actions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -138,16 +161,35 @@ impl Actions {
 
     /// Adds an action unless it is already present.
     pub fn insert(&mut self, action: Action) {
-        if !self.seen.contains(&action) {
-            self.seen.insert(action.clone());
-            self.order.push(action);
+        if self.holds(&action) {
+            return;
+        }
+        match &mut self.seen {
+            Some(seen) => {
+                seen.insert(action.clone());
+            }
+            None if self.order.len() >= LINEAR_ACTIONS => {
+                let mut seen: BTreeSet<Action> = self.order.iter().cloned().collect();
+                seen.insert(action.clone());
+                self.seen = Some(seen);
+            }
+            None => {}
+        }
+        self.order.push(action);
+    }
+
+    /// True when `action` itself is listed (no wildcard reading).
+    fn holds(&self, action: &Action) -> bool {
+        match &self.seen {
+            Some(seen) => seen.contains(action),
+            None => self.order.contains(action),
         }
     }
 
     /// Adds an action unless it is already present, refusing to hold more than
     /// [`MAX_ACTIONS`] distinct ones (what parsing a request uses).
     pub fn try_insert(&mut self, action: Action) -> Result<(), TooManyActions> {
-        if self.seen.contains(&action) {
+        if self.holds(&action) {
             return Ok(());
         }
         if self.order.len() >= MAX_ACTIONS {
@@ -160,12 +202,15 @@ impl Actions {
     /// True when the list holds `*`.
     pub fn has_wildcard(&self) -> bool {
         // `*` sorts before every lowercase action, so it is first when present.
-        self.seen.first().is_some_and(Action::is_wildcard)
+        match &self.seen {
+            Some(seen) => seen.first().is_some_and(Action::is_wildcard),
+            None => self.order.iter().any(Action::is_wildcard),
+        }
     }
 
     /// True when `action` is in the list or the list holds `*`.
     pub fn allows(&self, action: &Action) -> bool {
-        self.has_wildcard() || self.seen.contains(action)
+        self.has_wildcard() || self.holds(action)
     }
 
     /// The actions of `self` that `allowed` permits.
@@ -181,7 +226,7 @@ impl Actions {
         }
         self.order
             .iter()
-            .filter(|a| allowed.seen.contains(*a))
+            .filter(|a| allowed.holds(a))
             .cloned()
             .collect()
     }
@@ -812,6 +857,46 @@ mod tests {
         let scope: ResourceScope = largest.parse().unwrap();
         assert_eq!(scope.actions.len(), MAX_ACTIONS);
         assert!(scope.to_string().len() <= MAX_SCOPE_LEN);
+    }
+
+    #[test]
+    fn a_long_rule_list_keeps_order_repeats_and_membership_past_the_scan() {
+        // A rule may list more actions than a request may ask for: past LINEAR_ACTIONS the
+        // list gets its set, and answers the same.
+        let names: Vec<String> = (0..3 * LINEAR_ACTIONS)
+            .map(|i| format!("a{}", char::from(b'a' + (i % 26) as u8)).repeat(i / 26 + 1))
+            .collect();
+        let mut long = Actions::none();
+        for name in names.iter().chain(&names) {
+            long.insert(name.parse().unwrap());
+        }
+        let shown: Vec<&str> = long.iter().map(Action::as_str).collect();
+        assert_eq!(shown, names.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(long.seen.is_some(), "the set is built past the scan");
+        let last: Action = names.last().unwrap().parse().unwrap();
+        assert!(long.allows(&last));
+        assert!(!long.allows(&"pull".parse().unwrap()));
+        assert!(!long.has_wildcard());
+        long.insert(Action::all());
+        assert!(long.has_wildcard() && long.allows(&"pull".parse().unwrap()));
+
+        // Intersections and equality read the list, whichever way membership is kept.
+        let asked: Actions = ["pull", names[0].as_str(), last.as_str()]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let mut without_wildcard = Actions::none();
+        for name in &names {
+            without_wildcard.insert(name.parse().unwrap());
+        }
+        let granted = asked.intersect(&without_wildcard);
+        assert_eq!(granted.to_string(), format!("{},{}", names[0], last));
+        assert_eq!(without_wildcard, without_wildcard.clone());
+        assert_ne!(without_wildcard, long);
+        // The usual actions are static text; others are owned, and both compare as text.
+        assert!(matches!("pull".parse::<Action>().unwrap().0, Cow::Borrowed(_)));
+        assert!(matches!("mount".parse::<Action>().unwrap().0, Cow::Owned(_)));
+        assert_eq!("pull".parse::<Action>().unwrap(), Action(Cow::Owned("pull".into())));
     }
 
     #[test]

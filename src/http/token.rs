@@ -4,7 +4,7 @@
 
 use std::io::Write as _;
 
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
@@ -72,9 +72,10 @@ pub struct TokenResponse {
 pub(super) fn no_store(
     mut response: actix_web::HttpResponseBuilder,
 ) -> actix_web::HttpResponseBuilder {
+    // Static values: no copy of the text per response.
     response
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::PRAGMA, "no-cache"));
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")));
     response
 }
 
@@ -123,7 +124,7 @@ async fn answer_get(
         issued.refresh_token.as_deref(),
     );
     Ok(no_store(HttpResponse::Ok())
-        .content_type(header::ContentType::json())
+        .insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/json")))
         .body(body))
 }
 

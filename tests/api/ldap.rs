@@ -547,15 +547,7 @@ async fn a_directory_outage_is_503_without_lockouts_and_logins_recover_when_it_r
 
     slapd.stop();
     for _ in 0..4 {
-        let response = token_as(&app, "alice", "alice-pw").await;
-        assert_eq!(response.status(), 503);
-        assert_eq!(response.headers().get("retry-after").unwrap(), "5");
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(body["errors"][0]["code"], "UNAVAILABLE");
-        assert!(
-            !body.to_string().contains("127.0.0.1"),
-            "no directory detail in the body: {body}"
-        );
+        assert_unavailable(token_as(&app, "alice", "alice-pw").await).await;
     }
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(
@@ -920,4 +912,17 @@ fn tls_without_ca_file_and_without_system_roots_is_refused_at_start() {
             "{tls}: {stderr}"
         );
     }
+}
+
+/// A sign-in refused because the directory is down: 503 with `Retry-After: 5` and an
+/// `UNAVAILABLE` body that names no directory detail (address, error text).
+pub async fn assert_unavailable(response: reqwest::Response) {
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers().get("retry-after").unwrap(), "5");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "UNAVAILABLE");
+    assert!(
+        !body.to_string().contains("127.0.0.1"),
+        "no directory detail in the body: {body}"
+    );
 }

@@ -124,7 +124,10 @@ async fn answer_get(
         issued.refresh_token.as_deref(),
     );
     Ok(no_store(HttpResponse::Ok())
-        .insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/json")))
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ))
         .body(body))
 }
 

@@ -894,9 +894,18 @@ mod tests {
         assert_eq!(without_wildcard, without_wildcard.clone());
         assert_ne!(without_wildcard, long);
         // The usual actions are static text; others are owned, and both compare as text.
-        assert!(matches!("pull".parse::<Action>().unwrap().0, Cow::Borrowed(_)));
-        assert!(matches!("mount".parse::<Action>().unwrap().0, Cow::Owned(_)));
-        assert_eq!("pull".parse::<Action>().unwrap(), Action(Cow::Owned("pull".into())));
+        assert!(matches!(
+            "pull".parse::<Action>().unwrap().0,
+            Cow::Borrowed(_)
+        ));
+        assert!(matches!(
+            "mount".parse::<Action>().unwrap().0,
+            Cow::Owned(_)
+        ));
+        assert_eq!(
+            "pull".parse::<Action>().unwrap(),
+            Action(Cow::Owned("pull".into()))
+        );
     }
 
     #[test]

@@ -30,8 +30,9 @@
 //! - [`fs`]: watching files for replacement, reading a key and certificate as one pair,
 //!   and writing files atomically.
 //! - [`support`]: infrastructure several layers share: the rustls provider and trust
-//!   roots, a poison-tolerant lock, case-insensitive setting values.
-//! - [`clock`] (time, so tests can move it), [`echo`] (shortening client input before it
+//!   roots, a poison-tolerant lock, case-insensitive setting values, random bytes for
+//!   identifiers (`jti`, request ids) drawn a block at a time.
+//! - [`clock`] (time, so tests can move it, and its RFC 3339 text), [`echo`] (shortening client input before it
 //!   is echoed in logs and errors) and [`matching`] (the one-or-more and `/regex/` syntax
 //!   access rules and federation's claim requirements share).
 //!

@@ -125,9 +125,9 @@ const LINEAR_ACTIONS: usize = MAX_ACTIONS;
 /// and the order of first occurrence is the order shown (in tokens, the audit log and the
 /// OAuth2 `scope` answer).
 ///
-/// Membership is a scan of the list while it holds at most [`LINEAR_ACTIONS`] (16, what a
-/// request's scope may carry), and a sorted set beside the list past that: adding an action
-/// costs at most 16 comparisons or O(log n), however many are already held.
+/// Membership is a scan of the list while it holds at most 16 actions (what a request's
+/// scope may carry), and a sorted set beside the list past that: adding an action costs at
+/// most 16 comparisons or O(log n), however many are already held.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(transparent)]
 pub struct Actions {
@@ -375,9 +375,9 @@ const LINEAR_SCOPES: usize = 8;
 /// than [`MAX_ACTIONS`] actions.
 ///
 /// The work is linear in the size of `values`: each scope is read once, looked up by resource
-/// (a scan while there are at most [`LINEAR_SCOPES`] distinct ones, a hash map past that), and each of its actions costs a set lookup of at most [`MAX_ACTIONS`]
-/// entries. The size of `values` itself is bounded by the request limits
-/// (`crate::http::limits`), not here.
+/// (a scan while there are at most 8 distinct ones, a hash map past that), and each of its
+/// actions costs a lookup among at most [`MAX_ACTIONS`] entries. The size of `values`
+/// itself is bounded by the request limits (`crate::http::limits`), not here.
 pub fn parse_limited<'a, I>(values: I, max: usize) -> Result<Vec<ResourceScope>, ScopesError>
 where
     I: IntoIterator<Item = &'a str>,

@@ -131,36 +131,39 @@ pub fn rfc3339(time: &DateTime<Utc>, format: SecondsFormat) -> Rfc3339 {
     let millis = time.nanosecond() / 1_000_000;
     // A leap second (nanoseconds past 10^9) and years outside 0..=9999 take chrono's way.
     let plain = millis < 1_000 && matches!(format, SecondsFormat::Secs | SecondsFormat::Millis);
-    let prefix = LAST.with(|last| {
-        let (cached, text) = last.get();
-        if cached == second {
-            return Some(text);
-        }
-        let mut text = Rfc3339 {
-            bytes: [0; 32],
-            len: 0,
+    // Only plain times touch the cache: a leap second shares its timestamp with the second
+    // before it, and its `:60` must not be kept for that second's other instants.
+    let prefix = plain
+        .then(|| {
+            LAST.with(|last| {
+                let (cached, text) = last.get();
+                if cached == second {
+                    return Some(text);
+                }
+                let mut text = Rfc3339 {
+                    bytes: [0; 32],
+                    len: 0,
+                };
+                write!(text, "{}", time.format("%Y-%m-%dT%H:%M:%S")).ok()?;
+                let prefix: [u8; 19] = text.bytes.get(..19)?.try_into().ok()?;
+                if text.len != 19 {
+                    return None;
+                }
+                last.set((second, prefix));
+                Some(prefix)
+            })
+        })
+        .flatten();
+    if let Some(prefix) = prefix {
+        out.bytes[..19].copy_from_slice(&prefix);
+        out.len = 19;
+        let written = match format {
+            SecondsFormat::Millis => write!(out, ".{millis:03}Z"),
+            _ => out.write_str("Z"),
         };
-        write!(text, "{}", time.format("%Y-%m-%dT%H:%M:%S")).ok()?;
-        let prefix: [u8; 19] = text.bytes.get(..19)?.try_into().ok()?;
-        if text.len != 19 {
-            return None;
+        if written.is_ok() {
+            return out;
         }
-        last.set((second, prefix));
-        Some(prefix)
-    });
-    match prefix {
-        Some(prefix) if plain => {
-            out.bytes[..19].copy_from_slice(&prefix);
-            out.len = 19;
-            let written = match format {
-                SecondsFormat::Millis => write!(out, ".{millis:03}Z"),
-                _ => out.write_str("Z"),
-            };
-            if written.is_ok() {
-                return out;
-            }
-        }
-        _ => {}
     }
     out.len = 0;
     // Fits: chrono's widest RFC 3339 text is under 32 bytes for these formats; if it were
@@ -184,6 +187,8 @@ mod rfc3339_tests {
             DateTime::from_timestamp(-62_167_219_200, 0).unwrap(), // year 0
             DateTime::from_timestamp(-62_167_219_201, 0).unwrap(), // year -1
             DateTime::from_timestamp(1_483_228_799, 1_500_000_000).unwrap(), // a leap second
+            // The second the leap second shares its timestamp with, after it.
+            DateTime::from_timestamp(1_483_228_799, 250_000_000).unwrap(),
         ];
         // A walk over many seconds and sub-second values, twice each (cached and not).
         let mut t = 1_700_000_000_i64;

@@ -261,7 +261,7 @@ impl Logins {
             .limiter
             .as_ref()
             .map(|_| inner.sources.budget(&credentials));
-        let budget = budgeted.as_ref().map(|b| &b.budget);
+        let budget = budgeted.as_ref().map(Budgeted::budget);
         if let (Some(limiter), Some(budget)) = (&inner.limiter, budget)
             && let Err(retry_after) = limiter.check(ip, budget, Instant::now())
         {

@@ -163,23 +163,37 @@ pub struct TokenClaim {
     pub claims: Arc<serde_json::Map<String, serde_json::Value>>,
 }
 
-/// What a failed login counts against, decided before the check ([`Sources::budget`]), and
-/// the token claim it was read from, if a source claimed the credentials as a token.
+/// What a failed login counts against, decided before the check ([`Sources::budget`]): the
+/// canonical account, or the claim of the source that read the credentials as a token (its
+/// budget, and what it decoded, for its check).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Budgeted {
-    /// What failures count against.
-    pub budget: Budget,
-    /// The name of the source that claimed the credentials as a token, and its claim.
-    pub(super) claim: Option<(String, TokenClaim)>,
+pub enum Budgeted {
+    /// Credentials signing in by user name: their canonical account.
+    Account(Budget),
+    /// Credentials the source called `source` claimed as a token.
+    Token {
+        /// The claiming source's name.
+        source: String,
+        /// What it read.
+        claim: TokenClaim,
+    },
 }
 
 impl Budgeted {
+    /// What failures count against.
+    pub fn budget(&self) -> &Budget {
+        match self {
+            Budgeted::Account(budget) => budget,
+            Budgeted::Token { claim, .. } => &claim.budget,
+        }
+    }
+
     /// The claim that the source called `name` read, for its check.
     pub(super) fn claim_of(&self, name: &str) -> Option<&TokenClaim> {
-        self.claim
-            .as_ref()
-            .filter(|(source, _)| source == name)
-            .map(|(_, claim)| claim)
+        match self {
+            Budgeted::Token { source, claim } if source == name => Some(claim),
+            _ => None,
+        }
     }
 }
 
@@ -330,14 +344,8 @@ impl Sources {
                 .token_claim(credentials)
                 .map(|claim| (slot.source.name().to_owned(), claim))
         }) {
-            Some((source, claim)) => Budgeted {
-                budget: claim.budget.clone(),
-                claim: Some((source, claim)),
-            },
-            None => Budgeted {
-                budget: Budget::Account(self.canonical_name(&credentials.username)),
-                claim: None,
-            },
+            Some((source, claim)) => Budgeted::Token { source, claim },
+            None => Budgeted::Account(Budget::Account(self.canonical_name(&credentials.username))),
         }
     }
 

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::super::source::{Slot, stamped};
 use super::super::{AuthError, Budgeted, Credentials, Identity, Outcome, TokenClaim};
@@ -104,43 +104,51 @@ impl Inner {
         let source = Arc::clone(slot.source());
         let credentials = credentials.clone();
         let claim = claim.cloned();
-        let outcome =
-            match slot.permits() {
-                Some((permits, deadline)) => {
-                    let until = Instant::now() + *deadline;
-                    let permit =
-                        match tokio::time::timeout(*deadline, Arc::clone(permits).acquire_owned())
-                            .await
-                        {
-                            Ok(Ok(permit)) => permit,
-                            Ok(Err(e)) => return Err((LoginError::Failed(e.to_string()), None)),
-                            Err(_) => return Ok(None),
-                        };
-                    tokio::task::spawn_blocking(move || {
-                        let _permit = permit;
-                        match claim {
-                            Some(claim) => {
-                                source.authenticate_claimed(&credentials, &claim, Some(until))
-                            }
-                            None => source.authenticate_by(&credentials, until),
+        let outcome = match slot.permits() {
+            Some((permits, deadline)) => {
+                let Some((permit, until)) = network_slot(permits, *deadline).await? else {
+                    return Ok(None);
+                };
+                tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    match claim {
+                        Some(claim) => {
+                            source.authenticate_claimed(&credentials, &claim, Some(until))
                         }
-                    })
-                    .await
-                }
-                None => {
-                    let permits = self.cpu_permits().await?;
-                    tokio::task::spawn_blocking(move || {
-                        let _permits = permits;
-                        match claim {
-                            Some(claim) => source.authenticate_claimed(&credentials, &claim, None),
-                            None => source.authenticate(&credentials),
-                        }
-                    })
-                    .await
-                }
-            };
+                        None => source.authenticate_by(&credentials, until),
+                    }
+                })
+                .await
+            }
+            None => {
+                let permits = self.cpu_permits().await?;
+                tokio::task::spawn_blocking(move || {
+                    let _permits = permits;
+                    match claim {
+                        Some(claim) => source.authenticate_claimed(&credentials, &claim, None),
+                        None => source.authenticate(&credentials),
+                    }
+                })
+                .await
+            }
+        };
         outcome
             .map(Some)
             .map_err(|e| (LoginError::Failed(e.to_string()), None))
+    }
+}
+
+/// One of a network source's own check slots (`permits`), waited for at most `deadline`:
+/// the permit and the instant the source's work must end by; `None` when no slot came free
+/// in time. A login's check and a token owner's lookup both take their slot here.
+pub(super) async fn network_slot(
+    permits: &Arc<Semaphore>,
+    deadline: Duration,
+) -> Result<Option<(OwnedSemaphorePermit, Instant)>, Refused> {
+    let until = Instant::now() + deadline;
+    match tokio::time::timeout(deadline, Arc::clone(permits).acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(Some((permit, until))),
+        Ok(Err(e)) => Err((LoginError::Failed(e.to_string()), None)),
+        Err(_) => Ok(None),
     }
 }

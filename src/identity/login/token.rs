@@ -15,7 +15,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use secrecy::ExposeSecret;
 
@@ -84,23 +83,20 @@ impl Inner {
     /// the first source that knows the account decides, and one that cannot answer makes the
     /// lookup unavailable.
     async fn describe(&self, name: &str) -> Result<Option<Identity>, Refused> {
+        let unavailable = |source: &str| {
+            self.counters.unavailable.fetch_add(1, Ordering::Relaxed);
+            Err((LoginError::Unavailable(source.to_owned()), None))
+        };
         for slot in self.sources.configured() {
             let source = slot.source().name();
-            let outcome = match self.describe_on(slot, name).await? {
-                Some(outcome) => outcome,
-                None => {
-                    log::debug!("identity source {source} is busy: every check slot stayed taken");
-                    self.counters.unavailable.fetch_add(1, Ordering::Relaxed);
-                    return Err((LoginError::Unavailable(source.to_owned()), None));
-                }
+            let Some(outcome) = self.describe_on(slot, name).await? else {
+                log::debug!("identity source {source} is busy: every check slot stayed taken");
+                return unavailable(source);
             };
             slot.note(&outcome);
             match outcome {
                 Outcome::Authenticated(identity) => return Ok(Some(stamped(identity, source))),
-                Outcome::Unavailable(_) => {
-                    self.counters.unavailable.fetch_add(1, Ordering::Relaxed);
-                    return Err((LoginError::Unavailable(source.to_owned()), None));
-                }
+                Outcome::Unavailable(_) => return unavailable(source),
                 Outcome::Rejected | Outcome::RejectedAs(_) | Outcome::NotMine => {}
             }
         }
@@ -108,8 +104,8 @@ impl Inner {
     }
 
     /// One source's lookup of `name` on a blocking thread; a network source's holds one of
-    /// its slots (which goes with the thread, as for a login's check in `chain.rs`). `None` when no slot came
-    /// free within the source's deadline.
+    /// its slots (which goes with the thread, as for a login's check in `chain.rs`). `None`
+    /// when no slot came free within the source's deadline.
     async fn describe_on(&self, slot: &Slot, name: &str) -> Result<Option<Outcome>, Refused> {
         let source = Arc::clone(slot.source());
         let name = name.to_owned();
@@ -120,13 +116,9 @@ impl Inner {
                 .map(Some)
                 .map_err(failed);
         };
-        let until = Instant::now() + *deadline;
-        let permit =
-            match tokio::time::timeout(*deadline, Arc::clone(permits).acquire_owned()).await {
-                Ok(Ok(permit)) => permit,
-                Ok(Err(e)) => return Err((LoginError::Failed(e.to_string()), None)),
-                Err(_) => return Ok(None),
-            };
+        let Some((permit, until)) = super::chain::network_slot(permits, *deadline).await? else {
+            return Ok(None);
+        };
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             source.describe_by(&name, until)

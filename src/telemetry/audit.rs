@@ -152,8 +152,9 @@ const WAKE_BYTES: usize = MAX_PENDING_BYTES / 4;
 /// for `BATCH_WINDOW` (10 ms; less once a quarter of the buffer is used), swaps the buffer
 /// out and writes it in one call of whole lines, without holding the requests' lock. Lines
 /// therefore reach the sink about 10 ms late, and a busy server makes at most about a
-/// hundred writes a second instead of one per token. When the buffer is full (the sink is slower than the requests)
-/// lines are dropped and counted, never queued without bound nor written by a request.
+/// hundred writes a second instead of one per token. When the buffer is full (the sink is
+/// slower than the requests) lines are dropped and counted, never queued without bound nor
+/// written by a request.
 pub struct AuditLog {
     output: Output,
     shared: Arc<Shared>,

@@ -114,7 +114,7 @@ impl ClaimsBuilder {
     }
 }
 
-/// A fresh token id: 144 bits from the system CSPRNG, base64url.
+/// A fresh token id: 144 bits of CSPRNG output ([`crate::support::random`]), base64url.
 fn new_jti() -> Result<String, ClaimsError> {
     let mut bytes = [0u8; JTI_BYTES];
     crate::support::random::fill(&mut bytes).map_err(|_| ClaimsError::Random)?;

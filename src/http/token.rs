@@ -2,8 +2,6 @@
 //! `Authorization` header in, the issuing pipeline ([`crate::issue::pipeline`]), the token
 //! response out.
 
-use std::io::Write as _;
-
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
@@ -12,6 +10,7 @@ use super::request::{client_ip, credentials};
 use super::{ApiError, AppState, trail};
 use crate::issue::pipeline::Proof;
 use crate::issue::trail::Trail;
+use crate::support::json;
 use crate::telemetry::metrics::AuthFailure;
 
 /// The query parameters clients send. Unknown parameters are ignored.
@@ -135,7 +134,7 @@ async fn answer_get(
 /// appears twice, and copying it for a second `String` and scanning both for characters to
 /// escape is most of what serializing the struct costs. A JWS is base64url and dots, and
 /// `issued_at` RFC 3339, so neither needs escaping (debug builds check); the refresh token
-/// goes through `serde_json`. The bytes equal `serde_json::to_vec(&TokenResponse {..})`
+/// goes through [`json::push_str`]. The bytes equal `serde_json::to_vec(&TokenResponse {..})`
 /// (pinned by a test below).
 fn response_body(
     token: &str,
@@ -154,15 +153,11 @@ fn response_body(
     field(&mut body, "{\"token\":", token);
     field(&mut body, ",\"access_token\":", token);
     body.extend_from_slice(b",\"expires_in\":");
-    // Into a Vec, `write!` cannot fail.
-    let _ = write!(body, "{expires_in}");
+    json::push_i64(&mut body, expires_in);
     field(&mut body, ",\"issued_at\":", issued_at);
     if let Some(refresh) = refresh_token {
         body.extend_from_slice(b",\"refresh_token\":");
-        if serde_json::to_writer(&mut body, refresh).is_err() {
-            // Writing a string into a Vec cannot fail; an empty string keeps the JSON valid.
-            body.extend_from_slice(b"\"\"");
-        }
+        json::push_str(&mut body, refresh);
     }
     body.push(b'}');
     body

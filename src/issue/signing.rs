@@ -12,9 +12,6 @@ use crate::token::claims::Claims;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SigningError {
-    /// The claims did not serialize (not expected for [`Claims`]).
-    #[error("claims could not be serialized: {0}")]
-    Serialize(#[from] serde_json::Error),
     /// The crypto library refused to sign.
     #[error(transparent)]
     Crypto(#[from] crate::keys::SignError),
@@ -22,7 +19,7 @@ pub enum SigningError {
 
 /// Signs `claims` with `key` and returns the compact JWT.
 pub fn sign(claims: &Claims, key: &SigningKey) -> Result<String, SigningError> {
-    let payload = serde_json::to_vec(claims)?;
+    let payload = claims.to_json();
     let header = key.header_b64();
     let mut token = String::with_capacity(header.len() + payload.len() * 4 / 3 + 700);
     token.push_str(header);

@@ -9,14 +9,18 @@
 #   anon-audit   the same with audit.enabled: false
 #   basic        GET /token with Basic credentials of a `users:` entry, answered from the
 #                login cache (audit on)
+#   anon-hs256   the anon+audit request on a server with an HS256 key: the same token path
+#                with an HMAC (about 1 us) in place of the P-256 signature
 #
 # then times one P-256 signature with `openssl speed ecdsap256` and prints, per row, the
-# median CPU per request over the rounds and token / (healthz + signature).
+# median CPU per request over the rounds and token / (healthz + signature). It also splits
+# anon+audit in two: the token path without its signature (anon-hs256 - healthz) and the
+# P-256 signature as the server pays it (anon+audit - anon-hs256), next to openssl's loop.
 #
 #   scripts/cpu.sh [--bin PATH] [--rounds N] [--seconds S] [--connections C] [--perf FILE]
 #
 # Needs wrk, openssl and curl. Without --bin, $CARGO_TARGET_DIR/release/regauth (or
-# target/release/regauth) is built if missing. A run takes about rounds × 4 × seconds plus
+# target/release/regauth) is built if missing. A run takes about rounds × 5 × seconds plus
 # 6 s for openssl. --perf FILE also records the anonymous audit-on row of the first round
 # with `perf record -g` (cpu-clock) into FILE for `perf report -i FILE`.
 #
@@ -55,16 +59,17 @@ cleanup() {
 trap cleanup EXIT
 
 "$BIN" keygen --alg es256 --out "$WORK/keys" >/dev/null
+"$BIN" keygen --alg hs256 --out "$WORK/hmac" >/dev/null
 HASH="$(printf 's3cret' | "$BIN" hash-password --cost 10)"
 BASIC="Authorization: Basic $(printf 'alice:s3cret' | base64)"
 TOKEN_PATH="/token?service=registry.test&scope=repository:x:pull"
 
-# start NAME EXTRA_YAML: starts a server, sets ADDR_<NAME> and PID_<NAME>.
+# start NAME EXTRA_YAML [KEY_YAML]: starts a server, sets ADDR_<NAME> and PID_<NAME>.
 start() {
-  local name="$1" extra="$2"
+  local name="$1" extra="$2" key="${3:-"{path: \"$WORK/keys/signing.key\"}"}"
   cat > "$WORK/$name.yaml" <<YAML
 server: {listen: "127.0.0.1:0"}
-key: {path: "$WORK/keys/signing.key"}
+key: $key
 token: {services: [registry.test]}
 users:
   alice: {password: "$HASH"}
@@ -84,6 +89,7 @@ YAML
 }
 start audit ""
 start quiet "audit: {enabled: false}"
+start hmac "" "{path: \"$WORK/hmac/signing.key\", algorithm: HS256}"
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 HZ="$(getconf CLK_TCK)"
@@ -124,6 +130,7 @@ for ROUND in $(seq "$ROUNDS"); do
   measure anon+audit audit "$TOKEN_PATH"
   measure anon-audit quiet "$TOKEN_PATH"
   measure basic audit "$TOKEN_PATH" "$BASIC"
+  measure anon-hs256 hmac "$TOKEN_PATH"
 done
 # Sanity: the audit-on server wrote audit lines, the other none.
 grep -q '"outcome":"issued"' "$WORK/audit.log" || { echo "no audit line written" >&2; exit 1; }
@@ -144,10 +151,16 @@ FLOOR="$(awk -v h="$HEALTHZ" -v s="$SIGN_US" 'BEGIN {printf "%.2f", h + s}')"
 echo
 echo "one P-256 signature (openssl speed ecdsap256): $SIGN_US us; floor = healthz + signature = $FLOOR us"
 printf "%-12s %12s %14s %22s\n" row "median us" "range" "ratio to the floor"
-for row in healthz anon+audit anon-audit basic; do
+for row in healthz anon+audit anon-audit basic anon-hs256; do
   m="$(median "$row")"
-  if [ "$row" = healthz ]; then ratio="-"; else
+  if [ "$row" = healthz ] || [ "$row" = anon-hs256 ]; then ratio="-"; else
     ratio="$(awk -v m="$m" -v f="$FLOOR" 'BEGIN {printf "%.2f", m / f}')"; fi
   printf "%-12s %12s %14s %22s\n" "$row" "$m" "$(range "$row")" "$ratio"
 done
+ANON="$(median anon+audit)" HMAC="$(median anon-hs256)"
+awk -v a="$ANON" -v m="$HMAC" -v h="$HEALTHZ" -v s="$SIGN_US" 'BEGIN {
+  printf "\nanon+audit split by the anon-hs256 row (medians):\n"
+  printf "  token path without its signature (anon-hs256 - healthz): %6.2f us\n", m - h
+  printf "  P-256 signature in the server (anon+audit - anon-hs256): %6.2f us (%.2f x openssl'"'"'s loop)\n", a - m, (a - m) / s
+}'
 echo "machine: $(nproc) cores, load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

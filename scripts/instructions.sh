@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Instructions per request, counted by valgrind (callgrind): the same binary and requests
-# give the same counts whatever else the machine is doing, so a change on the token path
-# can be measured to a fraction of a percent where CPU time (scripts/cpu.sh) moves by ±10 %
-# from one run to the next on a shared machine. It counts user-space instructions only: the
+# give nearly the same counts whatever else the machine is doing (the token rows within
+# about 1 %, /healthz within 2 %: background threads and timers vary a little), so a change
+# on the token path can be measured where CPU time (scripts/cpu.sh) moves by ±10 % from
+# one run to the next on a shared machine. It counts user-space instructions only: the
 # kernel's socket work and what a cache or TLB miss costs are not in it (cpu.sh has them).
 #
 # For each row the release binary is started under callgrind on 127.0.0.1:0 with a

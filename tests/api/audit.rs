@@ -3,12 +3,12 @@
 //! file for logrotate, in process and through SIGHUP to `regauth serve`.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::helpers::{TestApp, signal, spawn_app_with, start_serve_logging, user};
-use crate::support::{key_dir, write_config};
+use crate::support::{key_dir, wait_for, write_config};
 
 const PASSWORD: &str = "Right-Pw-3b9e";
 const TYPED_AS_USER: &str = "Typed-As-User-8c1f";
@@ -28,24 +28,25 @@ async fn audited_app() -> (TestApp, PathBuf) {
 
 /// The lines of `path` once there are at least `count`, within a deadline.
 pub fn wait_for_lines(path: &Path, count: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect();
-        if lines.len() >= count {
-            return lines;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} of {count} audit lines in {}:\n{text}",
-            lines.len(),
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let read = || std::fs::read_to_string(path).unwrap_or_default();
+    wait_for(
+        Duration::from_secs(10),
+        || {
+            let lines: Vec<Value> = read()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+                .collect();
+            (lines.len() >= count).then_some(lines)
+        },
+        || {
+            let text = read();
+            format!(
+                "{} of {count} audit lines in {}:\n{text}",
+                text.lines().count(),
+                path.display()
+            )
+        },
+    )
 }
 
 #[tokio::test]
@@ -238,15 +239,17 @@ async fn sighup_makes_regauth_serve_reopen_its_audit_file() {
 
     signal(&child, "HUP");
     // The reopen happens when the signal is handled: poll until the new file exists.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !path.exists() {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "regauth exited on SIGHUP"
-        );
-        assert!(Instant::now() < deadline, "no new audit file after SIGHUP");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(
+        Duration::from_secs(10),
+        || {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "regauth exited on SIGHUP"
+            );
+            path.exists().then_some(())
+        },
+        || "no new audit file after SIGHUP".into(),
+    );
     assert_eq!(get().await.unwrap().status(), 200);
     assert_eq!(wait_for_lines(&path, 1).len(), 1);
     assert_eq!(wait_for_lines(&rotated, 1).len(), 1);

@@ -20,8 +20,8 @@ use regauth::policy::RuleSettings;
 use serde_json::Value;
 
 use crate::helpers::{TestApp, claims, spawn_app_with, user};
-use crate::support::skip_or_fail;
 use crate::support::{free_port, key_dir, write_config};
+use crate::support::{skip_or_fail, wait_for, wait_for_async};
 
 pub const BASE: &str = "dc=example,dc=org";
 const SERVICE_DN: &str = "cn=svc,dc=example,dc=org";
@@ -193,14 +193,18 @@ impl Slapd {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("slapd exited with {status}");
-            }
-            assert!(Instant::now() < deadline, "slapd did not start listening");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let port = self.port;
+        let child = self.child.as_mut().unwrap();
+        wait_for(
+            Duration::from_secs(20),
+            || {
+                if let Some(status) = child.try_wait().unwrap() {
+                    panic!("slapd exited with {status}");
+                }
+                TcpStream::connect(("127.0.0.1", port)).ok()
+            },
+            || "slapd did not start listening".into(),
+        );
     }
 
     /// Stops slapd; the directory's data stays for [`Slapd::run`].
@@ -517,20 +521,20 @@ async fn start_tls_and_ldaps_verify_the_directory_against_the_configured_ca() {
     );
 }
 
-/// Polls `login` until it answers `expected`, within 20 s.
+/// Polls `login` until it answers `expected`, within 20 s; every 100 ms, so that the refused
+/// attempts stay under the brute-force limits.
 async fn eventually(app: &TestApp, user: &str, password: &str, expected: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let status = token_as(app, user, password).await.status().as_u16();
-        if status == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still {status}, expected {expected}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let last = std::cell::Cell::new(0);
+    wait_for_async(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        async || {
+            last.set(token_as(app, user, password).await.status().as_u16());
+            (last.get() == expected).then_some(())
+        },
+        || format!("still {}, expected {expected}", last.get()),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -814,11 +818,13 @@ async fn a_stuck_directory_never_holds_up_local_users() {
             })
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while accepted.load(Ordering::SeqCst) == 0 {
-        assert!(Instant::now() < deadline, "no directory login connected");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_async(
+        Duration::from_secs(10),
+        Duration::from_millis(10),
+        async || (accepted.load(Ordering::SeqCst) > 0).then_some(()),
+        || "no directory login connected".into(),
+    )
+    .await;
     // A directory login holds the directory's only slot, the others wait for it: the
     // local user still gets a worker.
     assert_eq!(

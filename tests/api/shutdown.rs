@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::helpers::{signal, spawn_app_with, start_serve_logging};
+use crate::support::wait_for_async;
 
 /// What one request on a keep-alive connection came to.
 #[derive(Debug, PartialEq, Eq)]
@@ -105,11 +106,13 @@ async fn shutdown_turns_readyz_503_closes_keep_alive_connections_cleanly_and_dro
             })
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while answered.load(Ordering::Relaxed) < 200 {
-        assert!(Instant::now() < deadline, "no traffic");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_async(
+        Duration::from_secs(10),
+        Duration::from_millis(10),
+        async || (answered.load(Ordering::Relaxed) >= 200).then_some(()),
+        || "no traffic".into(),
+    )
+    .await;
     assert_eq!(
         closed_cleanly.load(Ordering::Relaxed),
         0,

@@ -146,6 +146,27 @@ pub fn wait_for<T>(
     }
 }
 
+/// [`wait_for`] for async tests: awaits `probe` every `every` (without blocking the runtime)
+/// until it gives a value, and panics with `failure()` after `within`. `every` is the
+/// caller's: a probe that signs in counts against the brute-force limits when it fails.
+pub async fn wait_for_async<T>(
+    within: std::time::Duration,
+    every: std::time::Duration,
+    mut probe: impl AsyncFnMut() -> Option<T>,
+    failure: impl FnOnce() -> String,
+) -> T {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        if started.elapsed() >= within {
+            panic!("{} (waited {within:?})", failure());
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// True under CI: `CI` set to anything but "", "0" or "false" (any case). A missing outside
 /// program is then a failure, not a skip.
 pub fn in_ci() -> bool {

@@ -1,5 +1,5 @@
 //! JSON written field by field into a byte buffer, for the few documents every token request
-//! writes (the claims, the audit line). `serde_json` writes the same bytes (each caller pins
+//! writes (the claims, the audit line, the token response). `serde_json` writes the same bytes (each caller pins
 //! that with a test) but checks every byte of every key and value for escaping one at a
 //! time; text that needs none, which is nearly all of it, is copied here instead.
 
@@ -27,6 +27,18 @@ pub fn push_opt_str(out: &mut Vec<u8>, text: Option<&str>) {
         Some(text) => push_str(out, text),
         None => out.extend_from_slice(b"null"),
     }
+}
+
+/// `key` (the bytes up to the value, as `,"name":`) then `text` as a JSON string.
+pub fn push_field(out: &mut Vec<u8>, key: &[u8], text: &str) {
+    out.extend_from_slice(key);
+    push_str(out, text);
+}
+
+/// `key` then `text` as a JSON string, or `null`.
+pub fn push_opt_field(out: &mut Vec<u8>, key: &[u8], text: Option<&str>) {
+    out.extend_from_slice(key);
+    push_opt_str(out, text);
 }
 
 /// `n` as a JSON number (by `itoa`, as `serde_json` writes it).

@@ -21,7 +21,7 @@ use std::time::Duration;
 use prometheus_client::metrics::counter::Counter;
 use serde::{Deserialize, Serialize};
 
-use crate::support::json::{push_opt_str, push_str};
+use crate::support::json::{push_field, push_opt_field};
 // A poisoned lock still gives its buffer: a line is appended whole or not at all.
 use crate::support::sync::lock;
 
@@ -237,15 +237,41 @@ fn serialize_line_into(event: &Event<'_>, line: &mut Vec<u8>) -> serde_json::Res
 /// event, an escape check per byte) it took three times the instructions.
 fn write_whole(event: &Event<'_>, line: &mut Vec<u8>) {
     line.clear();
-    line.extend_from_slice(b"{\"time\":");
-    push_str(line, event.time);
-    line.extend_from_slice(b",\"request_id\":");
-    push_str(line, event.request_id);
+    push_field(line, b"{\"time\":", event.time);
+    push_field(line, b",\"request_id\":", event.request_id);
     line.extend_from_slice(b",\"client_ip\":");
-    match event.client_ip {
-        // An address's text (digits, dots, hex, colons) needs no escaping.
+    push_ip(line, event.client_ip);
+    push_field(line, b",\"account\":", event.account);
+    push_field(line, b",\"source\":", event.source);
+    push_field(line, b",\"service\":", event.service);
+    push_field(line, b",\"grant_type\":", event.grant_type);
+    line.extend_from_slice(b",\"scopes\":[");
+    for (i, scope) in event.scopes.iter().enumerate() {
+        if i > 0 {
+            line.push(b',');
+        }
+        push_field(line, b"{\"requested\":", &scope.requested);
+        push_opt_field(line, b",\"granted\":", scope.granted.as_deref());
+        push_opt_field(line, b",\"rule\":", scope.rule.as_deref());
+        line.push(b'}');
+    }
+    line.extend_from_slice(b"],\"outcome\":");
+    line.extend_from_slice(match event.outcome {
+        Outcome::Issued => b"\"issued\"",
+        Outcome::Refused => b"\"refused\"",
+    });
+    push_opt_field(line, b",\"error\":", event.error);
+    push_opt_field(line, b",\"reason\":", event.reason);
+    push_opt_field(line, b",\"jti\":", event.jti);
+    push_opt_field(line, b",\"kid\":", event.kid);
+    line.push(b'}');
+}
+
+/// The client address as a JSON string (its text needs no escaping), or `null`. An IPv4
+/// address is written digit by digit: `Display` goes through the formatter's padding.
+fn push_ip(line: &mut Vec<u8>, ip: Option<IpAddr>) {
+    match ip {
         Some(IpAddr::V4(ip)) => {
-            // By hand: `Display` goes through the formatter's padding, for a few digits.
             line.push(b'"');
             for (i, octet) in ip.octets().into_iter().enumerate() {
                 if i > 0 {
@@ -266,41 +292,6 @@ fn write_whole(event: &Event<'_>, line: &mut Vec<u8>) {
         }
         None => line.extend_from_slice(b"null"),
     }
-    line.extend_from_slice(b",\"account\":");
-    push_str(line, event.account);
-    line.extend_from_slice(b",\"source\":");
-    push_str(line, event.source);
-    line.extend_from_slice(b",\"service\":");
-    push_str(line, event.service);
-    line.extend_from_slice(b",\"grant_type\":");
-    push_str(line, event.grant_type);
-    line.extend_from_slice(b",\"scopes\":[");
-    for (i, scope) in event.scopes.iter().enumerate() {
-        if i > 0 {
-            line.push(b',');
-        }
-        line.extend_from_slice(b"{\"requested\":");
-        push_str(line, &scope.requested);
-        line.extend_from_slice(b",\"granted\":");
-        push_opt_str(line, scope.granted.as_deref());
-        line.extend_from_slice(b",\"rule\":");
-        push_opt_str(line, scope.rule.as_deref());
-        line.push(b'}');
-    }
-    line.extend_from_slice(b"],\"outcome\":");
-    line.extend_from_slice(match event.outcome {
-        Outcome::Issued => b"\"issued\"",
-        Outcome::Refused => b"\"refused\"",
-    });
-    line.extend_from_slice(b",\"error\":");
-    push_opt_str(line, event.error);
-    line.extend_from_slice(b",\"reason\":");
-    push_opt_str(line, event.reason);
-    line.extend_from_slice(b",\"jti\":");
-    push_opt_str(line, event.jti);
-    line.extend_from_slice(b",\"kid\":");
-    push_opt_str(line, event.kid);
-    line.push(b'}');
 }
 
 /// The line of an event too long for [`MAX_LINE_BYTES`]: see there for what is cut.

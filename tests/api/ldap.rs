@@ -521,8 +521,8 @@ async fn start_tls_and_ldaps_verify_the_directory_against_the_configured_ca() {
     );
 }
 
-/// Polls `login` until it answers `expected`, within 20 s; every 100 ms, so that the refused
-/// attempts stay under the brute-force limits.
+/// Polls `login` until it answers `expected`, within 20 s, every 100 ms as before: each try
+/// is a sign-in, and a refused one counts against the brute-force limits.
 async fn eventually(app: &TestApp, user: &str, password: &str, expected: u16) {
     let last = std::cell::Cell::new(0);
     wait_for_async(

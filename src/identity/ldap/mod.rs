@@ -9,11 +9,12 @@
 //! nobody. Exactly one entry must match; more is refused (and logged) as a wrong password.
 //!
 //! Calls block. One login has one deadline, `timeout_seconds`, for everything it does:
-//! waiting for one of the source's `pool_size` check slots (see [`super::Logins`]), the
-//! connection pool, connect and StartTLS, the service bind, the user search, the user bind,
-//! the group search, and the retry on a broken pooled connection. Connections are kept in a
-//! pool of at most `pool_size`. A directory that cannot be reached or does not answer in time
-//! makes the source unavailable (503), never a wrong password.
+//! waiting for one of the source's `pool_size` check slots (see [`super::Logins`]), connect
+//! and StartTLS, the service bind, the user search, the user bind, the group search, and the
+//! retry on a broken pooled connection. A login holds its slot while it uses the directory,
+//! so at most `pool_size` connections are open and idle ones are reused without a second
+//! wait (see `pool.rs`). A directory that cannot be reached or does not answer in time makes
+//! the source unavailable (503), never a wrong password.
 //!
 //! Safe by default: `ldap://` to a host that is not loopback without `start_tls` is refused
 //! unless `allow_plaintext` is set (every user's password would cross the network in clear),

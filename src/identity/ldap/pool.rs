@@ -1,13 +1,22 @@
-//! Connections to the directory: connecting, the service bind, and a pool of at most
-//! `ldap.pool_size` connections that a login waits for until its deadline.
+//! Connections to the directory: connecting, the service bind, and the idle connections kept
+//! for reuse (at most `ldap.pool_size` open at once).
+//!
+//! Nothing here waits for a connection. A login or an owner lookup holds one of the source's
+//! `pool_size` check slots for as long as it uses the directory (taken in [`crate::identity::Logins`],
+//! within the login's one deadline), so at most `pool_size` connections are ever out and a
+//! checkout always finds an idle one or room to open one. The only wait is the slot's. A
+//! pool crate (r2d2, deadpool, bb8) would add a second wait and a connect timeout of its own,
+//! outside the login's deadline. A call made without a slot (`regauth explain`) when every
+//! connection is out is answered "unavailable" at once rather than queued.
 
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ldap3::{LdapConn, LdapConnSettings, LdapError};
 use secrecy::ExposeSecret;
 
 use super::{LdapSource, Outcome};
+use crate::support::sync::lock;
 
 /// A connection and who it is bound as.
 pub(super) struct Conn {
@@ -20,68 +29,54 @@ pub(super) struct Conn {
 /// timing out, so a fresh connection may do better).
 pub(super) struct Broken(pub(super) String, pub(super) bool);
 
-/// At most `size` connections, idle or in use; a caller waits for one until its deadline.
-pub(super) struct Pool {
-    slots: Mutex<Slots>,
-    returned: Condvar,
+/// Idle connections, and how many are out (idle plus out is at most `size`).
+pub(super) struct Pool<C = Conn> {
+    slots: Mutex<Slots<C>>,
     size: usize,
 }
 
-#[derive(Default)]
-struct Slots {
-    idle: Vec<Conn>,
+struct Slots<C> {
+    idle: Vec<C>,
     in_use: usize,
 }
 
-impl Pool {
-    pub(super) fn new(size: usize) -> Pool {
+impl<C> Pool<C> {
+    pub(super) fn new(size: usize) -> Pool<C> {
         Pool {
-            slots: Mutex::new(Slots::default()),
-            returned: Condvar::new(),
+            slots: Mutex::new(Slots {
+                idle: Vec::new(),
+                in_use: 0,
+            }),
             size,
         }
     }
 
-    /// A connection from the pool, or room to open one; waits until `deadline` for one.
-    fn checkout(&self, deadline: Instant) -> Result<Option<Conn>, String> {
-        let mut slots = self
-            .slots
-            .lock()
-            .map_err(|_| "the connection pool is poisoned".to_owned())?;
-        loop {
-            if let Some(conn) = slots.idle.pop() {
-                slots.in_use += 1;
-                return Ok(Some(conn));
-            }
-            if slots.in_use < self.size {
-                slots.in_use += 1;
-                return Ok(None);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(format!(
-                    "all {} directory connections stayed busy until the login's deadline",
-                    self.size,
-                ));
-            }
-            slots = self
-                .returned
-                .wait_timeout(slots, deadline - now)
-                .map_err(|_| "the connection pool is poisoned".to_owned())?
-                .0;
+    /// An idle connection (`Some`), or room to open one (`None`); an error when all `size`
+    /// are out, which a caller holding a check slot never sees.
+    fn checkout(&self) -> Result<Option<C>, String> {
+        let mut slots = lock(&self.slots);
+        if let Some(conn) = slots.idle.pop() {
+            slots.in_use += 1;
+            return Ok(Some(conn));
         }
+        if slots.in_use < self.size {
+            slots.in_use += 1;
+            return Ok(None);
+        }
+        Err(format!(
+            "all {} directory connections are in use (ldap.pool_size)",
+            self.size
+        ))
     }
 
-    /// Gives back the slot taken by [`Pool::checkout`], with the connection when it is
+    /// Gives back the room taken by [`Pool::checkout`], with the connection when it is
     /// still good.
-    fn checkin(&self, conn: Option<Conn>) {
-        if let Ok(mut slots) = self.slots.lock() {
-            slots.in_use = slots.in_use.saturating_sub(1);
-            if let Some(conn) = conn {
-                slots.idle.push(conn);
-            }
+    fn checkin(&self, conn: Option<C>) {
+        let mut slots = lock(&self.slots);
+        slots.in_use = slots.in_use.saturating_sub(1);
+        if let Some(conn) = conn {
+            slots.idle.push(conn);
         }
-        self.returned.notify_one();
     }
 }
 
@@ -143,7 +138,7 @@ impl LdapSource {
         step: impl Fn(&Self, &mut Conn) -> Result<Outcome, Broken>,
     ) -> Outcome {
         for attempt in 0..2 {
-            let pooled = match self.pool.checkout(deadline) {
+            let pooled = match self.pool.checkout() {
                 Ok(pooled) => pooled,
                 Err(reason) => return Outcome::Unavailable(reason),
             };
@@ -204,5 +199,31 @@ pub(super) fn transport(e: LdapError) -> Broken {
     match e {
         LdapError::Timeout { .. } => Broken("the directory did not answer in time".into(), false),
         other => Broken(format!("directory connection failed: {other}"), true),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pool;
+
+    #[test]
+    fn at_most_size_are_out_and_a_returned_connection_is_reused() {
+        let pool: Pool<&str> = Pool::new(2);
+        assert_eq!(pool.checkout(), Ok(None), "room to open the first");
+        assert_eq!(pool.checkout(), Ok(None), "room to open the second");
+        let full = pool.checkout().unwrap_err();
+        assert!(full.contains("all 2 directory connections"), "{full}");
+        // A broken connection is dropped: its room comes back, not the connection.
+        pool.checkin(None);
+        assert_eq!(pool.checkout(), Ok(None));
+        pool.checkin(Some("a"));
+        pool.checkin(Some("b"));
+        assert_eq!(
+            pool.checkout(),
+            Ok(Some("b")),
+            "the last returned is reused first"
+        );
+        assert_eq!(pool.checkout(), Ok(Some("a")));
+        assert!(pool.checkout().is_err());
     }
 }

@@ -71,6 +71,15 @@ impl Curve {
         }
     }
 
+    /// Bytes of a scalar (and of `r` and of `s` in a JWS signature): 32, 48 or 66.
+    pub fn scalar_len(self) -> usize {
+        match self {
+            Curve::P256 => 32,
+            Curve::P384 => 48,
+            Curve::P521 => 66,
+        }
+    }
+
     /// The algorithm that signs with this curve.
     pub fn algorithm(self) -> Algorithm {
         match self {

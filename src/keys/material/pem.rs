@@ -9,11 +9,13 @@ use super::super::algorithm::{Algorithm, Curve, KeyKind};
 use super::super::kid::PublicJwk;
 use super::{KeyError, MIN_HMAC_SECRET, PublicKeyInfo, Secret};
 
+/// The DER-signing algorithms: [`SigningKey::sign`](super::SigningKey::sign) turns the DER
+/// signature into JWS's fixed-size `r || s` itself (see `jws.rs`).
 fn ec_signing_alg(curve: Curve) -> &'static signature::EcdsaSigningAlgorithm {
     match curve {
-        Curve::P256 => &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-        Curve::P384 => &signature::ECDSA_P384_SHA384_FIXED_SIGNING,
-        Curve::P521 => &signature::ECDSA_P521_SHA512_FIXED_SIGNING,
+        Curve::P256 => &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+        Curve::P384 => &signature::ECDSA_P384_SHA384_ASN1_SIGNING,
+        Curve::P521 => &signature::ECDSA_P521_SHA512_ASN1_SIGNING,
     }
 }
 

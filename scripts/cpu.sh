@@ -25,7 +25,8 @@
 # with `perf record -g` (cpu-clock) into FILE for `perf report -i FILE`.
 #
 # The machine is usually shared: the last lines name the load average. Compare ratios from
-# one run, not absolute numbers across runs.
+# one run, not absolute numbers across runs. --connections 64 measures a saturated server
+# (no idle CPU between requests); the default 8 lets workers go idle (scripts/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,7 +38,7 @@ while [ $# -gt 0 ]; do
     --seconds) SECS="$2"; shift 2 ;;
     --connections) CONNS="$2"; shift 2 ;;
     --perf) PERF_OUT="$2"; shift 2 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done

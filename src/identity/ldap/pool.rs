@@ -2,12 +2,13 @@
 //! for reuse (at most `ldap.pool_size` open at once).
 //!
 //! Nothing here waits for a connection. A login or an owner lookup holds one of the source's
-//! `pool_size` check slots for as long as it uses the directory (taken in [`crate::identity::Logins`],
-//! within the login's one deadline), so at most `pool_size` connections are ever out and a
-//! checkout always finds an idle one or room to open one. The only wait is the slot's. A
-//! pool crate (r2d2, deadpool, bb8) would add a second wait and a connect timeout of its own,
-//! outside the login's deadline. A call made without a slot (`regauth explain`) when every
-//! connection is out is answered "unavailable" at once rather than queued.
+//! `pool_size` check slots for as long as it uses the directory (taken in
+//! [`crate::identity::Logins`], within the login's one deadline), so at most `pool_size`
+//! connections are ever out and a checkout always finds an idle one or room to open one. The
+//! only wait is the slot's. A pool crate (r2d2, deadpool, bb8) would add a second wait and a
+//! connect timeout of its own, outside the login's deadline. A call made without a slot
+//! (`regauth explain`) when every connection is out is answered "unavailable" at once rather
+//! than queued.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

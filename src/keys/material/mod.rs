@@ -11,7 +11,7 @@ mod signing_key;
 use aws_lc_rs::hmac;
 use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair};
 
-use super::algorithm::Algorithm;
+use super::algorithm::{Algorithm, Curve};
 use super::kid::PublicJwk;
 
 pub use crate::fs::pair::content_digest;
@@ -83,7 +83,8 @@ pub enum KeyError {
 
 /// The private half, parsed once.
 enum Secret {
-    Ec(EcdsaKeyPair),
+    /// The pair signs into DER; the curve sizes JWS's `r || s` (see `jws.rs`).
+    Ec(EcdsaKeyPair, Curve),
     Rsa(RsaKeyPair),
     Ed25519(Ed25519KeyPair),
     Hmac(Box<hmac::Key>),

@@ -94,7 +94,7 @@ fn parse_ec(der: &[u8]) -> Option<Parsed> {
                     y: y.to_vec(),
                 },
             };
-            Some((Secret::Ec(pair), curve.algorithm(), Some(public)))
+            Some((Secret::Ec(pair, curve), curve.algorithm(), Some(public)))
         })
 }
 
@@ -123,7 +123,7 @@ fn choose_algorithm(parsed: Parsed, requested: Option<Algorithm>) -> Result<Pars
     };
     let fits = match (&secret, alg.key_kind()) {
         (Secret::Rsa(_), KeyKind::Rsa) => true,
-        (Secret::Ec(_), KeyKind::Ec(_)) => alg == natural,
+        (Secret::Ec(..), KeyKind::Ec(_)) => alg == natural,
         (Secret::Ed25519(_), KeyKind::Ed25519) => true,
         _ => false,
     };

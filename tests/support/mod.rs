@@ -52,6 +52,25 @@ pub fn tls_server_pair(
     name: &str,
 ) -> (String, String) {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("tls key");
+    (tls_server_cert(ca, name, &key), key.serialize_pem())
+}
+
+/// A TLS server certificate as [`tls_server_pair`] makes, for the existing key `key_pem`:
+/// the certificate PEM.
+pub fn tls_server_cert_for(
+    ca: &rcgen::CertifiedIssuer<'_, rcgen::KeyPair>,
+    name: &str,
+    key_pem: &str,
+) -> String {
+    let key = rcgen::KeyPair::from_pem(key_pem).expect("tls key parses");
+    tls_server_cert(ca, name, &key)
+}
+
+fn tls_server_cert(
+    ca: &rcgen::CertifiedIssuer<'_, rcgen::KeyPair>,
+    name: &str,
+    key: &rcgen::KeyPair,
+) -> String {
     let mut params =
         rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
             .expect("params");
@@ -60,8 +79,7 @@ pub fn tls_server_pair(
         .push(rcgen::DnType::CommonName, name);
     params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-    let cert = params.signed_by(&key, ca).expect("tls cert");
-    (cert.pem(), key.serialize_pem())
+    params.signed_by(key, ca).expect("tls cert").pem()
 }
 
 /// The DER of every CERTIFICATE block in `pem_text`, in order.
